@@ -1,0 +1,77 @@
+"""The one exception hierarchy of bridge.
+
+Every error subclasses both :class:`BridgeError` and the builtin exception a user
+would naturally catch (``ValueError``, ``NotImplementedError``, ...), so
+``except ValueError`` keeps working in code that does not know about bridge.
+Messages name the offending value and what would have been accepted.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+
+class BridgeError(Exception):
+    """Base class of every exception raised on purpose by bridge."""
+
+
+class UnsupportedOperatorError(BridgeError, NotImplementedError):
+    """An ONNX operator (domain, type, opset) has no converter.
+
+    Parameters
+    ----------
+    domain : str
+        The operator's domain (``""`` is the default ONNX domain ``ai.onnx``).
+    op_type : str
+        The operator's type, e.g. ``"TreeEnsembleRegressor"``.
+    opset : int or None
+        The opset version the model imports for ``domain``.
+    supported : sequence of int
+        The ``since_version`` values bridge has converters for (empty when none).
+    reason : str, optional
+        Extra detail, e.g. an attribute value that is not supported.
+    """
+
+    def __init__(self, domain, op_type, opset, supported=(), reason=""):
+        self.domain = domain
+        self.op_type = op_type
+        self.opset = opset
+        self.supported = tuple(supported)
+        shown_domain = domain or "ai.onnx"
+        if self.supported:
+            versions = ", ".join(str(v) for v in self.supported)
+            tail = f"supported: {versions}"
+        else:
+            tail = "no converter is registered for this operator (see SUPPORTED.md)"
+        message = f"{shown_domain}::{op_type} opset {opset} is not supported; {tail}"
+        if reason:
+            message = f"{shown_domain}::{op_type} (opset {opset}): {reason}"
+        super().__init__(message)
+
+
+class ConversionError(BridgeError, ValueError):
+    """A model could not be converted (malformed graph, forbidden attribute mix, ...)."""
+
+
+class InvalidModelError(ConversionError):
+    """The input is not a readable ONNX model (bad bytes, truncated file, wrong type)."""
+
+
+class UnsupportedEstimatorError(BridgeError, NotImplementedError):
+    """A scikit-learn estimator has no conversion path to ONNX."""
+
+
+class ExportError(BridgeError, ValueError):
+    """An object could not be exported to ONNX."""
+
+
+class NotFittedError(BridgeError, _SklearnNotFittedError):
+    """An estimator or net was used before it was fitted.
+
+    Subclasses scikit-learn's ``NotFittedError`` (itself a ``ValueError`` and
+    ``AttributeError``), so sklearn's own ``except`` clauses catch it.
+    """
+
+
+class DeviceError(BridgeError, RuntimeError):
+    """A requested device is not available (e.g. ``device='cuda'`` without CUDA)."""

@@ -1,0 +1,239 @@
+"""``from_onnx``: an ONNX ``ModelProto`` → a ``torch.fx.GraphModule``.
+
+Walks the graph's nodes in order, asks the registry for each node's converter and
+wires the returned modules into an fx graph. Nodes whose inputs are all constants are
+evaluated once at import time ("constant folding"), so converters see shapes, axes and
+other run-time inputs as constants whenever the graph allows it.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+import warnings
+
+import onnx
+import torch
+from torch import fx, nn
+
+from bridge.errors import ConversionError, UnsupportedOperatorError
+from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
+from bridge.onnx.context import ConversionContext
+from bridge.onnx.dtypes import STRING, numpy_to_torch
+from bridge.onnx.graph import OnnxGraph, OnnxNode, load_model, normalize_domain
+from bridge.onnx.registry import Converted, lookup, schema_version
+
+_IDENTIFIER = re.compile(r"[^0-9a-zA-Z_]")
+
+
+def _python_name(name: str, taken: set[str]) -> str:
+    base = _IDENTIFIER.sub("_", name) or "value"
+    if base[0].isdigit():
+        base = "v_" + base
+    candidate, counter = base, 1
+    while candidate in taken:
+        counter += 1
+        candidate = f"{base}_{counter}"
+    taken.add(candidate)
+    return candidate
+
+
+class OnnxGraphModule(fx.GraphModule):
+    """The ``fx.GraphModule`` produced by :func:`from_onnx`.
+
+    Besides the usual GraphModule behaviour it records the ONNX names of its inputs
+    and outputs, the model's opsets and, for string-typed values at the graph edges,
+    the vocabularies their int64 indices stand for.
+    """
+
+    input_names: list[str]
+    output_names: list[str]
+    opsets: dict[str, int]
+    input_vocabularies: dict[str, list]
+    output_vocabularies: dict[str, list]
+
+
+class _GraphBuilder:
+    """Builds one fx graph from one ONNX graph; used once per :func:`from_onnx` call."""
+
+    def __init__(self, model: onnx.ModelProto, trainable: bool, options: dict):
+        self.model = model
+        self.trainable = trainable
+        self.opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
+        self.graph = OnnxGraph(self._with_inferred_types(model).graph)
+        self.context = ConversionContext(self.graph, self.opsets, options)
+        self.root = nn.Module()
+        self.fx_graph = fx.Graph()
+        self.values: dict[str, fx.Node] = {}
+        self.names: set[str] = set()
+
+    @staticmethod
+    def _with_inferred_types(model: onnx.ModelProto) -> onnx.ModelProto:
+        try:
+            return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # inference is a convenience; converters cope without types
+            return model
+
+    def build(self) -> OnnxGraphModule:
+        for name, array in self.graph.initializers.items():
+            if array.dtype.kind not in "OUS":
+                self.context.constants[name] = numpy_to_torch(array)
+        for name in self.graph.inputs:
+            value_type = self.graph.type_of(name)
+            if value_type is not None and value_type.kind != "tensor":
+                raise ConversionError(
+                    f"graph input {name!r} is a {value_type.kind}; bridge converts graphs "
+                    "whose inputs are tensors"
+                )
+            self.values[name] = self.fx_graph.placeholder(_python_name(name, self.names))
+        for node in self.graph.nodes():
+            self._convert_node(node)
+        outputs = [self._value(name, "graph output") for name in self.graph.outputs]
+        self.fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
+        module = OnnxGraphModule(self.root, self.fx_graph, class_name="OnnxGraphModule")
+        module.input_names = self.graph.inputs
+        module.output_names = self.graph.outputs
+        module.opsets = dict(self.opsets)
+        module.input_vocabularies = self._edge_vocabularies(self.graph.inputs, "input")
+        module.output_vocabularies = self._edge_vocabularies(self.graph.outputs, "output")
+        return module
+
+    def _edge_vocabularies(self, names: list[str], role: str) -> dict[str, list]:
+        vocabularies = {}
+        for name in names:
+            vocabulary = self.context.vocabulary(name)
+            value_type = self.graph.type_of(name)
+            is_string = value_type is not None and value_type.elem_type == STRING
+            if vocabulary is not None:
+                vocabularies[name] = vocabulary
+            elif is_string:
+                raise ConversionError(
+                    f"graph {role} {name!r} is a string tensor that no operator maps to or "
+                    "from a known vocabulary; bridge carries strings only as int64 indices "
+                    "into a vocabulary fixed by the graph (e.g. LabelEncoder, class labels)"
+                )
+        return vocabularies
+
+    def _convert_node(self, node: OnnxNode) -> None:
+        opset = self.opsets.get(node.domain)
+        function = lookup(node.domain, node.op_type, opset)
+        node.since_version = schema_version(node.domain, node.op_type, opset) or opset
+        result = function(node, self.context)
+        converted = result if isinstance(result, Converted) else Converted(result)
+        inputs = converted.inputs if converted.inputs is not None else node.inputs
+        inputs = [None if spec == "" else spec for spec in inputs]
+        if self._foldable(converted.module, inputs):
+            self._fold(node, converted.module, inputs)
+            return
+        submodule_name = _python_name(node.name, self.names)
+        self.root.add_module(submodule_name, converted.module)
+        arguments = tuple(self._argument(spec, node) for spec in inputs)
+        call = self.fx_graph.call_module(submodule_name, arguments)
+        outputs = node.outputs
+        if len(outputs) == 1:
+            self.values[outputs[0]] = call
+            return
+        for position, name in enumerate(outputs):
+            if name:
+                self.values[name] = self.fx_graph.call_function(
+                    operator.getitem, (call, position)
+                )
+
+    def _argument(self, spec, node: OnnxNode):
+        if spec is None:
+            return None
+        if isinstance(spec, (list, tuple)):
+            return [self._value(name, f"input of {node.op_type} {node.name!r}") for name in spec]
+        return self._value(spec, f"input of {node.op_type} {node.name!r}")
+
+    def _foldable(self, module: nn.Module, inputs) -> bool:
+        if not getattr(module, "deterministic", True):
+            return False
+        names = [n for spec in inputs if spec is not None
+                 for n in (spec if isinstance(spec, (list, tuple)) else [spec])]
+        return all(self.context.is_constant(n) for n in names)
+
+    def _fold(self, node: OnnxNode, module: nn.Module, inputs) -> None:
+        def constant(spec):
+            if spec is None:
+                return None
+            if isinstance(spec, (list, tuple)):
+                return [self.context.constants[n] for n in spec]
+            return self.context.constants[spec]
+
+        with torch.no_grad():
+            try:
+                result = module(*[constant(spec) for spec in inputs])
+            except (ConversionError, UnsupportedOperatorError):
+                raise
+            except Exception as error:
+                raise ConversionError(
+                    f"{node.op_type} node {node.name!r} failed on its constant inputs: {error}"
+                ) from error
+        results = [result] if len(node.outputs) == 1 else list(result)
+        for name, value in zip(node.outputs, results):
+            if name and isinstance(value, torch.Tensor):
+                self.context.constants[name] = value
+
+    def _value(self, name: str, role: str) -> fx.Node:
+        value = self.values.get(name)
+        if value is not None:
+            return value
+        constant = self.context.constants.get(name)
+        if constant is None:
+            raise ConversionError(
+                f"value {name!r} ({role}) is used before any node produces it; "
+                "the graph is not in topological order or is missing a node"
+            )
+        attribute = _python_name(name, self.names)
+        if self.trainable and constant.is_floating_point():
+            self.root.register_parameter(attribute, nn.Parameter(constant.clone()))
+        else:
+            self.root.register_buffer(attribute, constant)
+        self.values[name] = self.fx_graph.get_attr(attribute)
+        return self.values[name]
+
+
+def from_onnx(
+    model: onnx.ModelProto | str | os.PathLike | bytes,
+    *,
+    trainable: bool = False,
+    tree_strategy: str = "auto",
+) -> OnnxGraphModule:
+    """Convert an ONNX model into a ``torch.fx.GraphModule``.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, path or bytes
+        The model: a loaded proto, the path of a ``.onnx`` file, or its bytes.
+    trainable : bool, default False
+        When True, floating-point initializers become ``nn.Parameter`` (so an
+        optimizer can fine-tune them); otherwise every constant is a buffer.
+    tree_strategy : str, default "auto"
+        How tree ensembles run: ``"auto"`` picks per call from depth, tree count,
+        batch size and device (see ``docs/trees.md``); ``"gemm"``, ``"traversal"`` or
+        ``"perfect"`` force one strategy.
+
+    Returns
+    -------
+    OnnxGraphModule
+        A ``torch.fx.GraphModule`` whose ``forward`` takes tensors in graph-input
+        order and returns one tensor, or a tuple in graph-output order. String values
+        at the edges are int64 indices into ``input_vocabularies`` /
+        ``output_vocabularies``.
+
+    Raises
+    ------
+    InvalidModelError
+        The input is not a readable ONNX model.
+    UnsupportedOperatorError
+        An operator, domain or opset has no converter; the message names the domain,
+        operator, opset and the supported versions.
+    ConversionError
+        The graph is malformed or uses an attribute combination bridge rejects.
+    """
+    proto = load_model(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fx warns on buffer-name shadowing
+        return _GraphBuilder(proto, trainable, {"tree_strategy": tree_strategy}).build()

@@ -1,0 +1,1 @@
+"""Converters for the ai.onnx.ml domain (traditional machine learning operators)."""
