@@ -85,8 +85,8 @@ def test_a_file_that_is_not_onnx_is_rejected(tmp_path, capsys):
 
 
 def test_a_users_onnx_file_is_timed_against_onnxruntime(tmp_path, capsys):
-    from sklearn.linear_model import LogisticRegression
     from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4)).astype(np.float32)
