@@ -1,0 +1,216 @@
+"""``bridge.to_onnx``: nets, converted models, estimators and modules as checked ONNX files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from bridge.errors import ExportError, NotFittedError
+from bridge.export.artifact import check_and_save, read_metadata, set_metadata
+from bridge.export.modules import export_module
+from bridge.export.net import net_head, sample_for
+
+__all__ = ["to_onnx", "read_metadata", "export_module"]
+
+ACCEPTED = (
+    "a fitted bridge NeuralNet*, a scikit-learn Pipeline ending in one, a model from "
+    "bridge.from_sklearn / bridge.from_onnx, a fitted scikit-learn estimator, or a "
+    "torch.nn.Module with X_sample"
+)
+
+
+class _SelectOutput(nn.Module):
+    """Runs an imported graph and keeps one output (used to put preprocessing before a net)."""
+
+    def __init__(self, graph_module: nn.Module, index: int):
+        super().__init__()
+        self.graph_module = graph_module
+        self.index = index
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        result = self.graph_module(X)
+        return result[self.index] if isinstance(result, tuple) else result
+
+
+def _is_net(obj) -> bool:
+    from bridge.net import NeuralNet
+
+    return isinstance(obj, NeuralNet)
+
+
+def _as_tensor(X_sample, dtype=torch.float32) -> torch.Tensor:
+    if isinstance(X_sample, torch.Tensor):
+        return X_sample.detach().cpu()
+    values = X_sample.values if hasattr(X_sample, "iloc") else X_sample
+    return torch.as_tensor(np.asarray(values)).to(dtype)
+
+
+def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
+    try:
+        net.check_is_fitted()
+    except NotFittedError as error:
+        raise NotFittedError(
+            f"cannot export an unfitted {type(net).__name__}: call fit (or initialize) first"
+        ) from error
+    head, outputs, net_metadata = net_head(net, preprocess)
+    sample = sample_for(net, X_sample) if preprocess is None else _as_tensor(X_sample)
+    model = export_module(head.cpu(), sample, output_names=outputs, opset=opset,
+                          exporter=exporter)
+    net_metadata["bridge.input"] = {"name": "X", "dtype": str(sample.dtype).replace("torch.", ""),
+                                    "shape": ["batch", *sample.shape[1:]]}
+    net_metadata["bridge.preprocessing"] = metadata or (
+        "none: feed the same features the net was fitted on, as a float tensor"
+    )
+    return set_metadata(model, net_metadata)
+
+
+def _export_pipeline(pipeline, X_sample, opset, exporter):
+    from sklearn.pipeline import Pipeline
+
+    from bridge.onnx.importer import from_onnx
+    from bridge.sklearn.convert import from_sklearn
+
+    if X_sample is None:
+        raise ExportError("exporting a Pipeline needs X_sample (a few raw input rows)")
+    steps = pipeline.steps[:-1]
+    net = pipeline.steps[-1][1]
+    preprocessing = Pipeline(steps) if len(steps) > 1 else steps[0][1]
+    values = X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample)
+    converted = from_sklearn(preprocessing, values[:2])
+    graph = converted.onnx_model
+    if isinstance(graph, dict):
+        graph = graph.get("transform") or next(iter(graph.values()))
+    preprocess = _SelectOutput(from_onnx(graph), 0)
+    description = "included: " + " → ".join(f"{name} ({type(step).__name__})"
+                                           for name, step in steps)
+    return _export_net(net, values[:2], opset, exporter, preprocess, description)
+
+
+def _export_converted(model, X_sample, opset, exporter, lowered):
+    graph = model.onnx_model
+    if isinstance(graph, dict):
+        raise ExportError(
+            "this converted model keeps one ONNX graph per method; export a method's graph: "
+            f"bridge.to_onnx(model.onnx_model[name]) with name in {sorted(graph)}"
+        )
+    if not lowered:
+        return set_metadata(onnx.ModelProto.FromString(graph.SerializeToString()),
+                            {"bridge.form": "onnx-ml"})
+    return _lower_graph(graph, X_sample, opset, exporter)
+
+
+def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.ModelProto:
+    """Re-export an ONNX(-ML) graph through its torch module: standard ai.onnx ops only."""
+    from bridge.onnx.importer import from_onnx
+
+    module = from_onnx(graph)
+    if len(module.input_names) != 1:
+        raise ExportError(
+            f"lowering supports graphs with one input; this one has {module.input_names}"
+        )
+    if X_sample is None:
+        sample = _zeros_for(graph)
+    else:
+        sample = _as_tensor(X_sample)
+    lowered = export_module(module, sample, input_name=module.input_names[0],
+                            output_names=module.output_names, opset=opset, exporter=exporter)
+    ml_nodes = [n.op_type for n in lowered.graph.node if n.domain == "ai.onnx.ml"]
+    if ml_nodes:
+        raise ExportError(f"lowering left ai.onnx.ml operators in the graph: {ml_nodes}")
+    metadata = {"bridge.form": "lowered (standard ai.onnx operators only)"}
+    if module.output_vocabularies:
+        metadata["bridge.output_vocabularies"] = module.output_vocabularies
+    original = read_metadata(graph)
+    metadata.update({k: v for k, v in original.items() if not k.startswith("bridge.version")})
+    return set_metadata(lowered, metadata)
+
+
+def _zeros_for(graph: onnx.ModelProto) -> torch.Tensor:
+    from bridge.onnx.dtypes import torch_dtype
+
+    graph_input = graph.graph.input[0]
+    tensor_type = graph_input.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else 2 for d in tensor_type.shape.dim]
+    if not dims:
+        raise ExportError("cannot infer the input shape of the graph; pass X_sample")
+    dims[0] = 2
+    return torch.zeros(dims, dtype=torch_dtype(tensor_type.elem_type))
+
+
+def to_onnx(
+    obj,
+    path: str | os.PathLike | None = None,
+    *,
+    X_sample=None,
+    opset: int | None = None,
+    lowered: bool = False,
+    exporter: str = "dynamo",
+) -> onnx.ModelProto:
+    """Export ``obj`` as a checked ONNX model (and write it to ``path`` when given).
+
+    Parameters
+    ----------
+    obj
+        A fitted ``NeuralNet*`` (classifiers give ``label`` + ``probabilities``, others
+        ``variable``); a scikit-learn ``Pipeline`` whose last step is a fitted net (the
+        preprocessing goes into the same graph); a model from ``bridge.from_sklearn`` or
+        ``bridge.from_onnx``; a fitted scikit-learn estimator; or an ``nn.Module``.
+    path : str or PathLike, optional
+        Where to write the file (atomically; tensors as external data over 2 GiB).
+    X_sample : array-like or tensor, optional
+        Example input rows. Needed for an ``nn.Module`` and a Pipeline; otherwise
+        inferred from the fitted feature count or the graph's input.
+    opset : int, optional
+        Target ai.onnx opset (default: the exporter's choice).
+    lowered : bool, default False
+        For converted models and estimators: re-export the graph through its torch
+        module so that it holds standard ai.onnx operators only (no ai.onnx.ml), for
+        runtimes without that domain (onnxruntime's CUDA provider, TensorRT, ...).
+    exporter : {"dynamo", "torchscript"}
+        Which torch ONNX exporter traces torch code.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Checked with ``onnx.checker.check_model(full_check=True)``; metadata holds the
+        bridge version, the estimator, the class list and the input expectations.
+
+    Raises
+    ------
+    NotFittedError
+        ``obj`` is an unfitted net or estimator.
+    ExportError
+        ``obj`` is of another type, its forward cannot be traced, or the opset is too old.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if _is_net(obj):
+        model = _export_net(obj, X_sample, opset, exporter)
+    elif isinstance(obj, Pipeline) and obj.steps and _is_net(obj.steps[-1][1]):
+        model = _export_pipeline(obj, X_sample, opset, exporter)
+    elif isinstance(obj, nn.Module) and hasattr(obj, "onnx_model"):
+        model = _export_converted(obj, X_sample, opset, exporter, lowered)
+    elif isinstance(obj, BaseEstimator):
+        from bridge.sklearn.convert import from_sklearn
+
+        sample = None if X_sample is None else (
+            X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample))
+        converted = from_sklearn(obj, sample[:2] if sample is not None else None)
+        model = _export_converted(converted, X_sample, opset, exporter, lowered)
+    elif isinstance(obj, nn.Module):
+        if X_sample is None:
+            raise ExportError(f"exporting a {type(obj).__name__} module needs X_sample")
+        sample = _as_tensor(X_sample)
+        names = getattr(obj, "output_names", None) or ["output"]
+        input_name = (getattr(obj, "input_names", None) or ["X"])[0]
+        model = export_module(obj, sample, input_name=input_name, output_names=names,
+                              opset=opset, exporter=exporter)
+        model = set_metadata(model, {"bridge.estimator": type(obj).__name__})
+    else:
+        raise ExportError(f"cannot export a {type(obj).__name__}; accepted: {ACCEPTED}")
+    return check_and_save(model, path)

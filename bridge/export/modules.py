@@ -1,0 +1,107 @@
+"""Exporting a torch module with torch's ONNX exporter, with errors a user can act on."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+
+import onnx
+import torch
+from torch import nn
+
+from bridge.errors import ExportError
+
+EXPORTERS = ("dynamo", "torchscript")
+MINIMUM_DYNAMO_OPSET = 18
+
+
+def export_module(
+    module: nn.Module,
+    sample: torch.Tensor,
+    *,
+    input_name: str = "X",
+    output_names: Sequence[str],
+    opset: int | None = None,
+    exporter: str = "dynamo",
+) -> onnx.ModelProto:
+    """Export ``module`` called on one tensor with a dynamic batch (first) dimension.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Taking one tensor, returning one tensor or a tuple matching ``output_names``.
+    sample : torch.Tensor
+        An example input (its batch size does not matter).
+    input_name, output_names : str, sequence of str
+        Names of the graph input and outputs.
+    opset : int, optional
+        The ai.onnx opset to target (default: the exporter's).
+    exporter : {"dynamo", "torchscript"}
+        ``"dynamo"`` (torch.export based, the default of torch's exporter) or the
+        legacy TorchScript-based exporter.
+
+    Raises
+    ------
+    ExportError
+        When the forward cannot be traced (with the tracer's reason and what to do),
+        or the opset is too old for an operator the module needs.
+    """
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter={exporter!r} is not known; valid: {', '.join(EXPORTERS)}")
+    module = module.eval()
+    if sample.shape[0] < 2:  # a batch of one would be specialised to a constant 1
+        sample = torch.cat([sample, sample])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                return _export_dynamo(module, sample, input_name, list(output_names), opset)
+            return _export_torchscript(module, sample, input_name, list(output_names), opset)
+    except ExportError:
+        raise
+    except Exception as error:
+        raise ExportError(_explain(error, exporter, opset)) from error
+
+
+def _export_dynamo(module, sample, input_name, output_names, opset) -> onnx.ModelProto:
+    if opset is not None and opset < MINIMUM_DYNAMO_OPSET:
+        raise ExportError(
+            f"opset {opset} is too old for torch's dynamo exporter (it targets opset "
+            f"{MINIMUM_DYNAMO_OPSET} or newer); pass opset >= {MINIMUM_DYNAMO_OPSET}, or "
+            "exporter='torchscript' for older opsets"
+        )
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(
+        module, (sample,), dynamo=True, input_names=[input_name], output_names=output_names,
+        dynamic_shapes=({0: batch},), opset_version=opset, verbose=False,
+    )
+    program.optimize()
+    return program.model_proto
+
+
+def _export_torchscript(module, sample, input_name, output_names, opset) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module, (sample,), buffer, dynamo=False, input_names=[input_name],
+        output_names=output_names, dynamic_axes={input_name: {0: "batch"}},
+        opset_version=opset or 17,
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _explain(error: Exception, exporter: str, opset: int | None) -> str:
+    first_line = next((line for line in str(error).splitlines() if line.strip()), repr(error))
+    text = str(error)
+    if "opset" in text.lower() and opset is not None:
+        return (f"the module uses an operator that opset {opset} does not have "
+                f"({first_line}); export with a newer opset")
+    return (
+        f"torch's {exporter} ONNX exporter could not trace the module's forward: "
+        f"{type(error).__name__}: {first_line}. The forward must be traceable: no Python "
+        "control flow on tensor values, no .item()/.tolist()/numpy calls on tensors, "
+        "inputs and outputs as tensors or tuples of tensors. Rewrite those parts with "
+        "torch ops (torch.where, masking), or try exporter='torchscript'"
+        if exporter == "dynamo" else
+        f"torch's {exporter} ONNX exporter failed: {type(error).__name__}: {first_line}"
+    )

@@ -1,0 +1,149 @@
+"""Exporting fitted nets (and Pipelines ending in a net) with a scikit-learn-like output contract.
+
+Classifiers give ``label`` and ``probabilities`` (the names and shapes skl2onnx uses with
+ZipMap off), regressors and plain nets give ``variable``; the batch dimension is dynamic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge.errors import ExportError
+
+CLASSIFIER_OUTPUTS = ("label", "probabilities")
+REGRESSOR_OUTPUTS = ("variable",)
+
+
+def _first(output):
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class ClassifierHead(nn.Module):
+    """A classifier net's module followed by its predict nonlinearity, argmax and label lookup.
+
+    ``label`` holds the class values when they are numbers, else int64 indices into the
+    class list stored in the model metadata (``bridge.classes``).
+    """
+
+    def __init__(self, module: nn.Module, nonlinearity: Callable, classes: torch.Tensor | None,
+                 preprocess: nn.Module | None = None):
+        super().__init__()
+        self.preprocess = preprocess
+        self.module = module
+        self.nonlinearity = nonlinearity
+        if classes is not None:
+            self.register_buffer("classes", classes)
+        else:
+            self.classes = None
+
+    def forward(self, X: torch.Tensor):
+        if self.preprocess is not None:
+            X = self.preprocess(X)
+        probabilities = self.nonlinearity(_first(self.module(X)))
+        index = probabilities.argmax(dim=-1)
+        label = self.classes[index] if self.classes is not None else index
+        return label, probabilities
+
+
+class BinaryClassifierHead(nn.Module):
+    """A binary net: sigmoid of the logit, two probability columns, threshold for the label."""
+
+    def __init__(self, module: nn.Module, threshold: float, classes: torch.Tensor | None,
+                 preprocess: nn.Module | None = None):
+        super().__init__()
+        self.preprocess = preprocess
+        self.module = module
+        self.threshold = float(threshold)
+        if classes is not None:
+            self.register_buffer("classes", classes)
+        else:
+            self.classes = None
+
+    def forward(self, X: torch.Tensor):
+        if self.preprocess is not None:
+            X = self.preprocess(X)
+        positive = torch.sigmoid(_first(self.module(X))).reshape(-1)
+        probabilities = torch.stack([1 - positive, positive], dim=1)
+        index = (positive > self.threshold).long()
+        label = self.classes[index] if self.classes is not None else index
+        return label, probabilities
+
+
+class RegressorHead(nn.Module):
+    """A regressor or plain net: the module's (first) output after its predict nonlinearity."""
+
+    def __init__(self, module: nn.Module, nonlinearity: Callable,
+                 preprocess: nn.Module | None = None):
+        super().__init__()
+        self.preprocess = preprocess
+        self.module = module
+        self.nonlinearity = nonlinearity
+
+    def forward(self, X: torch.Tensor):
+        if self.preprocess is not None:
+            X = self.preprocess(X)
+        return self.nonlinearity(_first(self.module(X)))
+
+
+def _numeric_classes(classes) -> torch.Tensor | None:
+    """The class values as a tensor when numeric; None when they are strings (indices then)."""
+    if classes is None:
+        return None
+    values = np.asarray(classes)
+    if values.dtype.kind in "iub":
+        if np.array_equal(values, np.arange(len(values))):
+            return None  # the argmax index is the label already
+        return torch.as_tensor(values.astype(np.int64))
+    if values.dtype.kind == "f":
+        return torch.as_tensor(values.astype(np.float32))
+    return None
+
+
+def net_head(net, preprocess: nn.Module | None = None) -> tuple[nn.Module, tuple[str, ...], dict]:
+    """Return the exportable module, its output names and the metadata for a fitted net."""
+    from bridge.net import NeuralNetBinaryClassifier, NeuralNetClassifier
+
+    module = net.module_
+    metadata: dict = {"bridge.estimator": type(net).__name__}
+    if isinstance(net, NeuralNetBinaryClassifier):
+        classes = getattr(net, "classes_", np.array([0, 1]))
+        head = BinaryClassifierHead(module, net.threshold, _numeric_classes(classes), preprocess)
+        metadata["bridge.classes"] = np.asarray(classes).tolist()
+        return head, CLASSIFIER_OUTPUTS, metadata
+    nonlinearity = net._get_predict_nonlinearity()
+    if isinstance(net, NeuralNetClassifier):
+        classes = getattr(net, "classes_", None)
+        head = ClassifierHead(module, nonlinearity, _numeric_classes(classes), preprocess)
+        if classes is not None:
+            metadata["bridge.classes"] = np.asarray(classes).tolist()
+            metadata["bridge.label"] = (
+                "class values" if _numeric_classes(classes) is not None
+                or np.asarray(classes).dtype.kind in "iub" else "indices into bridge.classes"
+            )
+        return head, CLASSIFIER_OUTPUTS, metadata
+    return RegressorHead(module, nonlinearity, preprocess), REGRESSOR_OUTPUTS, metadata
+
+
+def sample_for(net, X_sample) -> torch.Tensor:
+    """The example input for tracing: ``X_sample`` or zeros of the fitted feature count."""
+    dtype = getattr(net, "module_dtype", None) or torch.float32
+    if X_sample is not None:
+        if isinstance(X_sample, dict):
+            raise ExportError(
+                "nets whose forward takes several inputs (dict X) cannot be exported with the "
+                "single-input contract; export net.module_ with bridge.to_onnx(module, X_sample=...)"
+            )
+        values = X_sample.values if hasattr(X_sample, "iloc") else X_sample
+        return torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor)
+                               else values).to(dtype).cpu()
+    n_features = getattr(net, "n_features_in_", None)
+    if n_features is None:
+        raise ExportError(
+            f"cannot infer the input shape of {type(net).__name__}: it saw no 2-D array in fit; "
+            "pass X_sample=<a few input rows>"
+        )
+    return torch.zeros((2, n_features), dtype=dtype)
