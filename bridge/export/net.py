@@ -130,7 +130,8 @@ def net_head(net, preprocess: nn.Module | None = None) -> tuple[nn.Module, tuple
 
 def sample_for(net, X_sample) -> torch.Tensor:
     """The example input for tracing: ``X_sample`` or zeros of the fitted feature count."""
-    dtype = getattr(net, "module_dtype", None) or torch.float32
+    dtype = next((p.dtype for p in net.module_.parameters() if p.is_floating_point()),
+                 torch.float32)
     if X_sample is not None:
         if isinstance(X_sample, dict):
             raise ExportError(
