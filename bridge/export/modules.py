@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Sequence
 
@@ -52,6 +53,10 @@ def export_module(
     module = module.eval()
     if sample.shape[0] < 2:  # a batch of one would be specialised to a constant 1
         sample = torch.cat([sample, sample])
+    # torch's exporter logs one warning per torchvision op when torchvision is absent
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    previous_level = registration_log.level
+    registration_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -62,6 +67,8 @@ def export_module(
         raise
     except Exception as error:
         raise ExportError(_explain(error, exporter, opset)) from error
+    finally:
+        registration_log.setLevel(previous_level)
 
 
 def _export_dynamo(module, sample, input_name, output_names, opset) -> onnx.ModelProto:
