@@ -78,7 +78,8 @@ def single_node_model(
         opsets.append(helper.make_opsetid(ML_DOMAIN, ml_opset))
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = min(model.ir_version, 10)
-    return model
+    # onnxruntime refuses outputs of unknown element type: let shape inference fill them in
+    return onnx.shape_inference.infer_shapes(model)
 
 
 def run_onnxruntime(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -92,7 +93,7 @@ def run_onnxruntime(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> li
 
 def run_bridge(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     module = bridge.from_onnx(model)
-    tensors = [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in module.input_names]
+    tensors = [torch.from_numpy(np.array(inputs[name], order="C")) for name in module.input_names]
     with torch.no_grad():
         result = module(*tensors)
     results = list(result) if isinstance(result, tuple) else [result]

@@ -18,7 +18,7 @@ import torch
 from onnx import numpy_helper
 
 from bridge.errors import UnsupportedOperatorError
-from bridge.onnx.dtypes import numpy_to_torch
+from bridge.onnx.dtypes import numpy_to_torch, torch_to_numpy
 from bridge.onnx.importer import from_onnx
 
 
@@ -88,10 +88,18 @@ def _read_tensors(directory: str, prefix: str) -> list[np.ndarray]:
     return tensors
 
 
+def _as_array(value) -> np.ndarray:
+    """A case's tensor value as numpy: arrays, numpy scalars and TensorProtos are accepted;
+    sequences (lists) and optionals (None) are not."""
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)
+    raise TypeError(f"{type(value).__name__} values (sequences, optionals) are not supported")
+
+
 def _to_input(value, vocabulary: list | None) -> torch.Tensor:
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{type(value).__name__} inputs (sequences, optionals) are not supported")
-    array = value
+    array = _as_array(value)
     if array.dtype.kind in "OUS":
         if vocabulary is None:
             raise TypeError("string input without a vocabulary")
@@ -102,17 +110,14 @@ def _to_input(value, vocabulary: list | None) -> torch.Tensor:
 
 
 def _to_output(value: torch.Tensor, vocabulary: list | None) -> np.ndarray:
-    array = value.detach().cpu()
     if vocabulary is not None:
         labels = np.asarray(vocabulary, dtype=object)
-        return labels[array.numpy()]
-    if array.dtype == torch.bfloat16:
-        array = array.float()
-    return array.numpy()
+        return labels[value.detach().cpu().numpy()]
+    return torch_to_numpy(value)
 
 
-def _compare(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> None:
-    expected = np.asarray(expected)
+def _compare(actual: np.ndarray, expected, rtol: float, atol: float) -> None:
+    expected = _as_array(expected)
     if expected.dtype.kind in "OUS":
         decoded = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])
         np.testing.assert_array_equal(decoded(actual), decoded(expected))
@@ -123,6 +128,8 @@ def _compare(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float)
         expected.dtype.kind == actual.dtype.kind == "f" and expected.dtype.itemsize == 2
     ):
         raise AssertionError(f"dtype {actual.dtype} != expected {expected.dtype}")
+    if expected.dtype.kind == "V":  # bfloat16 / float8 (ml_dtypes): compare as float32
+        actual, expected = actual.astype(np.float32), expected.astype(np.float32)
     if expected.dtype.kind in "fc":
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
     else:

@@ -77,9 +77,27 @@ def onnx_elem_type(dtype: torch.dtype) -> int:
         raise ConversionError(f"torch dtype {dtype} has no ONNX element type") from None
 
 
+# numpy has no bfloat16/float8; onnx reads them as ml_dtypes arrays (numpy kind "V"),
+# which cross into torch as their raw bits.
+_BIT_VIEWS: dict[str, tuple[type, str]] = {
+    "bfloat16": (np.uint16, "bfloat16"),
+    "float8_e4m3fn": (np.uint8, "float8_e4m3fn"),
+    "float8_e4m3fnuz": (np.uint8, "float8_e4m3fnuz"),
+    "float8_e5m2": (np.uint8, "float8_e5m2"),
+    "float8_e5m2fnuz": (np.uint8, "float8_e5m2fnuz"),
+}
+
+
 def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
-    """Copy a numpy array (any numeric/bool dtype, any layout) into a torch tensor."""
+    """Copy a numpy array (any numeric/bool dtype, any layout) into a torch tensor.
+
+    ml_dtypes arrays (bfloat16, float8 flavours) are carried bit for bit.
+    """
     array = np.asarray(array)
+    view = _BIT_VIEWS.get(array.dtype.name)
+    if view is not None and hasattr(torch, view[1]):
+        bits = np.array(array, order="C").view(view[0])
+        return torch.from_numpy(bits).view(getattr(torch, view[1]))
     if array.dtype.kind in "OUS":
         raise ConversionError(
             f"cannot turn a numpy array of dtype {array.dtype} into a torch tensor; "
@@ -87,4 +105,16 @@ def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
         )
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
-    return torch.from_numpy(np.ascontiguousarray(array).copy())
+    return torch.from_numpy(np.array(array, order="C"))  # a C-ordered copy; 0-d stays 0-d
+
+
+def torch_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """Copy a tensor to numpy; bfloat16/float8 come back as ml_dtypes arrays, bit for bit."""
+    tensor = tensor.detach().cpu()
+    for name, (bits, torch_name) in _BIT_VIEWS.items():
+        if tensor.dtype == getattr(torch, torch_name, None):
+            import ml_dtypes
+
+            raw = tensor.view(torch.uint16 if bits is np.uint16 else torch.uint8).numpy()
+            return raw.view(getattr(ml_dtypes, name))
+    return tensor.numpy()

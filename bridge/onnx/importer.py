@@ -42,16 +42,13 @@ def _python_name(name: str, taken: set[str]) -> str:
 class OnnxGraphModule(fx.GraphModule):
     """The ``fx.GraphModule`` produced by :func:`from_onnx`.
 
-    Besides the usual GraphModule behaviour it records the ONNX names of its inputs
-    and outputs, the model's opsets and, for string-typed values at the graph edges,
-    the vocabularies their int64 indices stand for.
+    Besides the usual GraphModule behaviour it records ``input_names`` and
+    ``output_names`` (the ONNX names, in order), ``opsets`` (domain → version) and, for
+    string-typed values at the graph edges, ``input_vocabularies`` /
+    ``output_vocabularies`` (name → the labels their int64 indices stand for). They are
+    plain attributes, set by :func:`from_onnx`; no class-level annotations, which
+    ``torch.jit.script`` would try to read.
     """
-
-    input_names: list[str]
-    output_names: list[str]
-    opsets: dict[str, int]
-    input_vocabularies: dict[str, list]
-    output_vocabularies: dict[str, list]
 
 
 class _GraphBuilder:
