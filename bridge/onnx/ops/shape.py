@@ -1,0 +1,597 @@
+"""Shape and layout operators: Shape, Size, Reshape, Flatten, Squeeze, Unsqueeze, Transpose,
+Expand, Concat, Split, Tile, ConstantOfShape, Range, EyeLike, Trilu, Pad, DepthToSpace, SpaceToDepth.
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bridge.errors import ConversionError, UnsupportedOperatorError
+from bridge.onnx.context import ConversionContext
+from bridge.onnx.dtypes import numpy_to_torch, torch_dtype
+from bridge.onnx.graph import OnnxNode
+from bridge.onnx.registry import Converted, converter
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the shape, indexing and reduce families.
+
+
+def tensor_to_ints(values: Tensor) -> list[int]:
+    """Return the entries of an integer tensor (any rank) as a Python list of ints."""
+    result: list[int] = values.reshape(-1).to(torch.int64).tolist()
+    return result
+
+
+def optional_int_input(
+    node: OnnxNode, context: ConversionContext, position: int
+) -> tuple[list[int] | None, str | None]:
+    """Read optional int-list input ``position``: (constant values, None) or (None, run-time name).
+
+    Returns ``(None, None)`` when the input is omitted.
+    """
+    inputs = node.inputs
+    if position >= len(inputs) or not inputs[position]:
+        return None, None
+    name = inputs[position]
+    value = context.constant(name)
+    if value is None:
+        return None, name
+    return [int(v) for v in value.reshape(-1).tolist()], None
+
+
+def unsupported(node: OnnxNode, reason: str) -> UnsupportedOperatorError:
+    """Return the error for an attribute value bridge does not convert."""
+    return UnsupportedOperatorError(node.domain, node.op_type, node.since_version, reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class OnnxShape(nn.Module):
+    """The input's shape as int64, sliced by ``start``/``end`` (clamped like Python slices)."""
+
+    end: int | None
+
+    def __init__(self, start: int = 0, end: int | None = None):
+        super().__init__()
+        self.start = start
+        self.end = end
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = list(x.shape)
+        end = self.end
+        selected = dims[self.start:] if end is None else dims[self.start:end]
+        return torch.tensor(selected, dtype=torch.int64, device=x.device)
+
+
+@converter("Shape", versions=(1, 13, 15, 19, 21, 23, 24, 25))
+def convert_shape(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxShape(node.attribute("start", 0), node.attribute("end"))
+
+
+class OnnxSize(nn.Module):
+    """The input's number of elements as an int64 scalar."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tensor(x.numel(), dtype=torch.int64, device=x.device)
+
+
+@converter("Size", versions=(1, 13, 19, 21, 23, 24, 25))
+def convert_size(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxSize()
+
+
+class OnnxReshape(nn.Module):
+    """Reshape; a 0 in the target copies the input dimension unless ``allowzero``."""
+
+    shape: list[int] | None
+
+    def __init__(self, shape: list[int] | None, allowzero: bool):
+        super().__init__()
+        self.shape = shape
+        self.allowzero = allowzero
+
+    def forward(self, x: Tensor, shape: Tensor | None = None) -> Tensor:
+        if shape is not None:
+            target = tensor_to_ints(shape)
+        else:
+            baked = self.shape
+            if baked is None:
+                raise ValueError("Reshape needs a target shape")
+            target = baked
+        resolved: list[int] = []
+        for position, dim in enumerate(target):
+            if dim == 0 and not self.allowzero:
+                resolved.append(x.shape[position])
+            else:
+                resolved.append(dim)
+        return x.reshape(resolved)
+
+
+@converter("Reshape", versions=(1, 5, 13, 14, 19, 21, 23, 24, 25))
+def convert_reshape(node: OnnxNode, context: ConversionContext) -> Converted:
+    allowzero = bool(node.attribute("allowzero", 0))
+    if node.since_version < 5:
+        return Converted(OnnxReshape(node.attribute("shape"), allowzero), inputs=[node.inputs[0]])
+    shape, runtime = optional_int_input(node, context, 1)
+    if shape is None and runtime is None:
+        raise ConversionError(f"Reshape node {node.name!r} has no 'shape' input")
+    return Converted(OnnxReshape(shape, allowzero), inputs=[node.inputs[0], runtime])
+
+
+class OnnxFlatten(nn.Module):
+    """Flatten to 2-D: dimensions before ``axis`` form the rows, the rest the columns."""
+
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        axis = self.axis + x.dim() if self.axis < 0 else self.axis
+        rows = 1
+        for dim in x.shape[:axis]:
+            rows *= dim
+        columns = 1
+        for dim in x.shape[axis:]:
+            columns *= dim
+        return x.reshape(rows, columns)
+
+
+@converter("Flatten", versions=(1, 9, 11, 13, 21, 23, 24, 25))
+def convert_flatten(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxFlatten(node.attribute("axis", 1))
+
+
+class OnnxSqueeze(nn.Module):
+    """Remove the listed size-1 axes (all size-1 axes when none are listed)."""
+
+    axes: list[int] | None
+
+    def __init__(self, axes: list[int] | None):
+        super().__init__()
+        self.axes = axes
+
+    def forward(self, x: Tensor, axes: Tensor | None = None) -> Tensor:
+        listed = tensor_to_ints(axes) if axes is not None else self.axes
+        if listed is None:
+            return x.squeeze()
+        rank = x.dim()
+        normalized = [a + rank if a < 0 else a for a in listed]
+        normalized.sort()
+        for position in range(len(normalized) - 1, -1, -1):
+            axis = normalized[position]
+            if x.shape[axis] != 1:
+                raise ValueError(f"Squeeze: axis {axis} has size {x.shape[axis]}, not 1")
+            x = x.squeeze(axis)
+        return x
+
+
+@converter("Squeeze", versions=(1, 11, 13, 21, 23, 24, 25))
+def convert_squeeze(node: OnnxNode, context: ConversionContext) -> Converted:
+    if node.since_version < 13:
+        return Converted(OnnxSqueeze(node.attribute("axes")), inputs=[node.inputs[0]])
+    axes, runtime = optional_int_input(node, context, 1)
+    return Converted(OnnxSqueeze(axes), inputs=[node.inputs[0], runtime])
+
+
+class OnnxUnsqueeze(nn.Module):
+    """Insert size-1 axes at the listed positions of the output."""
+
+    axes: list[int]
+
+    def __init__(self, axes: list[int] | None):
+        super().__init__()
+        self.axes = list(axes or [])
+
+    def forward(self, x: Tensor, axes: Tensor | None = None) -> Tensor:
+        listed = tensor_to_ints(axes) if axes is not None else self.axes
+        rank = x.dim() + len(listed)
+        for axis in sorted([a + rank if a < 0 else a for a in listed]):
+            x = x.unsqueeze(axis)
+        return x
+
+
+@converter("Unsqueeze", versions=(1, 11, 13, 21, 23, 24, 25))
+def convert_unsqueeze(node: OnnxNode, context: ConversionContext) -> Converted:
+    if node.since_version < 13:
+        return Converted(OnnxUnsqueeze(node.attribute("axes")), inputs=[node.inputs[0]])
+    axes, runtime = optional_int_input(node, context, 1)
+    if axes is None and runtime is None:
+        raise ConversionError(f"Unsqueeze node {node.name!r} has no 'axes' input")
+    return Converted(OnnxUnsqueeze(axes), inputs=[node.inputs[0], runtime])
+
+
+class OnnxTranspose(nn.Module):
+    """Permute the axes (reverse them when no permutation is given)."""
+
+    perm: list[int] | None
+
+    def __init__(self, perm: list[int] | None):
+        super().__init__()
+        self.perm = perm
+
+    def forward(self, x: Tensor) -> Tensor:
+        perm = self.perm
+        if perm is None:
+            return x.permute(list(range(x.dim() - 1, -1, -1)))
+        return x.permute(perm)
+
+
+@converter("Transpose", versions=(1, 13, 21, 23, 24, 25))
+def convert_transpose(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxTranspose(node.attribute("perm"))
+
+
+def broadcast_dims(left: list[int], right: list[int]) -> list[int]:
+    """Return the numpy-style broadcast of two shapes."""
+    rank = max(len(left), len(right))
+    padded_left = [1] * (rank - len(left)) + left
+    padded_right = [1] * (rank - len(right)) + right
+    result: list[int] = []
+    for a, b in zip(padded_left, padded_right):
+        if a != b and a != 1 and b != 1:
+            raise ValueError(f"shapes {left} and {right} do not broadcast")
+        result.append(b if a == 1 else a)
+    return result
+
+
+class OnnxExpand(nn.Module):
+    """Broadcast the input against a shape (bidirectionally, like numpy)."""
+
+    shape: list[int] | None
+
+    def __init__(self, shape: list[int] | None):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: Tensor, shape: Tensor | None = None) -> Tensor:
+        target = tensor_to_ints(shape) if shape is not None else self.shape
+        if target is None:
+            raise ValueError("Expand needs a target shape")
+        return x.expand(broadcast_dims(list(x.shape), target))
+
+
+@converter("Expand", versions=(8, 13))
+def convert_expand(node: OnnxNode, context: ConversionContext) -> Converted:
+    shape, runtime = optional_int_input(node, context, 1)
+    return Converted(OnnxExpand(shape), inputs=[node.inputs[0], runtime])
+
+
+class OnnxConcat(nn.Module):
+    """Concatenate the inputs along ``axis``."""
+
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, tensors: list[Tensor]) -> Tensor:
+        return torch.cat(tensors, dim=self.axis)
+
+
+@converter("Concat", versions=(1, 4, 11, 13))
+def convert_concat(node: OnnxNode, context: ConversionContext) -> Converted:
+    axis = node.attribute("axis", 1 if node.since_version < 4 else None)
+    if axis is None:
+        raise ConversionError(f"Concat node {node.name!r} has no 'axis' attribute")
+    return Converted(OnnxConcat(axis), inputs=[node.inputs])
+
+
+class OnnxSplit(nn.Module):
+    """Split along ``axis`` into the given sizes, or into equal chunks (the last may be smaller)."""
+
+    split: list[int] | None
+
+    def __init__(self, axis: int, split: list[int] | None, outputs: int):
+        super().__init__()
+        self.axis = axis
+        self.split = split
+        self.outputs = outputs
+
+    def forward(self, x: Tensor, split: Tensor | None = None) -> list[Tensor]:
+        sizes = tensor_to_ints(split) if split is not None else self.split
+        if sizes is None:
+            length = x.shape[self.axis]
+            chunk = (length + self.outputs - 1) // self.outputs
+            sizes = [chunk] * (self.outputs - 1) + [length - chunk * (self.outputs - 1)]
+        return list(torch.split(x, sizes, dim=self.axis))
+
+
+class OnnxSplitSingle(nn.Module):
+    """A Split with one output: the whole input."""
+
+    def forward(self, x: Tensor, split: Tensor | None = None) -> Tensor:
+        return x
+
+
+@converter("Split", versions=(1, 2, 11, 13, 18))
+def convert_split(node: OnnxNode, context: ConversionContext) -> Converted:
+    axis = node.attribute("axis", 0)
+    outputs = node.attribute("num_outputs", len(node.outputs))
+    if outputs != len(node.outputs):
+        raise ConversionError(
+            f"Split node {node.name!r}: num_outputs={outputs} but the node has "
+            f"{len(node.outputs)} outputs"
+        )
+    split, runtime = node.attribute("split"), None
+    if node.since_version >= 13 or (node.since_version == 1 and split is None):
+        split, runtime = optional_int_input(node, context, 1)
+    if len(node.outputs) == 1:
+        return Converted(OnnxSplitSingle(), inputs=[node.inputs[0], None])
+    return Converted(OnnxSplit(axis, split, outputs), inputs=[node.inputs[0], runtime])
+
+
+class OnnxTile(nn.Module):
+    """Repeat the input ``repeats[i]`` times along each axis ``i``."""
+
+    repeats: list[int] | None
+
+    def __init__(self, repeats: list[int] | None):
+        super().__init__()
+        self.repeats = repeats
+
+    def forward(self, x: Tensor, repeats: Tensor | None = None) -> Tensor:
+        counts = tensor_to_ints(repeats) if repeats is not None else self.repeats
+        if counts is None:
+            raise ValueError("Tile needs repeats")
+        return x.repeat(counts)
+
+
+class OnnxTileAxis(nn.Module):
+    """Tile-1: repeat the input ``tiles`` times along one ``axis`` (both inputs)."""
+
+    def forward(self, x: Tensor, tiles: Tensor, axis: Tensor) -> Tensor:
+        counts = [1] * x.dim()
+        counts[int(axis)] = int(tiles)
+        return x.repeat(counts)
+
+
+@converter("Tile", versions=(1, 6, 13))
+def convert_tile(node: OnnxNode, context: ConversionContext) -> Converted:
+    if node.since_version < 6:
+        return Converted(OnnxTileAxis())
+    repeats, runtime = optional_int_input(node, context, 1)
+    return Converted(OnnxTile(repeats), inputs=[node.inputs[0], runtime])
+
+
+class OnnxConstantOfShape(nn.Module):
+    """A tensor of the given shape filled with one value (dtype from that value)."""
+
+    def __init__(self, value: Tensor):
+        super().__init__()
+        self.register_buffer("value", value.reshape(()))
+
+    def forward(self, shape: Tensor) -> Tensor:
+        return self.value.to(shape.device).expand(tensor_to_ints(shape)).clone()
+
+
+@converter("ConstantOfShape", versions=(9, 20, 21, 23, 24, 25))
+def convert_constant_of_shape(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    value = node.attribute("value")
+    if value is None:
+        value = np.zeros((1,), dtype=np.float32)
+    return OnnxConstantOfShape(numpy_to_torch(np.asarray(value)))
+
+
+class OnnxRange(nn.Module):
+    """``start + i * delta`` for ``i < max(ceil((limit - start) / delta), 0)``."""
+
+    def forward(self, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
+        if start.is_floating_point():
+            first, last, step = float(start), float(limit), float(delta)
+            count = max(int(math.ceil((last - first) / step)), 0)
+            steps = torch.arange(count, dtype=torch.float64, device=start.device)
+            return (steps * step + first).to(start.dtype)
+        first_int, last_int, step_int = int(start), int(limit), int(delta)
+        count = max(-((first_int - last_int) // step_int), 0)
+        steps = torch.arange(count, dtype=torch.int64, device=start.device)
+        return (steps * step_int + first_int).to(start.dtype)
+
+
+@converter("Range", versions=(11, 27))
+def convert_range(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    stash_type = node.attribute("stash_type", 1)
+    if stash_type not in (1, 11):
+        raise unsupported(node, f"stash_type={stash_type} is not supported; supported: 1, 11")
+    return OnnxRange()
+
+
+class OnnxEyeLike(nn.Module):
+    """Ones on diagonal ``k`` of a matrix shaped like the input, zeros elsewhere."""
+
+    dtype: torch.dtype | None
+
+    def __init__(self, k: int, dtype: torch.dtype | None):
+        super().__init__()
+        self.k = k
+        self.dtype = dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+        columns = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        dtype = self.dtype if self.dtype is not None else x.dtype
+        return (columns - rows == self.k).to(dtype)
+
+
+@converter("EyeLike", versions=(9, 22))
+def convert_eye_like(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    dtype = node.attribute("dtype")
+    return OnnxEyeLike(node.attribute("k", 0), None if dtype is None else torch_dtype(dtype))
+
+
+class OnnxTrilu(nn.Module):
+    """Keep the upper (or lower) triangle of the last two axes, from diagonal ``k``."""
+
+    def __init__(self, upper: bool, k: int):
+        super().__init__()
+        self.upper = upper
+        self.k = k
+
+    def forward(self, x: Tensor, k: Tensor | None = None) -> Tensor:
+        diagonal = int(k) if k is not None else self.k
+        return torch.triu(x, diagonal) if self.upper else torch.tril(x, diagonal)
+
+
+@converter("Trilu", versions=14)
+def convert_trilu(node: OnnxNode, context: ConversionContext) -> Converted:
+    k, runtime = optional_int_input(node, context, 1)
+    module = OnnxTrilu(bool(node.attribute("upper", 1)), k[0] if k else 0)
+    return Converted(module, inputs=[node.inputs[0], runtime])
+
+
+
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad_source_index(mode: str, begin: int, end: int, length: int, device: torch.device) -> Tensor:
+    """Indices into an axis of ``length`` that produce it padded by ``begin``/``end`` in ``mode``."""
+    positions = torch.arange(-begin, length + end, device=device)
+    if mode == "edge":
+        return positions.clamp(0, length - 1)
+    if mode == "wrap":
+        return torch.remainder(positions, length)
+    if length == 1:  # reflect of a single element repeats it
+        return torch.zeros_like(positions)
+    period = 2 * (length - 1)
+    folded = torch.remainder(positions, period)
+    return torch.where(folded < length, folded, period - folded)
+
+
+class OnnxPad(nn.Module):
+    """Pad the listed axes in constant/reflect/edge/wrap mode; negative pads crop before padding."""
+
+    pads: list[int] | None
+    axes: list[int] | None
+
+    def __init__(self, mode: str, pads: list[int] | None, axes: list[int] | None, value: float):
+        super().__init__()
+        self.mode = mode
+        self.pads = pads
+        self.axes = axes
+        self.value = value
+
+    def forward(
+        self,
+        x: Tensor,
+        pads: Tensor | None = None,
+        value: Tensor | None = None,
+        axes: Tensor | None = None,
+    ) -> Tensor:
+        amounts = tensor_to_ints(pads) if pads is not None else self.pads
+        if amounts is None:
+            raise ValueError("Pad needs pads")
+        rank = x.dim()
+        listed = tensor_to_ints(axes) if axes is not None else self.axes
+        if listed is None:
+            listed = list(range(rank))
+        if len(amounts) != 2 * len(listed):
+            raise ValueError(f"Pad: {len(amounts)} pads for {len(listed)} axes")
+        begins = [0] * rank
+        ends = [0] * rank
+        for position, axis in enumerate(listed):
+            axis = axis + rank if axis < 0 else axis
+            begins[axis] = amounts[position]
+            ends[axis] = amounts[position + len(listed)]
+        for axis in range(rank):  # negative pads crop first, in every mode
+            start = -begins[axis] if begins[axis] < 0 else 0
+            stop = x.shape[axis] + ends[axis] if ends[axis] < 0 else x.shape[axis]
+            if start != 0 or stop != x.shape[axis]:
+                x = x.narrow(axis, start, max(stop - start, 0))
+            begins[axis] = max(begins[axis], 0)
+            ends[axis] = max(ends[axis], 0)
+        if self.mode != "constant":
+            for axis in range(rank):
+                if begins[axis] != 0 or ends[axis] != 0:
+                    index = _pad_source_index(self.mode, begins[axis], ends[axis],
+                                              x.shape[axis], x.device)
+                    x = x.index_select(axis, index)
+            return x
+        shape = [x.shape[a] + begins[a] + ends[a] for a in range(rank)]
+        if value is not None:
+            out = value.to(device=x.device, dtype=x.dtype).reshape(()).expand(shape).clone()
+        else:
+            out = torch.full(shape, self.value, dtype=x.dtype, device=x.device)
+        window = out
+        for axis in range(rank):
+            window = window.narrow(axis, begins[axis], x.shape[axis])
+        window.copy_(x)
+        return out
+
+
+@converter("Pad", versions=(1, 2, 11, 13, 18, 19, 21, 23, 24, 25))
+def convert_pad(node: OnnxNode, context: ConversionContext) -> Converted:
+    mode = node.attribute("mode", "constant")
+    allowed = _PAD_MODES if node.since_version >= 19 else _PAD_MODES[:3]
+    if mode not in allowed:
+        raise unsupported(node, f"attribute mode={mode!r} is not supported; supported: "
+                          + ", ".join(allowed))
+    if node.since_version < 11:
+        pads = node.attribute("pads" if node.since_version >= 2 else "paddings")
+        module = OnnxPad(mode, pads, None, float(node.attribute("value", 0.0)))
+        return Converted(module, inputs=[node.inputs[0], None, None, None])
+    pads, runtime_pads = optional_int_input(node, context, 1)
+    axes, runtime_axes = optional_int_input(node, context, 3)
+    value = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    module = OnnxPad(mode, pads, axes, 0.0)
+    return Converted(module, inputs=[node.inputs[0], runtime_pads, value, runtime_axes])
+
+
+class OnnxDepthToSpace(nn.Module):
+    """Move blocks of channels into ``blocksize``×``blocksize`` spatial tiles (DCR or CRD order)."""
+
+    def __init__(self, blocksize: int, column_row_depth: bool):
+        super().__init__()
+        self.blocksize = blocksize
+        self.column_row_depth = column_row_depth
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+        b = self.blocksize
+        depth = c // (b * b)
+        if self.column_row_depth:
+            tiles = x.reshape(n, depth, b, b, h, w).permute(0, 1, 4, 2, 5, 3)
+        else:
+            tiles = x.reshape(n, b, b, depth, h, w).permute(0, 3, 4, 1, 5, 2)
+        return tiles.reshape(n, depth, h * b, w * b)
+
+
+class OnnxSpaceToDepth(nn.Module):
+    """Move ``blocksize``×``blocksize`` spatial tiles into channels (DCR or CRD order)."""
+
+    def __init__(self, blocksize: int, column_row_depth: bool):
+        super().__init__()
+        self.blocksize = blocksize
+        self.column_row_depth = column_row_depth
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+        b = self.blocksize
+        tiles = x.reshape(n, c, h // b, b, w // b, b)
+        if self.column_row_depth:
+            tiles = tiles.permute(0, 1, 3, 5, 2, 4)
+        else:
+            tiles = tiles.permute(0, 3, 5, 1, 2, 4)
+        return tiles.reshape(n, c * b * b, h // b, w // b)
+
+
+def _block_mode(node: OnnxNode) -> bool:
+    mode = node.attribute("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise unsupported(node, f"attribute mode={mode!r} is not supported; supported: DCR, CRD")
+    blocksize = node.attribute("blocksize")
+    if blocksize is None or blocksize < 1:
+        raise ConversionError(
+            f"{node.op_type} node {node.name!r}: blocksize must be a positive int, got {blocksize!r}"
+        )
+    return mode == "CRD"
+
+
+@converter("DepthToSpace", versions=(1, 11, 13, 28))
+def convert_depth_to_space(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxDepthToSpace(node.attribute("blocksize"), _block_mode(node))
+
+
+@converter("SpaceToDepth", versions=(1, 13, 28))
+def convert_space_to_depth(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    return OnnxSpaceToDepth(node.attribute("blocksize"), _block_mode(node))
