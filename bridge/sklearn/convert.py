@@ -1,0 +1,214 @@
+"""``from_sklearn``: a fitted scikit-learn estimator → skl2onnx ONNX graph(s) → torch modules.
+
+ONNX is the only crossing: estimator attributes decide conversion options, class labels
+for decoding and the expected input width, never the results themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+from onnx import helper
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
+from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils import get_tags
+from sklearn.utils.validation import check_is_fitted
+
+from bridge.errors import ConversionError, NotFittedError, UnsupportedEstimatorError
+from bridge.onnx.importer import from_onnx
+from bridge.sklearn.converters import register_missing_converters
+from bridge.sklearn.inputs import InputSpec
+from bridge.sklearn.model import ConvertedModel
+from bridge.sklearn.plan import GraphPlan, final_estimator, plan_conversion
+from bridge.sklearn.rewrites import encode_string_class_lookups
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# skl2onnx's default ai.onnx.ml opset for IsolationForest is refused by onnxruntime.
+ISOLATION_FOREST_OPSET = {"": 17, "ai.onnx.ml": 3}
+_SKL2ONNX_TYPE = re.compile(r"type '<class '(?:[\w.]*\.)?(\w+)'>'")
+_COLUMN_NAME_ERROR = "Unable to find column name"
+
+
+def from_sklearn(
+    estimator,
+    X_sample=None,
+    *,
+    dtype=np.float32,
+    options: dict | None = None,
+    target_opset: int | dict | None = None,
+    tree_strategy: str = "auto",
+) -> ConvertedModel:
+    """Convert a fitted scikit-learn estimator into a torch module through ONNX.
+
+    Parameters
+    ----------
+    estimator : fitted scikit-learn estimator
+        Any estimator, pipeline or meta-estimator skl2onnx (plus bridge's own
+        converters) can convert; SUPPORTED.md lists the tested ones.
+    X_sample : array-like or DataFrame, optional
+        A few input rows; fixes the input width when the estimator has no
+        ``n_features_in_``. Only its shape is used.
+    dtype : numpy float dtype, default numpy.float32
+        The graph's float type: ``numpy.float32`` or ``numpy.float64`` (where skl2onnx
+        supports double for the estimator; SUPPORTED.md says where).
+    options : dict, optional
+        Extra skl2onnx conversion options (keyed as skl2onnx accepts: ``id(model)``,
+        class or name). bridge sets the options its methods need itself.
+    target_opset : int or dict, optional
+        skl2onnx's target opset; default skl2onnx's own, except IsolationForest, which
+        defaults to ``{'': 17, 'ai.onnx.ml': 3}`` (onnxruntime refuses skl2onnx's
+        default ai.onnx.ml opset for it).
+    tree_strategy : str, default "auto"
+        Passed to :func:`bridge.from_onnx` for tree ensembles.
+
+    Returns
+    -------
+    ConvertedModel
+        An ``nn.Module`` with the estimator's inference methods.
+
+    Raises
+    ------
+    NotFittedError
+        The estimator is not fitted (subclass of scikit-learn's NotFittedError).
+    UnsupportedEstimatorError
+        No conversion path exists for the estimator (or a part of it), or not in
+        the requested ``dtype``.
+    ConversionError
+        ``dtype`` is not float32/float64, or the graph could not be imported.
+    """
+    if not isinstance(estimator, BaseEstimator):
+        raise UnsupportedEstimatorError(
+            f"from_sklearn takes a fitted scikit-learn estimator; got {type(estimator).__name__} "
+            "(see SUPPORTED.md for the supported estimators)"
+        )
+    name = type(estimator).__name__
+    try:
+        check_is_fitted(estimator)
+    except SklearnNotFittedError as error:
+        raise NotFittedError(
+            f"This {name} instance is not fitted yet. Call 'fit' with appropriate arguments "
+            "before converting it with bridge.from_sklearn."
+        ) from error
+    numpy_dtype = np.dtype(dtype)
+    if numpy_dtype not in SUPPORTED_DTYPES:
+        raise ConversionError(
+            f"dtype={numpy_dtype} is not supported; supported: float32, float64"
+        )
+    register_missing_converters()
+    plan = plan_conversion(estimator)
+    if not plan.graphs:
+        raise UnsupportedEstimatorError(
+            f"{name} has none of the inference methods bridge converts (predict, "
+            "predict_proba, predict_log_proba, decision_function, transform, score_samples)"
+        )
+    if target_opset is None and type(final_estimator(estimator)).__name__ == "IsolationForest":
+        target_opset = dict(ISOLATION_FOREST_OPSET)
+    input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
+    graphs, modules = {}, {}
+    for key, graph_plan in plan.graphs.items():
+        graph, initial_types = _convert_graph(
+            estimator, graph_plan, initial_types, options, target_opset, numpy_dtype
+        )
+        graphs[key] = graph
+        modules[key] = from_onnx(graph, tree_strategy=tree_strategy)
+    if len(initial_types) > 1:  # one input per named column
+        input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True})
+    classes = getattr(final_estimator(estimator), "classes_", None)
+    return ConvertedModel(
+        estimator_name=name,
+        graphs=graphs,
+        modules=modules,
+        method_outputs=plan.method_outputs,
+        unconverted_methods=plan.unconverted_methods,
+        input_spec=input_spec,
+        classes=classes if isinstance(classes, np.ndarray) else None,
+    )
+
+
+def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
+    name = type(estimator).__name__
+    tensor_type = DoubleTensorType if dtype == np.float64 else FloatTensorType
+    feature_names = getattr(estimator, "feature_names_in_", None)
+    feature_names = None if feature_names is None else tuple(str(c) for c in feature_names)
+    allow_nan = bool(get_tags(estimator).input_tags.allow_nan)
+    if name == "LabelBinarizer":
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind not in "iub":
+            raise UnsupportedEstimatorError(
+                f"LabelBinarizer with {classes.dtype} classes has no conversion bridge can "
+                "run; supported: integer class labels (see SUPPORTED.md)"
+            )
+        spec = InputSpec(np.dtype(np.int64), 1, None, False, None, False, name)
+        return spec, [("y", Int64TensorType([None]))]
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None and X_sample is not None:
+        n_features = np.shape(X_sample)[1] if np.ndim(X_sample) == 2 else None
+    if n_features is None:
+        raise ConversionError(
+            f"cannot tell how many features {name} takes: it has no n_features_in_; "
+            "pass X_sample (a few input rows) to from_sklearn"
+        )
+    spec = InputSpec(dtype, 2, int(n_features), allow_nan, feature_names, False, name)
+    return spec, [("X", tensor_type([None, int(n_features)]))]
+
+
+def _convert_graph(estimator, plan: GraphPlan, initial_types, user_options, target_opset,
+                   dtype) -> tuple[onnx.ModelProto, list]:
+    name = type(estimator).__name__
+    final = final_estimator(plan.estimator)
+    options = dict(user_options or {})
+    if plan.options:
+        options[id(final)] = {**options.get(id(final), {}), **plan.options}
+    try:
+        try:
+            graph = to_onnx(plan.estimator, initial_types=initial_types, options=options or None,
+                            target_opset=target_opset)
+        except RuntimeError as error:
+            columns = getattr(estimator, "feature_names_in_", None)
+            if _COLUMN_NAME_ERROR not in str(error) or columns is None or len(initial_types) > 1:
+                raise
+            # ColumnTransformer selecting columns by name: one (N, 1) input per column
+            column_type = initial_types[0][1].__class__
+            initial_types = [(str(c), column_type([None, 1])) for c in columns]
+            graph = to_onnx(plan.estimator, initial_types=initial_types,
+                            options=options or None, target_opset=target_opset)
+    except (MissingShapeCalculator, MissingConverter) as error:
+        match = _SKL2ONNX_TYPE.search(str(error))
+        part = match.group(1) if match else name
+        where = "" if part == name else f" (its part {part} has no ONNX converter)"
+        raise UnsupportedEstimatorError(
+            f"{name} cannot be converted{where}; see SUPPORTED.md for the supported estimators"
+        ) from error
+    except UnsupportedEstimatorError:
+        raise
+    except NotImplementedError as error:
+        raise UnsupportedEstimatorError(
+            f"{name} cannot be converted: skl2onnx says {error} (see SUPPORTED.md)"
+        ) from error
+    except (RuntimeError, TypeError) as error:
+        if dtype == np.float64:
+            raise UnsupportedEstimatorError(
+                f"{name} cannot be converted with dtype=float64 ({error}); use dtype=float32 "
+                "(SUPPORTED.md lists the dtypes per estimator)"
+            ) from error
+        raise ConversionError(f"skl2onnx could not convert {name}: {error}") from error
+    encode_string_class_lookups(graph)
+    if plan.log_of_output is not None:
+        _append_log_output(graph, plan.log_of_output)
+    return graph, initial_types
+
+
+def _append_log_output(model: onnx.ModelProto, position: int) -> None:
+    """Add ``Log`` of graph output ``position`` as a new last output (predict_log_proba)."""
+    source = model.graph.output[position]
+    log_name = f"{source.name}_log"
+    model.graph.node.append(helper.make_node("Log", [source.name], [log_name], name="bridge_log"))
+    log_output = onnx.ValueInfoProto()
+    log_output.CopyFrom(source)
+    log_output.name = log_name
+    model.graph.output.append(log_output)

@@ -1,0 +1,59 @@
+"""Small helpers shared by the custom skl2onnx converters: typed initializers and batch shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_proto_type
+
+
+def float_type_of(operator):
+    """Return the skl2onnx tensor type class (float or double) matching the operator's input."""
+    input_type = operator.inputs[0].type
+    return DoubleTensorType if isinstance(input_type, DoubleTensorType) else FloatTensorType
+
+
+def proto_float_of(operator) -> int:
+    """Return the ONNX element type (FLOAT or DOUBLE) the operator computes in."""
+    proto = guess_proto_type(operator.inputs[0].type)
+    return proto if proto == TensorProto.DOUBLE else TensorProto.FLOAT
+
+
+def add_constant(scope, container, stem: str, value, proto_type: int) -> str:
+    """Add ``value`` as an initializer of element type ``proto_type``; return its name."""
+    numpy_type = np.float64 if proto_type == TensorProto.DOUBLE else (
+        np.int64 if proto_type == TensorProto.INT64 else np.float32
+    )
+    array = np.asarray(value, dtype=numpy_type)
+    name = scope.get_unique_variable_name(stem)
+    container.add_initializer(name, proto_type, list(array.shape), array.ravel().tolist())
+    return name
+
+
+def add_node(scope, container, op_type: str, inputs, stem: str, **attributes) -> str:
+    """Add one node with a fresh output name and return that name."""
+    output = scope.get_unique_variable_name(stem)
+    container.add_node(
+        op_type, list(inputs), [output], name=scope.get_unique_operator_name(op_type),
+        **attributes,
+    )
+    return output
+
+
+def broadcast_rows(scope, container, input_name: str, row, proto_type: int, output: str) -> None:
+    """Write into ``output`` the constant ``row`` (shape ``(1, k)``) repeated once per input row.
+
+    Uses Shape → Slice → Concat → Expand, so the result has the input's batch size
+    whatever its values (NaN included).
+    """
+    row = np.asarray(row).reshape(1, -1)
+    shape = add_node(scope, container, "Shape", [input_name], "input_shape")
+    starts = add_constant(scope, container, "zero", [0], TensorProto.INT64)
+    ends = add_constant(scope, container, "one", [1], TensorProto.INT64)
+    batch = add_node(scope, container, "Slice", [shape, starts, ends], "batch_size")
+    width = add_constant(scope, container, "width", [row.shape[1]], TensorProto.INT64)
+    target = add_node(scope, container, "Concat", [batch, width], "target_shape", axis=0)
+    constant = add_constant(scope, container, "row", row, proto_type)
+    container.add_node(
+        "Expand", [constant, target], [output], name=scope.get_unique_operator_name("Expand")
+    )

@@ -1,0 +1,127 @@
+"""Input validation and conversion for converted estimators: arrays, DataFrames and tensors in,
+one tensor (or one per column) out, with scikit-learn-style errors for shape, dtype and NaN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+                 np.dtype(np.int64): torch.int64}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph takes: element dtype, rank, feature count and the estimator's rules.
+
+    Attributes
+    ----------
+    dtype : numpy.dtype
+        The graph input's element type (float32, float64 or int64).
+    rank : int
+        2 for ``(n_samples, n_features)`` inputs, 1 for label inputs (LabelBinarizer).
+    n_features : int or None
+        Features the estimator was fitted on (``None`` when unknown or rank 1).
+    allow_nan : bool
+        Whether the estimator accepts NaN (its ``allow_nan`` tag).
+    feature_names : tuple of str or None
+        The estimator's ``feature_names_in_`` (checked against DataFrame columns).
+    per_column : bool
+        The graph takes one ``(N, 1)`` input per column (string column selectors).
+    estimator_name : str
+        Shown in error messages.
+    """
+
+    dtype: np.dtype
+    rank: int
+    n_features: int | None
+    allow_nan: bool
+    feature_names: tuple[str, ...] | None
+    per_column: bool
+    estimator_name: str
+
+    def prepare(self, X, device: torch.device) -> tuple[list[torch.Tensor], bool]:
+        """Validate ``X`` and return the graph inputs plus whether ``X`` was not a tensor.
+
+        Raises
+        ------
+        ValueError
+            Wrong number of dimensions or features, a non-numeric dtype, DataFrame
+            columns that differ from the fitted ones, or NaN/infinity where the
+            estimator rejects them.
+        """
+        is_tensor = isinstance(X, torch.Tensor)
+        if is_tensor:
+            tensor = self._from_tensor(X, device)
+        else:
+            tensor = torch.from_numpy(self._from_array(X)).to(device)
+        self._check_shape(tuple(tensor.shape))
+        if tensor.is_floating_point():
+            self._check_finite(tensor)
+        if self.per_column:
+            return [tensor[:, i : i + 1] for i in range(tensor.shape[1])], not is_tensor
+        return [tensor], not is_tensor
+
+    def _from_array(self, X) -> np.ndarray:
+        if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # pandas DataFrame
+            self._check_columns(list(X.columns))
+            X = X.to_numpy()
+        array = np.asarray(X)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{self.estimator_name} (converted) takes numeric input; got dtype "
+                f"{array.dtype}, expected a numeric array convertible to {self.dtype}"
+            )
+        return np.ascontiguousarray(array.astype(self.dtype, copy=False))
+
+    def _from_tensor(self, X: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if X.is_complex() or X.dtype == torch.bool:
+            raise ValueError(
+                f"{self.estimator_name} (converted) takes real numeric tensors; got "
+                f"{X.dtype}, expected {_TORCH_DTYPES[self.dtype]} (other real dtypes are cast)"
+            )
+        if X.device != device:
+            raise ValueError(
+                f"input tensor is on {X.device} but the converted {self.estimator_name} is on "
+                f"{device}; move one of them with .to()"
+            )
+        return X.to(_TORCH_DTYPES[self.dtype])
+
+    def _check_columns(self, columns: list) -> None:
+        if self.feature_names is None:
+            return
+        if [str(c) for c in columns] != list(self.feature_names):
+            raise ValueError(
+                "The feature names should match those that were passed during fit: got "
+                f"{columns}, expected {list(self.feature_names)} (in that order)"
+            )
+
+    def _check_shape(self, shape: tuple) -> None:
+        if len(shape) != self.rank:
+            expected = "(n_samples, n_features)" if self.rank == 2 else "(n_samples,)"
+            raise ValueError(
+                f"Expected a {self.rank}D input of shape {expected} for {self.estimator_name}; "
+                f"got shape {shape}"
+                + (". Reshape with X.reshape(-1, 1) for a single feature or "
+                   "X.reshape(1, -1) for a single sample" if len(shape) == 1 else "")
+            )
+        if self.rank == 2 and self.n_features is not None and shape[1] != self.n_features:
+            raise ValueError(
+                f"X has shape {shape} ({shape[1]} features), but {self.estimator_name} is "
+                f"expecting {self.n_features} features: shape (n_samples, {self.n_features})"
+            )
+
+    def _check_finite(self, tensor: torch.Tensor) -> None:
+        if self.allow_nan:
+            return
+        if bool(torch.isnan(tensor).any()):
+            raise ValueError(
+                f"Input X contains NaN. {self.estimator_name} does not accept missing values "
+                "encoded as NaN natively; impute them first (e.g. sklearn.impute.SimpleImputer)"
+            )
+        if bool(torch.isinf(tensor).any()):
+            raise ValueError(
+                f"Input X contains infinity or a value too large for {tensor.dtype}."
+            )

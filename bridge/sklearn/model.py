@@ -1,0 +1,192 @@
+"""``ConvertedModel``: a fitted estimator's inference methods, run by torch modules imported
+from its ONNX graph(s), with numpy-in/numpy-out and tensor-in/tensor-out behaviour."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+from sklearn.utils.metaestimators import available_if
+from torch import nn
+
+from bridge.errors import UnsupportedEstimatorError
+from bridge.sklearn.inputs import InputSpec
+
+METHODS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "decision_function",
+    "transform",
+    "score_samples",
+)
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """Where a method's result comes from: graph key, output position and how to decode it.
+
+    ``kind`` is ``"label"`` (class labels), ``"decision"`` (decision_function scores: the
+    positive-class column for binary problems), ``"values"`` (one column → 1-D) or
+    ``"matrix"`` (returned as the graph gives it).
+    """
+
+    graph: str
+    output: int
+    kind: str
+
+
+def _has_method(name: str):
+    return lambda self: name in self._method_outputs or name in self._unconverted_methods
+
+
+class ConvertedModel(nn.Module):
+    """A fitted scikit-learn estimator as a torch module (built by :func:`bridge.from_sklearn`).
+
+    It has exactly the inference methods the estimator has among ``predict``,
+    ``predict_proba``, ``predict_log_proba``, ``decision_function``, ``transform`` and
+    ``score_samples``; the others raise ``AttributeError`` as in scikit-learn.
+
+    * numpy arrays, lists or pandas DataFrames in → numpy arrays out (class labels in the
+      estimator's own class values, strings included). Computation runs without autograd
+      on the module's device.
+    * a ``torch.Tensor`` in → a ``torch.Tensor`` out on the same device, differentiable
+      with respect to the input where the graph is. Class labels come back as an int64
+      tensor of the class values; when the classes are strings torch cannot hold them,
+      so labels come back as a numpy array of objects instead (note this in your code).
+
+    ``forward`` is the main method (``predict`` for predictors, ``transform`` for
+    transformers) on tensors. ``onnx_model`` holds the ONNX graph, or a dict method →
+    graph when the methods needed several graphs.
+    """
+
+    def __init__(
+        self,
+        *,
+        estimator_name: str,
+        graphs: dict[str, onnx.ModelProto],
+        modules: dict[str, nn.Module],
+        method_outputs: dict[str, MethodOutput],
+        unconverted_methods: dict[str, str],
+        input_spec: InputSpec,
+        classes: np.ndarray | None,
+    ):
+        super().__init__()
+        self.estimator_name = estimator_name
+        self.graph_modules = nn.ModuleDict(modules)
+        self._graphs = dict(graphs)
+        self._method_outputs = dict(method_outputs)
+        self._unconverted_methods = dict(unconverted_methods)
+        self._input_spec = input_spec
+        self._classes = None if classes is None else np.asarray(classes)
+        main = "predict" if "predict" in method_outputs else "transform"
+        self.main_method = main if main in method_outputs else next(iter(method_outputs))
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The inference methods this model has (converted or not), in canonical order."""
+        return tuple(m for m in METHODS if _has_method(m)(self))
+
+    @property
+    def onnx_model(self) -> onnx.ModelProto | dict[str, onnx.ModelProto]:
+        """The ONNX graph, or a dict method → graph when several graphs were needed."""
+        if len(self._graphs) == 1:
+            return next(iter(self._graphs.values()))
+        return {m: self._graphs[o.graph] for m, o in self._method_outputs.items()}
+
+    def raw_outputs(self, method: str, X) -> tuple[torch.Tensor, ...]:
+        """Run the graph behind ``method`` and return all its outputs undecoded (for parity checks)."""
+        output = self._output_of(method)
+        inputs, _ = self._input_spec.prepare(X, self._device())
+        with torch.no_grad():
+            result = self.graph_modules[output.graph](*inputs)
+        return result if isinstance(result, tuple) else (result,)
+
+    def forward(self, X: torch.Tensor):
+        """Run the main method (``predict`` or ``transform``) on a tensor."""
+        return self._run(self.main_method, X)
+
+    @available_if(_has_method("predict"))
+    def predict(self, X):
+        """Predict labels (classifiers), targets (regressors) or inlier flags (outlier detectors)."""
+        return self._run("predict", X)
+
+    @available_if(_has_method("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        return self._run("predict_proba", X)
+
+    @available_if(_has_method("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Natural log of the class probabilities (``-inf`` where a probability underflows)."""
+        return self._run("predict_log_proba", X)
+
+    @available_if(_has_method("decision_function"))
+    def decision_function(self, X):
+        """Decision scores: ``(n_samples,)`` for binary problems, else one column per class."""
+        return self._run("decision_function", X)
+
+    @available_if(_has_method("transform"))
+    def transform(self, X):
+        """The transformed features."""
+        return self._run("transform", X)
+
+    @available_if(_has_method("score_samples"))
+    def score_samples(self, X):
+        """Per-sample scores (e.g. IsolationForest's opposite anomaly score)."""
+        return self._run("score_samples", X)
+
+    def _device(self) -> torch.device:
+        for tensor in self.graph_modules.buffers():
+            return tensor.device
+        for tensor in self.graph_modules.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def _output_of(self, method: str) -> MethodOutput:
+        output = self._method_outputs.get(method)
+        if output is None:
+            raise UnsupportedEstimatorError(
+                f"{self.estimator_name}.{method} has no ONNX conversion: "
+                f"{self._unconverted_methods[method]}; converted methods: "
+                f"{', '.join(self._method_outputs)} (see SUPPORTED.md)"
+            )
+        return output
+
+    def _run(self, method: str, X):
+        output = self._output_of(method)
+        inputs, as_numpy = self._input_spec.prepare(X, self._device())
+        module = self.graph_modules[output.graph]
+        grad_context = torch.no_grad() if as_numpy else contextlib.nullcontext()
+        with grad_context:
+            result = module(*inputs)
+        values = result[output.output] if isinstance(result, tuple) else result
+        name = module.output_names[output.output]
+        return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
+
+    def _decode(self, output: MethodOutput, values: torch.Tensor, vocabulary, as_numpy: bool):
+        if output.kind == "label":
+            return self._decode_labels(values.reshape(-1), vocabulary, as_numpy)
+        if output.kind == "decision" and values.dim() == 2:
+            binary = self._classes is not None and len(self._classes) == 2
+            if binary and values.shape[1] == 2:
+                values = values[:, 1]
+        if output.kind in ("values", "decision") and values.dim() == 2 and values.shape[1] == 1:
+            values = values.reshape(-1)
+        return values.detach().cpu().numpy() if as_numpy else values
+
+    def _decode_labels(self, indices: torch.Tensor, vocabulary, as_numpy: bool):
+        if vocabulary is not None:
+            labels = np.asarray(vocabulary, dtype=object)[indices.detach().cpu().numpy()]
+            if self._classes is not None and as_numpy:
+                labels = labels.astype(self._classes.dtype)
+            return labels
+        if not as_numpy:
+            return indices
+        labels = indices.detach().cpu().numpy()
+        if self._classes is not None and self._classes.dtype.kind != "O":
+            labels = labels.astype(self._classes.dtype)
+        return labels

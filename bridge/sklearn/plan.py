@@ -1,0 +1,133 @@
+"""Which ONNX graphs a fitted estimator needs, and which graph output answers each method.
+
+One graph answers most estimators; a classifier with both probabilities and decision
+scores needs two, because skl2onnx's ``raw_scores`` option swaps one output for the other.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+from skl2onnx._supported_operators import sklearn_operator_name_map
+from skl2onnx.common._registration import get_converter
+from sklearn.base import is_classifier, is_outlier_detector, is_regressor
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC, NuSVC
+
+from bridge.sklearn.model import METHODS, MethodOutput
+
+
+@dataclass
+class GraphPlan:
+    """One graph to build: the estimator (or a conversion view of it) and skl2onnx options.
+
+    ``options`` apply to the final estimator (the last step of nested pipelines);
+    ``log_of_output`` appends ``Log`` of that output as an extra graph output.
+    """
+
+    estimator: object
+    options: dict = field(default_factory=dict)
+    log_of_output: int | None = None
+
+
+@dataclass
+class ConversionPlan:
+    """Graphs by key, the output behind each converted method, and why others are not."""
+
+    graphs: dict[str, GraphPlan]
+    method_outputs: dict[str, MethodOutput]
+    unconverted_methods: dict[str, str]
+
+
+def final_estimator(estimator):
+    """Return the last step of (nested) pipelines, or the estimator itself."""
+    while isinstance(estimator, Pipeline):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def allowed_options(estimator) -> set[str]:
+    """Return the skl2onnx options the estimator's registered converter accepts."""
+    alias = sklearn_operator_name_map.get(type(estimator))
+    if alias is None:
+        return set()
+    try:
+        options = get_converter(alias).get_allowed_options()
+    except (ValueError, AttributeError):  # no converter object with options
+        return set()
+    return set(options or ())
+
+
+def without_probability_calibration(estimator):
+    """A conversion view of an SVC/NuSVC (possibly a pipeline's last step) without Platt scaling.
+
+    skl2onnx emits probabilities instead of decision scores when the fitted model has
+    Platt coefficients, even with ``raw_scores=True``; a shallow copy without them
+    converts to the decision scores. The estimator itself is left untouched.
+    """
+    if isinstance(estimator, Pipeline):
+        view = copy.copy(estimator)
+        name, last = estimator.steps[-1]
+        view.steps = list(estimator.steps[:-1]) + [(name, without_probability_calibration(last))]
+        return view
+    if isinstance(estimator, (SVC, NuSVC)) and len(estimator.probA_) > 0:
+        view = copy.copy(estimator)
+        view._probA = np.empty(0)
+        view._probB = np.empty(0)
+        return view
+    return estimator
+
+
+def plan_conversion(estimator) -> ConversionPlan:
+    """Decide the graphs and method → output mapping for a fitted estimator."""
+    available = [m for m in METHODS if hasattr(estimator, m)]
+    allowed = allowed_options(final_estimator(estimator))
+
+    def options(**wanted) -> dict:
+        return {k: v for k, v in wanted.items() if k in allowed}
+
+    graphs: dict[str, GraphPlan] = {}
+    outputs: dict[str, MethodOutput] = {}
+    missing: dict[str, str] = {}
+    if is_classifier(estimator):
+        base = options(zipmap=False)
+        if "predict_proba" in available:
+            wants_log = "predict_log_proba" in available
+            graphs["probabilities"] = GraphPlan(estimator, base, 1 if wants_log else None)
+            outputs["predict"] = MethodOutput("probabilities", 0, "label")
+            outputs["predict_proba"] = MethodOutput("probabilities", 1, "matrix")
+            if wants_log:
+                outputs["predict_log_proba"] = MethodOutput("probabilities", 2, "matrix")
+        if "decision_function" in available:
+            if "raw_scores" in allowed:
+                view = without_probability_calibration(estimator)
+                graphs["decision"] = GraphPlan(view, {**base, "raw_scores": True})
+                outputs["decision_function"] = MethodOutput("decision", 1, "decision")
+                # decision-based labels match scikit-learn's predict (SVC with probability=True
+                # predicts from decision values, not from the calibrated probabilities)
+                outputs["predict"] = MethodOutput("decision", 0, "label")
+            else:
+                missing["decision_function"] = "skl2onnx gives no raw-score output for it"
+        if "predict" not in outputs:
+            graphs["labels"] = GraphPlan(estimator, base)
+            outputs["predict"] = MethodOutput("labels", 0, "label")
+    elif is_outlier_detector(estimator):
+        wants_scores = "score_samples" in available and "score_samples" in allowed
+        graphs["outliers"] = GraphPlan(estimator, options(score_samples=wants_scores))
+        outputs["predict"] = MethodOutput("outliers", 0, "values")
+        if "decision_function" in available:
+            outputs["decision_function"] = MethodOutput("outliers", 1, "values")
+        if wants_scores:
+            outputs["score_samples"] = MethodOutput("outliers", 2, "values")
+    elif is_regressor(estimator):
+        graphs["predictions"] = GraphPlan(estimator)
+        outputs["predict"] = MethodOutput("predictions", 0, "values")
+    elif "transform" in available:
+        graphs["transform"] = GraphPlan(estimator)
+        outputs["transform"] = MethodOutput("transform", 0, "matrix")
+    for method in available:
+        if method not in outputs and method not in missing:
+            missing[method] = "skl2onnx converts only the estimator's main methods"
+    return ConversionPlan(graphs, outputs, missing)

@@ -1,0 +1,107 @@
+"""The estimators ``from_sklearn`` is tested on, with methods, dtypes and notes.
+
+``SUPPORTED_ESTIMATORS`` maps an estimator class name to ``{"methods": [...], "dtypes":
+[...], "notes": str}``; the SUPPORTED.md generator renders it. ``dtypes`` lists the graph
+float types covered by tests (float64 elsewhere may work where skl2onnx supports double).
+Methods an estimator has but that have no ONNX conversion raise UnsupportedEstimatorError
+when called; they are named in the notes.
+"""
+
+from __future__ import annotations
+
+_F32 = ["float32"]
+_F64 = ["float32", "float64"]
+_CLASSIFIER = ["predict", "predict_proba", "predict_log_proba", "decision_function"]
+_SCORES_ONLY = ["predict", "decision_function"]
+_PROBA_ONLY = ["predict", "predict_proba", "predict_log_proba"]
+_REGRESSOR = ["predict"]
+_TRANSFORM = ["transform"]
+_TREE_NOTE = "ai.onnx.ml TreeEnsemble ops; tensor strategy chosen by tree_strategy"
+
+
+def _entry(methods, dtypes=_F32, notes=""):
+    return {"methods": list(methods), "dtypes": list(dtypes), "notes": notes}
+
+
+SUPPORTED_ESTIMATORS: dict[str, dict] = {
+    "LinearRegression": _entry(_REGRESSOR),
+    "Ridge": _entry(_REGRESSOR),
+    "RidgeCV": _entry(_REGRESSOR),
+    "Lasso": _entry(_REGRESSOR),
+    "ElasticNet": _entry(_REGRESSOR),
+    "SGDRegressor": _entry(_REGRESSOR),
+    "SGDClassifier": _entry(_CLASSIFIER, notes="predict_proba only for probabilistic losses"),
+    "LogisticRegression": _entry(_CLASSIFIER, _F64),
+    "LogisticRegressionCV": _entry(_CLASSIFIER),
+    "RidgeClassifier": _entry(_SCORES_ONLY),
+    "RidgeClassifierCV": _entry(_SCORES_ONLY),
+    "Perceptron": _entry(_SCORES_ONLY),
+    "LinearSVC": _entry(_SCORES_ONLY),
+    "LinearSVR": _entry(_REGRESSOR),
+    "SVC": _entry(_CLASSIFIER, notes=(
+        "every kernel; probabilities with probability=True; decision_function comes from a "
+        "second graph without Platt scaling")),
+    "NuSVC": _entry(_CLASSIFIER, notes=(
+        "kernel='linear' can have dual coefficients of 1e3-1e5 that skl2onnx stores in "
+        "float32: about 1% error on decision values")),
+    "SVR": _entry(_REGRESSOR, _F64, notes="every kernel"),
+    "NuSVR": _entry(_REGRESSOR, notes="every kernel"),
+    "MLPClassifier": _entry(_PROBA_ONLY),
+    "MLPRegressor": _entry(_REGRESSOR),
+    "GaussianNB": _entry(_PROBA_ONLY),
+    "BernoulliNB": _entry(_PROBA_ONLY),
+    "MultinomialNB": _entry(_PROBA_ONLY),
+    "KNeighborsClassifier": _entry(["predict", "predict_proba"],
+                                   notes="needs the ai.onnx Scan operator"),
+    "KNeighborsRegressor": _entry(_REGRESSOR, notes="needs the ai.onnx Scan operator"),
+    "StandardScaler": _entry(_TRANSFORM, _F64),
+    "MinMaxScaler": _entry(_TRANSFORM),
+    "MaxAbsScaler": _entry(_TRANSFORM),
+    "RobustScaler": _entry(_TRANSFORM),
+    "Normalizer": _entry(_TRANSFORM),
+    "Binarizer": _entry(_TRANSFORM),
+    "PolynomialFeatures": _entry(_TRANSFORM),
+    "SimpleImputer": _entry(_TRANSFORM, notes="NaN inputs accepted"),
+    "OneHotEncoder": _entry(_TRANSFORM, notes="numeric categories, sparse_output=False"),
+    "KBinsDiscretizer": _entry(_TRANSFORM, notes="encode='onehot-dense' or 'ordinal'"),
+    "LabelBinarizer": _entry(_TRANSFORM, notes="integer class labels; input is y (1-D)"),
+    "PCA": _entry(_TRANSFORM, notes="score_samples has no ONNX conversion"),
+    "TruncatedSVD": _entry(_TRANSFORM),
+    "KernelPCA": _entry(_TRANSFORM, notes="needs the ai.onnx Scan operator"),
+    "Nystroem": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; kernels linear, rbf, laplacian, poly, sigmoid, cosine")),
+    "SelectKBest": _entry(_TRANSFORM),
+    "VarianceThreshold": _entry(_TRANSFORM),
+    "Pipeline": _entry(_CLASSIFIER + _TRANSFORM, notes="the methods of its last step"),
+    "ColumnTransformer": _entry(_TRANSFORM, notes=(
+        "columns by position, or by name (then one graph input per column)")),
+    "FeatureUnion": _entry(_TRANSFORM),
+    "StackingClassifier": _entry(_CLASSIFIER, notes=(
+        "bridge fixes binary stacks mixing predict_proba and decision_function; "
+        "transform has no ONNX conversion")),
+    "StackingRegressor": _entry(_REGRESSOR, notes="transform has no ONNX conversion"),
+    "VotingClassifier": _entry(_PROBA_ONLY, notes=(
+        "bridge converter for flatten_transform=True; predict_proba for voting='soft'; "
+        "transform has no ONNX conversion")),
+    "VotingRegressor": _entry(_REGRESSOR, notes="transform has no ONNX conversion"),
+    "TransformedTargetRegressor": _entry(_REGRESSOR, notes=(
+        "bridge converter; inverse_func in exp, expm1, log, log1p, sqrt, square, or a "
+        "Standard/MinMax/MaxAbs/Robust scaler transformer")),
+    "DummyClassifier": _entry(_PROBA_ONLY, _F64, notes=(
+        "bridge converter; strategies prior, most_frequent, constant")),
+    "DummyRegressor": _entry(_REGRESSOR, notes="bridge converter; every strategy"),
+    "DecisionTreeClassifier": _entry(_PROBA_ONLY, notes=_TREE_NOTE),
+    "DecisionTreeRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "ExtraTreeClassifier": _entry(_PROBA_ONLY, notes=_TREE_NOTE),
+    "ExtraTreeRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "RandomForestClassifier": _entry(_PROBA_ONLY, notes=_TREE_NOTE),
+    "RandomForestRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "ExtraTreesClassifier": _entry(_PROBA_ONLY, notes=_TREE_NOTE),
+    "ExtraTreesRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "GradientBoostingClassifier": _entry(_CLASSIFIER, notes=_TREE_NOTE),
+    "GradientBoostingRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "HistGradientBoostingClassifier": _entry(_CLASSIFIER, notes=_TREE_NOTE),
+    "HistGradientBoostingRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    "IsolationForest": _entry(["predict", "decision_function", "score_samples"], notes=(
+        "converted with target_opset={'': 17, 'ai.onnx.ml': 3} by default")),
+}

@@ -1,0 +1,1 @@
+"""Tests of bridge.sklearn: from_sklearn parity, custom converters, inputs and gradients."""

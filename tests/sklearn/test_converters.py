@@ -1,0 +1,74 @@
+"""bridge's own skl2onnx converters: the module list, idempotent registration, exact graphs."""
+
+from __future__ import annotations
+
+import pkgutil
+
+import numpy as np
+import pytest
+from skl2onnx import to_onnx
+
+import bridge.sklearn.converters as converters
+from bridge.errors import UnsupportedEstimatorError
+from bridge.sklearn.converters import CONVERTER_MODULES, register_missing_converters
+from tests.parity import assert_parity, run_onnxruntime
+from tests.sklearn.cases import fitted
+
+
+def test_every_converter_module_is_listed():
+    modules = {m.name for m in pkgutil.iter_modules(converters.__path__)
+               if not m.name.startswith("_")}
+    assert modules == set(CONVERTER_MODULES)
+
+
+def test_registration_is_idempotent():
+    assert register_missing_converters() is register_missing_converters()
+
+
+@pytest.mark.parametrize(
+    ("case", "data_name", "method"),
+    [
+        ("Nystroem-rbf", "features", "transform"),
+        ("Nystroem-laplacian", "features", "transform"),
+        ("TransformedTargetRegressor-func", "positive-regression", "predict"),
+        ("DummyRegressor", "regression", "predict"),
+        ("DummyClassifier-prior", "multiclass", "predict_proba"),
+        ("VotingClassifier-soft", "multiclass", "predict_proba"),
+        ("StackingClassifier", "binary", "predict_proba"),
+    ],
+)
+def test_custom_converter_graph_matches_sklearn_in_onnxruntime(case, data_name, method):
+    register_missing_converters()
+    estimator, data = fitted(case, data_name)
+    X = data.X.astype(np.float32)
+    graph = to_onnx(estimator, X[:1], options={id(estimator): {"zipmap": False}}
+                    if method == "predict_proba" else None)
+    outputs = run_onnxruntime(graph, {graph.graph.input[0].name: X})
+    actual = outputs[1] if method == "predict_proba" else outputs[0]
+    expected = getattr(estimator, method)(data.X)
+    if actual.ndim == 2 and expected.ndim == 1:
+        actual = actual.ravel()
+    assert_parity(actual, expected, rtol=1e-4, atol=1e-4, what=case)
+
+
+def test_random_dummy_strategy_is_refused():
+    from sklearn.dummy import DummyClassifier
+
+    import bridge
+
+    data = fitted("LogisticRegression", "binary")[1]
+    with pytest.raises(UnsupportedEstimatorError, match="uniform"):
+        bridge.from_sklearn(DummyClassifier(strategy="uniform").fit(data.X, data.y))
+
+
+def test_unknown_inverse_function_is_refused():
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.linear_model import Ridge
+
+    import bridge
+
+    data = fitted("Ridge", "regression")[1]
+    estimator = TransformedTargetRegressor(Ridge(), func=np.tanh, inverse_func=np.arctanh,
+                                           check_inverse=False).fit(data.X, data.y / 100)
+    with pytest.raises(UnsupportedEstimatorError, match="arctanh"):
+        bridge.from_sklearn(estimator)

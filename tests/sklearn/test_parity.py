@@ -1,0 +1,135 @@
+"""from_sklearn parity over the whole coverage list: vs scikit-learn and vs onnxruntime.
+
+Tolerances are stated in tests/sklearn/checks.py; looser ones, with reasons, in
+``cases.LOOSE_TOLERANCE``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import is_classifier
+
+import bridge
+from bridge.onnx.registry import supported_versions
+from tests.parity import assert_parity, run_onnxruntime
+from tests.sklearn.cases import LOOSE_TOLERANCE, NEEDS_OPERATORS, case_params, fitted
+from tests.sklearn.checks import assert_method_matches
+
+PARAMS = case_params()
+
+
+def _skip_without_operators(case: str) -> None:
+    needed = NEEDS_OPERATORS.get(case)
+    if needed and not supported_versions(*needed):
+        pytest.skip(f"needs {needed[0] or 'ai.onnx'}::{needed[1]}, not registered yet")
+
+
+@pytest.mark.parametrize(("case", "data_name"), PARAMS, ids=[f"{c}-{d}" for c, d in PARAMS])
+def test_matches_sklearn_and_onnxruntime(case, data_name):
+    _skip_without_operators(case)
+    estimator, data = fitted(case, data_name)
+    model = bridge.from_sklearn(estimator)
+    X = data.X
+    loose = LOOSE_TOLERANCE.get(case, 1.0)
+    expected_methods = [
+        m for m in ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                    "transform", "score_samples") if hasattr(estimator, m)
+    ]
+    assert list(model.methods) == expected_methods
+    converted = [m for m in expected_methods if m in model._method_outputs]
+    assert converted, f"{case}: no method converted"
+    for method in converted:
+        assert_method_matches(estimator, model, method, X, is_classifier(estimator), loose)
+    # the same graphs in onnxruntime give the same raw outputs
+    graphs = model.onnx_model if isinstance(model.onnx_model, dict) else {
+        converted[0]: model.onnx_model
+    }
+    for method, graph in graphs.items():
+        feeds = {graph.graph.input[0].name: X.astype(model._input_spec.dtype)}
+        if case == "LabelBinarizer":
+            feeds = {graph.graph.input[0].name: X.astype(np.int64)}
+        reference = run_onnxruntime(graph, feeds)
+        actual = model.raw_outputs(method, X)
+        for index, (a, r) in enumerate(zip(actual, reference)):
+            if r.dtype.kind in "OUS":
+                continue  # string labels: compared decoded, against sklearn, above
+            if graph.graph.output[index].name.endswith("_log"):  # log(0) = -inf in either
+                a, r = np.exp(a.numpy()), np.exp(r)
+            assert_parity(a, r, rtol=1e-4 * loose, atol=1e-4 * loose,
+                          what=f"{case}.{method} output {index} vs onnxruntime")
+
+
+@pytest.mark.parametrize("case", ["LogisticRegression", "SVC-rbf-proba", "RandomForestClassifier"])
+def test_tensor_in_tensor_out(case):
+    estimator, data = fitted(case, "multiclass")
+    model = bridge.from_sklearn(estimator)
+    X = torch.from_numpy(data.X.astype(np.float32))
+    labels = model.predict(X)
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
+    np.testing.assert_array_equal(labels.numpy(), estimator.predict(data.X))
+    proba = model.predict_proba(X)
+    assert isinstance(proba, torch.Tensor) and proba.dtype == torch.float32
+    assert torch.equal(model(X), labels)
+
+
+def test_string_labels_from_tensor_come_back_as_numpy_objects():
+    estimator, data = fitted("LogisticRegression", "strings")
+    model = bridge.from_sklearn(estimator)
+    labels = model.predict(torch.from_numpy(data.X.astype(np.float32)))
+    assert isinstance(labels, np.ndarray) and labels.dtype == object
+    np.testing.assert_array_equal(labels.astype(str), estimator.predict(data.X))
+
+
+def test_dataframe_input_by_column_order():
+    pandas = pytest.importorskip("pandas")
+    estimator, data = fitted("StandardScaler", "features")
+    frame = pandas.DataFrame(data.X, columns=[f"f{i}" for i in range(data.X.shape[1])])
+    estimator.fit(frame)
+    model = bridge.from_sklearn(estimator)
+    assert_parity(model.transform(frame), estimator.transform(frame), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="feature names"):
+        model.transform(frame[frame.columns[::-1]])
+
+
+def test_column_transformer_selecting_columns_by_name():
+    pandas = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    data = fitted("StandardScaler", "features")[1]
+    frame = pandas.DataFrame(data.X, columns=list("abcdef"))
+    estimator = ColumnTransformer(
+        [("s", StandardScaler(), ["a", "c"]), ("m", MinMaxScaler(), ["f"])]
+    ).fit(frame)
+    model = bridge.from_sklearn(estimator)
+    assert_parity(model.transform(frame), estimator.transform(frame), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["LogisticRegression", "StandardScaler", "SVR-rbf",
+                                  "DummyClassifier-prior", "Nystroem-rbf"])
+def test_float64_graphs(case):
+    data_name = {"LogisticRegression": "multiclass", "SVR-rbf": "regression",
+                 "DummyClassifier-prior": "multiclass"}.get(case, "features")
+    estimator, data = fitted(case, data_name)
+    model = bridge.from_sklearn(estimator, dtype=np.float64)
+    method = "predict_proba" if hasattr(estimator, "predict_proba") else (
+        "transform" if hasattr(estimator, "transform") else "predict")
+    result = getattr(model, method)(data.X)
+    assert result.dtype == np.float64
+    assert_parity(result, getattr(estimator, method)(data.X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", ["SVC-rbf-proba", "RandomForestClassifier", "MLPClassifier"])
+def test_runs_on_cuda(case):
+    estimator, data = fitted(case, "multiclass")
+    model = bridge.from_sklearn(estimator).to("cuda")
+    X = torch.from_numpy(data.X.astype(np.float32)).cuda()
+    proba = model.predict_proba(X)
+    assert proba.device.type == "cuda"
+    assert_parity(proba, estimator.predict_proba(data.X), rtol=0, atol=1e-4)
+    labels = model.predict(data.X)  # numpy in → runs on the module's device → numpy out
+    np.testing.assert_array_equal(labels, estimator.predict(data.X))
