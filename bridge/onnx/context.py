@@ -29,6 +29,8 @@ class ConversionContext:
         self.options = dict(options or {})
         self.constants: dict[str, torch.Tensor] = {}
         self.vocabularies: dict[str, list] = {}
+        # set by the importer: GraphProto → (module, names of the outer values it reads)
+        self.convert_subgraph = None
 
     def opset(self, domain: str = "") -> int | None:
         """Return the model's opset for ``domain`` (``None`` when not imported)."""

@@ -201,3 +201,32 @@ class OnnxGraph:
 
     def type_of(self, name: str) -> ValueType | None:
         return self.types.get(name)
+
+
+def free_names(graph: onnx.GraphProto) -> list[str]:
+    """Names a (sub)graph reads but does not define: values of the enclosing graphs.
+
+    Nested subgraphs count too (their free names that this graph does not define).
+    """
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    free: list[str] = []
+
+    def read(name: str) -> None:
+        if name and name not in defined and name not in free:
+            free.append(name)
+
+    for node in graph.node:
+        for name in node.input:
+            read(name)
+        for attribute in node.attribute:
+            subgraphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else []
+            if attribute.type == onnx.AttributeProto.GRAPHS:
+                subgraphs = list(attribute.graphs)
+            for subgraph in subgraphs:
+                for name in free_names(subgraph):
+                    read(name)
+        defined.update(node.output)
+    for output in graph.output:
+        read(output.name)
+    return free

@@ -21,7 +21,7 @@ from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
-from bridge.onnx.graph import OnnxGraph, OnnxNode, load_model, normalize_domain
+from bridge.onnx.graph import OnnxGraph, OnnxNode, free_names, load_model, normalize_domain
 from bridge.onnx.registry import Converted, lookup, schema_version
 
 _IDENTIFIER = re.compile(r"[^0-9a-zA-Z_]")
@@ -52,18 +52,34 @@ class OnnxGraphModule(fx.GraphModule):
 
 
 class _GraphBuilder:
-    """Builds one fx graph from one ONNX graph; used once per :func:`from_onnx` call."""
+    """Builds one fx graph from one ONNX graph; used once per (sub)graph.
 
-    def __init__(self, model: onnx.ModelProto, trainable: bool, options: dict):
-        self.model = model
+    A subgraph (the body of Loop/Scan, the branches of If) may read values of the
+    enclosing graphs by name: those that are constants there become constants here,
+    the others become extra placeholders after the subgraph's own inputs
+    (``outer_inputs``), which the control-flow module passes in at run time.
+    """
+
+    def __init__(self, graph: OnnxGraph, opsets: dict[str, int], trainable: bool,
+                 options: dict, outer: ConversionContext | None = None):
         self.trainable = trainable
-        self.opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
-        self.graph = OnnxGraph(self._with_inferred_types(model).graph)
+        self.options = options
+        self.opsets = opsets
+        self.graph = graph
         self.context = ConversionContext(self.graph, self.opsets, options)
+        self.context.convert_subgraph = self.convert_subgraph
+        self.outer = outer
+        self.outer_inputs: list[str] = []
         self.root = nn.Module()
         self.fx_graph = fx.Graph()
         self.values: dict[str, fx.Node] = {}
         self.names: set[str] = set()
+
+    @classmethod
+    def for_model(cls, model: onnx.ModelProto, trainable: bool, options: dict) -> _GraphBuilder:
+        opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
+        graph = OnnxGraph(cls._with_inferred_types(model).graph)
+        return cls(graph, opsets, trainable, options)
 
     @staticmethod
     def _with_inferred_types(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -71,6 +87,16 @@ class _GraphBuilder:
             return onnx.shape_inference.infer_shapes(model, strict_mode=False)
         except Exception:  # inference is a convenience; converters cope without types
             return model
+
+    def convert_subgraph(self, graph: onnx.GraphProto) -> tuple[OnnxGraphModule, list[str]]:
+        """Convert a subgraph attribute; return its module and the outer values it reads.
+
+        The module takes the subgraph's own inputs, then the values named in the
+        returned list (in that order).
+        """
+        builder = _GraphBuilder(OnnxGraph(graph), self.opsets, self.trainable, self.options,
+                                outer=self.context)
+        return builder.build(), builder.outer_inputs
 
     def build(self) -> OnnxGraphModule:
         for name, array in self.graph.initializers.items():
@@ -84,6 +110,8 @@ class _GraphBuilder:
                     "whose inputs are tensors"
                 )
             self.values[name] = self.fx_graph.placeholder(_python_name(name, self.names))
+        if self.outer is not None:
+            self._bind_outer_values()
         for node in self.graph.nodes():
             self._convert_node(node)
         outputs = [self._value(name, "graph output") for name in self.graph.outputs]
@@ -92,9 +120,22 @@ class _GraphBuilder:
         module.input_names = self.graph.inputs
         module.output_names = self.graph.outputs
         module.opsets = dict(self.opsets)
+        if self.outer is not None:  # vocabularies matter at the edges of the whole model only
+            module.input_vocabularies, module.output_vocabularies = {}, {}
+            return module
         module.input_vocabularies = self._edge_vocabularies(self.graph.inputs, "input")
         module.output_vocabularies = self._edge_vocabularies(self.graph.outputs, "output")
         return module
+
+    def _bind_outer_values(self) -> None:
+        """Constants of enclosing graphs become constants; other outer values, placeholders."""
+        for name in free_names(self.graph.proto):
+            constant = self.outer.constant(name)
+            if constant is not None:
+                self.context.constants[name] = constant
+            else:
+                self.values[name] = self.fx_graph.placeholder(_python_name(name, self.names))
+                self.outer_inputs.append(name)
 
     def _edge_vocabularies(self, names: list[str], role: str) -> dict[str, list]:
         vocabularies = {}
@@ -233,4 +274,4 @@ def from_onnx(
     proto = load_model(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # fx warns on buffer-name shadowing
-        return _GraphBuilder(proto, trainable, {"tree_strategy": tree_strategy}).build()
+        return _GraphBuilder.for_model(proto, trainable, {"tree_strategy": tree_strategy}).build()

@@ -23,6 +23,7 @@ OP_MODULES = (
     "resize",
     "losses",
     "attention",
+    "control_flow",
     "ml.linear",
     "ml.svm",
     "ml.preprocessing",

@@ -1,0 +1,174 @@
+"""Control flow: If, Loop and Scan, whose bodies are subgraphs converted to their own modules.
+
+A body may read values of the enclosing graph; those that are not constants are passed to
+the control-flow module at run time (``outer`` below) and on to the body after its own inputs.
+Loops run as Python loops over the body module: eager mode and ``torch.jit.trace`` (which
+unrolls them for the traced trip count) work; ``torch.export`` of a data-dependent trip
+count does not.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bridge.errors import ConversionError, UnsupportedOperatorError
+from bridge.onnx.context import ConversionContext
+from bridge.onnx.graph import OnnxNode
+from bridge.onnx.registry import Converted, converter
+
+
+def _as_tuple(result) -> tuple:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _subgraph(node: OnnxNode, context: ConversionContext, attribute: str):
+    graph = node.attribute(attribute)
+    if graph is None:
+        raise ConversionError(f"{node.op_type} node {node.name!r} has no {attribute!r} subgraph")
+    return context.convert_subgraph(graph)
+
+
+class OnnxIf(nn.Module):
+    """Runs the then- or else-branch module; each reads its own subset of the outer values."""
+
+    def __init__(self, then_branch: nn.Module, else_branch: nn.Module,
+                 then_outer: list[int], else_outer: list[int]):
+        super().__init__()
+        self.then_branch = then_branch
+        self.else_branch = else_branch
+        self.then_outer = then_outer
+        self.else_outer = else_outer
+
+    def forward(self, condition: torch.Tensor, outer: list[torch.Tensor]):
+        if bool(condition.reshape(-1)[0]):
+            return self.then_branch(*[outer[i] for i in self.then_outer])
+        return self.else_branch(*[outer[i] for i in self.else_outer])
+
+
+@converter("If", versions=(1, 11, 13, 16, 19, 21, 23, 24, 25))
+def convert_if(node: OnnxNode, context: ConversionContext) -> Converted:
+    then_module, then_names = _subgraph(node, context, "then_branch")
+    else_module, else_names = _subgraph(node, context, "else_branch")
+    if len(then_module.output_names) != len(else_module.output_names):
+        raise ConversionError(
+            f"If node {node.name!r}: then_branch has {len(then_module.output_names)} outputs, "
+            f"else_branch {len(else_module.output_names)}; they must match"
+        )
+    outer = list(dict.fromkeys(then_names + else_names))
+    module = OnnxIf(then_module, else_module, [outer.index(n) for n in then_names],
+                    [outer.index(n) for n in else_names])
+    return Converted(module, inputs=[node.inputs[0], outer])
+
+
+class OnnxLoop(nn.Module):
+    """ONNX Loop: a trip count and/or a condition, loop-carried values, stacked scan outputs."""
+
+    def __init__(self, body: nn.Module, carried_count: int, scan_count: int):
+        super().__init__()
+        self.body = body
+        self.carried_count = carried_count
+        self.scan_count = scan_count
+
+    def forward(self, trip_count: torch.Tensor | None, condition: torch.Tensor | None,
+                carried: list[torch.Tensor], outer: list[torch.Tensor]):
+        limit = int(trip_count.reshape(-1)[0]) if trip_count is not None else None
+        keep_going = bool(condition.reshape(-1)[0]) if condition is not None else True
+        device = carried[0].device if carried else (outer[0].device if outer else None)
+        scans: list[list[torch.Tensor]] = [[] for _ in range(self.scan_count)]
+        iteration = 0
+        while keep_going and (limit is None or iteration < limit):
+            step = torch.tensor(iteration, dtype=torch.int64, device=device)
+            flag = torch.tensor(keep_going, device=device)
+            outputs = _as_tuple(self.body(step, flag, *carried, *outer))
+            keep_going = bool(outputs[0].reshape(-1)[0])
+            carried = list(outputs[1:1 + self.carried_count])
+            for index in range(self.scan_count):
+                scans[index].append(outputs[1 + self.carried_count + index])
+            iteration += 1
+        if any(not values for values in scans):
+            raise ConversionError(
+                "Loop ran zero iterations but has scan outputs: their element shape is unknown"
+            )
+        results = list(carried) + [torch.stack(values) for values in scans]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+@converter("Loop", versions=(1, 11, 13, 16, 19, 21, 23, 24, 25))
+def convert_loop(node: OnnxNode, context: ConversionContext) -> Converted:
+    body, outer = _subgraph(node, context, "body")
+    carried = node.inputs[2:]
+    scan_count = len(body.output_names) - 1 - len(carried)
+    if scan_count < 0:
+        raise ConversionError(
+            f"Loop node {node.name!r}: the body has {len(body.output_names)} outputs, fewer than "
+            f"1 condition + {len(carried)} loop-carried values"
+        )
+    trip = node.inputs[0] if node.inputs and node.inputs[0] else None
+    condition = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] else None
+    return Converted(OnnxLoop(body, len(carried), scan_count),
+                     inputs=[trip, condition, carried, outer])
+
+
+class OnnxScan(nn.Module):
+    """ONNX Scan (opset 9+): states carried across slices of the scan inputs along an axis."""
+
+    def __init__(self, body: nn.Module, state_count: int, scan_count: int,
+                 input_axes: list[int], input_reverse: list[bool],
+                 output_axes: list[int], output_reverse: list[bool]):
+        super().__init__()
+        self.body = body
+        self.state_count = state_count
+        self.scan_count = scan_count
+        self.input_axes = input_axes
+        self.input_reverse = input_reverse
+        self.output_axes = output_axes
+        self.output_reverse = output_reverse
+
+    def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
+        states = values[:self.state_count]
+        scan_inputs = values[self.state_count:]
+        axes = [axis % max(x.dim(), 1) for axis, x in zip(self.input_axes, scan_inputs)]
+        length = scan_inputs[0].shape[axes[0]]
+        collected: list[list[torch.Tensor]] = [[] for _ in self.output_axes]
+        for step in range(length):
+            slices = [
+                x.select(axis, length - 1 - step if reverse else step)
+                for x, axis, reverse in zip(scan_inputs, axes, self.input_reverse)
+            ]
+            outputs = _as_tuple(self.body(*states, *slices, *outer))
+            states = list(outputs[:self.state_count])
+            for index, value in enumerate(outputs[self.state_count:]):
+                collected[index].append(value)
+        results = list(states)
+        for values_k, axis, reverse in zip(collected, self.output_axes, self.output_reverse):
+            if reverse:
+                values_k = values_k[::-1]
+            stacked = torch.stack(values_k)
+            results.append(torch.movedim(stacked, 0, axis % stacked.dim()))
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+@converter("Scan", versions=(9, 11, 16, 19, 21, 23, 24, 25))
+def convert_scan(node: OnnxNode, context: ConversionContext) -> Converted:
+    body, outer = _subgraph(node, context, "body")
+    scan_count = node.attribute("num_scan_inputs")
+    values = node.inputs
+    state_count = len(values) - scan_count
+    output_count = len(body.output_names) - state_count
+    input_axes = node.attribute("scan_input_axes", [0] * scan_count)
+    input_directions = node.attribute("scan_input_directions", [0] * scan_count)
+    output_axes = node.attribute("scan_output_axes", [0] * output_count)
+    output_directions = node.attribute("scan_output_directions", [0] * output_count)
+    if scan_count < 1 or state_count < 0 or output_count < 0:
+        raise ConversionError(
+            f"Scan node {node.name!r}: num_scan_inputs={scan_count} does not fit its "
+            f"{len(values)} inputs and the body's {len(body.output_names)} outputs"
+        )
+    if any(d not in (0, 1) for d in list(input_directions) + list(output_directions)):
+        raise UnsupportedOperatorError(node.domain, node.op_type, node.since_version,
+                                       reason="scan directions must be 0 or 1")
+    module = OnnxScan(body, state_count, scan_count, list(input_axes),
+                      [bool(d) for d in input_directions], list(output_axes),
+                      [bool(d) for d in output_directions])
+    return Converted(module, inputs=[values, outer])
