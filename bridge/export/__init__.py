@@ -19,8 +19,8 @@ __all__ = ["to_onnx", "read_metadata", "export_module"]
 
 ACCEPTED = (
     "a fitted bridge NeuralNet*, a scikit-learn Pipeline ending in one, a model from "
-    "bridge.from_sklearn / bridge.from_onnx, a fitted scikit-learn estimator, or a "
-    "torch.nn.Module with X_sample"
+    "bridge.from_sklearn / bridge.from_onnx, an onnx.ModelProto, a fitted scikit-learn "
+    "estimator, or a torch.nn.Module with X_sample"
 )
 
 
@@ -82,22 +82,30 @@ def _export_pipeline(pipeline, X_sample, opset, exporter):
     preprocessing = Pipeline(steps) if len(steps) > 1 else steps[0][1]
     values = X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample)
     converted = from_sklearn(preprocessing, values[:2])
-    graph = converted.onnx_model
-    if isinstance(graph, dict):
-        graph = graph.get("transform") or next(iter(graph.values()))
-    preprocess = _SelectOutput(from_onnx(graph), 0)
+    preprocess = _SelectOutput(from_onnx(_graph_of(converted, "transform")), 0)
     description = "included: " + " → ".join(f"{name} ({type(step).__name__})"
                                            for name, step in steps)
     return _export_net(net, values[:2], opset, exporter, preprocess, description)
 
 
-def _export_converted(model, X_sample, opset, exporter, lowered):
+# With one graph per method, the file exported by default is the first of these present.
+_MAIN_METHODS = ("predict_proba", "predict", "transform", "decision_function", "score_samples")
+
+
+def _graph_of(model, method: str | None) -> onnx.ModelProto:
     graph = model.onnx_model
-    if isinstance(graph, dict):
-        raise ExportError(
-            "this converted model keeps one ONNX graph per method; export a method's graph: "
-            f"bridge.to_onnx(model.onnx_model[name]) with name in {sorted(graph)}"
-        )
+    if not isinstance(graph, dict):
+        if method is not None and not hasattr(model, method):
+            raise ExportError(f"the converted model has no method {method!r}")
+        return graph
+    if method is None:
+        method = next((m for m in _MAIN_METHODS if m in graph), next(iter(graph)))
+    if method not in graph:
+        raise ExportError(f"method={method!r} has no graph; this model has {sorted(graph)}")
+    return graph[method]
+
+
+def _export_graph(graph: onnx.ModelProto, X_sample, opset, exporter, lowered):
     if not lowered:
         return set_metadata(onnx.ModelProto.FromString(graph.SerializeToString()),
                             {"bridge.form": "onnx-ml"})
@@ -149,6 +157,7 @@ def to_onnx(
     X_sample=None,
     opset: int | None = None,
     lowered: bool = False,
+    method: str | None = None,
     exporter: str = "dynamo",
 ) -> onnx.ModelProto:
     """Export ``obj`` as a checked ONNX model (and write it to ``path`` when given).
@@ -171,6 +180,10 @@ def to_onnx(
         For converted models and estimators: re-export the graph through its torch
         module so that it holds standard ai.onnx operators only (no ai.onnx.ml), for
         runtimes without that domain (onnxruntime's CUDA provider, TensorRT, ...).
+        An ``onnx.ModelProto`` given as ``obj`` is lowered the same way.
+    method : str, optional
+        For converted models that keep one graph per method: which method's graph to
+        export (default: the first of predict_proba, predict, transform, ... present).
     exporter : {"dynamo", "torchscript"}
         Which torch ONNX exporter traces torch code.
 
@@ -193,15 +206,17 @@ def to_onnx(
         model = _export_net(obj, X_sample, opset, exporter)
     elif isinstance(obj, Pipeline) and obj.steps and _is_net(obj.steps[-1][1]):
         model = _export_pipeline(obj, X_sample, opset, exporter)
+    elif isinstance(obj, onnx.ModelProto):
+        model = _export_graph(obj, X_sample, opset, exporter, lowered)
     elif isinstance(obj, nn.Module) and hasattr(obj, "onnx_model"):
-        model = _export_converted(obj, X_sample, opset, exporter, lowered)
+        model = _export_graph(_graph_of(obj, method), X_sample, opset, exporter, lowered)
     elif isinstance(obj, BaseEstimator):
         from bridge.sklearn.convert import from_sklearn
 
         sample = None if X_sample is None else (
             X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample))
         converted = from_sklearn(obj, sample[:2] if sample is not None else None)
-        model = _export_converted(converted, X_sample, opset, exporter, lowered)
+        model = _export_graph(_graph_of(converted, method), X_sample, opset, exporter, lowered)
     elif isinstance(obj, nn.Module):
         if X_sample is None:
             raise ExportError(f"exporting a {type(obj).__name__} module needs X_sample")
