@@ -73,5 +73,9 @@ class NotFittedError(BridgeError, _SklearnNotFittedError):
     """
 
 
+class TrimmedNetError(BridgeError, RuntimeError):
+    """A net trimmed for prediction was asked to train or save training state."""
+
+
 class DeviceError(BridgeError, RuntimeError):
     """A requested device is not available (e.g. ``device='cuda'`` without CUDA)."""

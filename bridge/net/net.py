@@ -1,0 +1,382 @@
+"""The :class:`NeuralNet` class: construction, initialization of its parts, callbacks and hooks.
+
+Training and inference live in ``training.py`` and ``inference.py``, saving and pickling in
+``persistence.py``, parameter routing in ``params.py``; this file puts them together.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from sklearn.base import BaseEstimator
+from torch.utils.data import DataLoader
+
+from bridge.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from bridge.callbacks.base import HOOK_NAMES, overrides_hook
+from bridge.dataset import Dataset, ValidSplit
+from bridge.errors import NotFittedError
+from bridge.history import History
+from bridge.net.inference import InferenceMixin
+from bridge.net.params import ParamsMixin
+from bridge.net.persistence import PersistenceMixin
+from bridge.net.training import TrainingMixin
+from bridge.utils import check_device
+
+__all__ = ["NeuralNet"]
+
+
+class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, BaseEstimator):
+    """A torch module with the scikit-learn estimator API (skorch-compatible).
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance
+        The network; a class is instantiated with the ``module__*`` parameters.
+    criterion : torch loss class or instance
+        The loss; a class is instantiated with ``criterion__*``.
+    optimizer : torch optimizer class
+        Instantiated with the learnable parameters, ``lr`` and ``optimizer__*``.
+    lr : float
+        Learning rate (``optimizer__lr`` takes precedence).
+    max_epochs : int
+        Epochs per ``fit``.
+    batch_size : int
+        Rows per batch (``-1``: all rows); ``iterator_*__batch_size`` take precedence.
+    iterator_train, iterator_valid : class
+        DataLoader-like classes; with torch's ``DataLoader`` and in-memory data, batches are cut
+        straight from tensors on the device (same batches, no per-row indexing).
+    dataset : class or instance
+        Builds the dataset from ``(X, y)``; default :class:`bridge.dataset.Dataset`.
+    train_split : callable or None
+        ``train_split(dataset, y) -> (dataset_train, dataset_valid)``; None trains on all data.
+    callbacks : list or None
+        Callback instances, classes or ``(name, callback)`` pairs, run after the defaults.
+    predict_nonlinearity : 'auto', callable or None
+        Applied to the module output in ``predict_proba``; 'auto' picks softmax for
+        ``CrossEntropyLoss``, sigmoid for ``BCEWithLogitsLoss``, identity otherwise.
+    warm_start : bool
+        Keep the fitted module on a new ``fit`` instead of re-initializing.
+    verbose : int
+        0 silences the per-epoch log.
+    device : str, torch.device or None
+        Where the module and data go (``'cuda'`` needs CUDA); None leaves them where they are.
+    compile : bool
+        Wrap the module with ``torch.compile`` (``compile__*`` are its arguments).
+    use_caching : 'auto' or bool
+        Whether scoring callbacks reuse the epoch's predictions ('auto': each callback decides).
+    torch_load_kwargs : dict or None
+        Extra arguments of ``torch.load`` in :meth:`load_params` (``weights_only=True`` always).
+    **kwargs
+        Routed parameters: ``module__*``, ``criterion__*``, ``optimizer__*``,
+        ``iterator_train__*``, ``iterator_valid__*``, ``dataset__*``, ``callbacks__<name>[__*]``,
+        ``compile__*``. Checked when the net is initialized.
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        criterion: Any,
+        optimizer: Any = torch.optim.SGD,
+        lr: float = 0.01,
+        max_epochs: int = 10,
+        batch_size: int = 128,
+        iterator_train: Any = DataLoader,
+        iterator_valid: Any = DataLoader,
+        dataset: Any = Dataset,
+        train_split: Any = ValidSplit(5),  # noqa: B008 - a stateless default, as in skorch
+        callbacks: Any = None,
+        predict_nonlinearity: Any = "auto",
+        warm_start: bool = False,
+        verbose: int = 1,
+        device: Any = "cpu",
+        compile: bool = False,
+        use_caching: Any = "auto",
+        torch_load_kwargs: dict | None = None,
+        **kwargs: Any,
+    ):
+        self.module = module
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.iterator_train = iterator_train
+        self.iterator_valid = iterator_valid
+        self.dataset = dataset
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.predict_nonlinearity = predict_nonlinearity
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.device = device
+        self.compile = compile
+        self.use_caching = use_caching
+        self.torch_load_kwargs = torch_load_kwargs
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    # ------------------------------------------------------------------ sklearn protocol
+    @property
+    def initialized_(self) -> bool:
+        """Whether :meth:`initialize` has run."""
+        return self.__dict__.get("_initialized", False)
+
+    @property
+    def history(self) -> History:
+        """The training history (:class:`bridge.history.History`)."""
+        return self.history_
+
+    @history.setter
+    def history(self, value: History) -> None:
+        self.history_ = value
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.initialized_
+
+    def check_is_fitted(self, attributes: Any = None, *args: Any, **kwargs: Any) -> None:
+        """Raise :class:`bridge.errors.NotFittedError` unless the net is initialized.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``/``initialize``.
+        """
+        names = attributes or ["module_"]
+        missing = [name for name in names if not hasattr(self, name)]
+        if not self.initialized_ or missing:
+            raise NotFittedError(f"This {type(self).__name__} instance is not initialized yet; call 'initialize' "
+                                 "or 'fit' with appropriate arguments before using this method.")
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = True  # random initialization and shuffling
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.dict = True
+        return tags
+
+    # ------------------------------------------------------------------ callbacks
+    @property
+    def _default_callbacks(self) -> list[tuple[str, Any]]:
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("print_log", PrintLog()),
+        ]
+
+    def get_default_callbacks(self) -> list[tuple[str, Any]]:
+        """The ``(name, callback)`` pairs every net of this class starts with."""
+        return self._default_callbacks
+
+    def _collect_callbacks(self) -> list[tuple[str, Any]]:
+        named: list[tuple[str, Any]] = list(self.get_default_callbacks())
+        user: list[tuple[str, Any]] = []
+        for item in self.callbacks or []:
+            if isinstance(item, tuple):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(f"a callback given as a tuple must be (name, callback); got {item!r}")
+                user.append(item)
+            else:
+                cb = item() if isinstance(item, type) else item
+                user.append((None, cb))  # type: ignore[arg-type]
+        explicit = Counter(name for name, _ in user if name is not None)
+        duplicates = [name for name, count in explicit.items() if count > 1]
+        if duplicates:
+            raise ValueError(f"callback names must be unique; found several callbacks named {sorted(duplicates)}")
+        taken = {name for name, _ in named} | set(explicit)
+        auto_counts = Counter(type(cb).__name__ for name, cb in user if name is None)
+        seen: Counter = Counter()
+        for name, cb in user:
+            cb = cb() if isinstance(cb, type) else cb
+            if name is None:
+                base = type(cb).__name__
+                name = base
+                if auto_counts[base] > 1:
+                    seen[base] += 1
+                    name = f"{base}_{seen[base]}"
+                if name in {n for n, _ in named}:
+                    named = [(n, c) for n, c in named if n != name]
+            elif name in taken and name in {n for n, _ in named}:
+                named = [(n, c) for n, c in named if n != name]  # a user callback replaces a default
+            named.append((name, cb))
+        return named
+
+    def initialize_callbacks(self) -> NeuralNet:
+        """Build ``callbacks_`` from the defaults, ``callbacks`` and ``callbacks__*`` parameters.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For duplicate names or a ``callbacks__<name>`` that names no callback.
+        """
+        named = self._collect_callbacks()
+        routed = self.get_params_for("callbacks")
+        names = [name for name, _ in named]
+        replacements = {k: v for k, v in routed.items() if "__" not in k}
+        nested = {k: v for k, v in routed.items() if "__" in k}
+        for key in list(replacements) + [k.split("__", 1)[0] for k in nested]:
+            if key not in names:
+                raise ValueError(f"callbacks__{key} names no callback; known callback names: {names}")
+        named = [(n, replacements.get(n, cb)) for n, cb in named]
+        by_name = dict(named)
+        for key, value in nested.items():
+            name, param = key.split("__", 1)
+            if by_name[name] is not None:
+                by_name[name].set_params(**{param: value})
+        self.callbacks_ = [(n, cb.initialize() if cb is not None else None) for n, cb in named]
+        self.callbacks_ = [(n, cb) for n, cb in self.callbacks_ if cb is not None]
+        return self
+
+    def _active_callbacks(self) -> Iterator[Any]:
+        for _, callback in self.callbacks_:
+            if isinstance(callback, PrintLog) and not self.verbose:
+                continue
+            yield callback
+
+    def _hook_methods(self, hook: str) -> list[Any]:
+        """Bound methods to call for ``hook``: the net's own, then each callback that overrides it."""
+        methods = [getattr(self, hook)]
+        methods += [getattr(cb, hook) for cb in self._active_callbacks() if overrides_hook(cb, hook)]
+        return methods
+
+    def notify(self, method_name: str, **cb_kwargs: Any) -> None:
+        """Call ``method_name`` on the net and then on every callback, with ``cb_kwargs``.
+
+        Raises
+        ------
+        ValueError
+            When ``method_name`` is not a hook.
+        """
+        if method_name not in HOOK_NAMES:
+            raise ValueError(f"{method_name!r} is not a callback hook; hooks: {list(HOOK_NAMES)}")
+        for method in self._hook_methods(method_name):
+            method(self, **cb_kwargs)
+
+    # The net's own hooks (callbacks have the same signatures).
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Hook: start of training (no-op)."""
+
+    def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Hook: end of training (no-op)."""
+
+    def on_epoch_begin(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any) -> None:
+        """Hook: open a new epoch row in the history."""
+        self.history.new_epoch()
+        self.history.record("epoch", len(self.history))
+
+    def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any) -> None:
+        """Hook: end of an epoch (no-op)."""
+
+    def on_batch_begin(self, net: Any, batch: Any = None, training: bool | None = None, **kwargs: Any) -> None:
+        """Hook: open a new batch row in the history."""
+        self.history.new_batch()
+
+    def on_batch_end(self, net: Any, batch: Any = None, training: bool | None = None, **kwargs: Any) -> None:
+        """Hook: end of a batch (no-op)."""
+
+    def on_grad_computed(self, net: Any, named_parameters: Any, batch: Any = None, training: bool = True, **kwargs: Any) -> None:
+        """Hook: gradients are ready (no-op)."""
+
+    # ------------------------------------------------------------------ initialization
+    def initialize_module(self) -> NeuralNet:
+        """Build ``module_`` from ``module`` and ``module__*``, move it to ``device``, compile if asked."""
+        module = self.initialized_instance(self.module, self.get_params_for("module"))
+        if self.device is not None:
+            module = module.to(self.device)
+        if self.compile:
+            module = torch.compile(module, **self.get_params_for("compile"))
+        self.module_ = module
+        return self
+
+    def initialize_criterion(self) -> NeuralNet:
+        """Build ``criterion_`` from ``criterion`` and ``criterion__*``."""
+        criterion = self.initialized_instance(self.criterion, self.get_params_for("criterion"))
+        if isinstance(criterion, torch.nn.Module) and self.device is not None:
+            criterion = criterion.to(self.device)
+        self.criterion_ = criterion
+        return self
+
+    def get_all_learnable_params(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        """``(name, parameter)`` for every parameter of the module and criterion (each once)."""
+        seen: set[int] = set()
+        for owner in (getattr(self, "module_", None), getattr(self, "criterion_", None)):
+            if not isinstance(owner, torch.nn.Module):
+                continue
+            for name, param in owner.named_parameters():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    yield name, param
+
+    def initialize_optimizer(self, triggered_directly: Any = None) -> NeuralNet:
+        """Build ``optimizer_`` over :meth:`get_all_learnable_params` with ``lr`` and ``optimizer__*``."""
+        args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
+        self.optimizer_ = self.optimizer(*args, **kwargs)
+        return self
+
+    def initialize_history(self) -> NeuralNet:
+        """Start an empty ``history_``."""
+        self.history_ = History()
+        return self
+
+    def initialize(self) -> NeuralNet:
+        """Check parameters and build callbacks, module, criterion, optimizer and history.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For unknown or misspelled parameters, or a bad ``use_caching``.
+        DeviceError
+            When ``device`` is not available.
+        """
+        self._check_param_names(self._routed_param_names())
+        if self.use_caching not in ("auto", True, False):
+            raise ValueError(f"use_caching must be 'auto', True or False; got {self.use_caching!r}")
+        if self.get_params_for("iterator_valid").get("shuffle"):
+            import warnings
+
+            warnings.warn("iterator_valid__shuffle=True shuffles the rows of predict and predict_proba; "
+                          "this is most likely not what you want", UserWarning, stacklevel=2)
+        check_device(self.device)
+        self.initialize_callbacks()
+        self.initialize_module()
+        self.initialize_criterion()
+        self.initialize_optimizer()
+        self.initialize_history()
+        self._initialized = True
+        return self
+
+    def _set_training(self, training: bool = True) -> None:
+        if self.module_.training != training:
+            self.module_.train(training)
+        if isinstance(self.criterion_, torch.nn.Module) and self.criterion_.training != training:
+            self.criterion_.train(training)
+
+    def module_dtype(self) -> torch.dtype:
+        """The floating dtype of the module's parameters (the default dtype before initialization)."""
+        module = getattr(self, "module_", None)
+        if isinstance(module, torch.nn.Module):
+            for param in module.parameters():
+                if param.is_floating_point() and not isinstance(param, torch.nn.parameter.UninitializedParameter):
+                    return param.dtype
+        return torch.get_default_dtype()
+
+    def __repr__(self) -> str:
+        shown = {name: getattr(self, name) for name in ("module", "criterion")}
+        if self.initialized_:
+            shown["module_"] = self.module_
+        body = ",\n  ".join(f"{k}={v!r}" for k, v in shown.items())
+        state = "initialized" if self.initialized_ else "uninitialized"
+        return f"<class '{type(self).__module__}.{type(self).__name__}'>[{state}](\n  {body},\n)"

@@ -1,0 +1,280 @@
+"""The training loop of the nets: fit, partial_fit, epochs, train/validation steps and data plumbing.
+
+Losses stay on the device during an epoch and are read back once at its end, when the
+per-batch history rows are filled in (callbacks get each batch's loss tensor as it is).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from bridge.dataset import get_len, unpack_data
+from bridge.net.data import fast_iterator_for
+from bridge.net.validation import cast_floating, check_input
+from bridge.utils import is_dataset, to_tensor
+
+__all__ = ["TrainingMixin"]
+
+
+class _FirstStepAccumulator:
+    """Keeps the step of the first closure call (optimizers such as LBFGS call it several times)."""
+
+    def __init__(self) -> None:
+        self.step: dict[str, Any] | None = None
+
+    def store_step(self, step: dict[str, Any]) -> None:
+        if self.step is None:
+            self.step = step
+
+    def get_step(self) -> dict[str, Any]:
+        return self.step
+
+
+class TrainingMixin:
+    """fit, partial_fit and the pieces of the loop, each overridable as in skorch."""
+
+    # ------------------------------------------------------------------ data preparation
+    def _prepare_fit_data(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
+        """Validate and convert ``(X, y)`` for training; subclasses add target handling."""
+        X, y = check_input(self, X, y, reset=reset, y_numeric=False)
+        return cast_floating(X, self.module_dtype()), y
+
+    def check_data(self, X: Any, y: Any = None) -> None:
+        """Hook for extra checks of the training data (none by default)."""
+
+    def get_dataset(self, X: Any, y: Any = None) -> Any:
+        """The dataset for ``(X, y)``: ``X`` itself if it is a torch Dataset, else ``dataset(X, y, **dataset__*)``.
+
+        Raises
+        ------
+        TypeError
+            When ``dataset`` is an instance and ``dataset__*`` parameters are also given.
+        """
+        if is_dataset(X):
+            return X
+        kwargs = self.get_params_for("dataset")
+        if is_dataset(self.dataset):
+            if kwargs:
+                raise TypeError(f"dataset is already an instance ({self.dataset!r}); dataset__* parameters "
+                                f"{sorted(kwargs)} cannot be applied to it")
+            return self.dataset
+        return self.dataset(X, y, **kwargs)
+
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any) -> tuple[Any, Any]:
+        """``(dataset_train, dataset_valid)`` from ``train_split`` (``dataset_valid`` is None without one)."""
+        dataset = self.get_dataset(X, y)
+        if not self.train_split:
+            return dataset, None
+        accepted = _accepted_kwargs(self.train_split, fit_params)
+        if y is None:
+            return self.train_split(dataset, **accepted)
+        return self.train_split(dataset, y, **accepted)
+
+    def get_iterator(self, dataset: Any, training: bool = False) -> Any:
+        """The batch iterator over ``dataset``: ``iterator_train``/``iterator_valid`` with their parameters.
+
+        With torch's DataLoader over bridge's default Dataset of in-memory arrays, a
+        :class:`bridge.net.data.TensorBatchIterator` yields the same batches from tensors on the device.
+        """
+        prefix = "iterator_train" if training else "iterator_valid"
+        iterator = self.iterator_train if training else self.iterator_valid
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        fast = fast_iterator_for(dataset, iterator, kwargs, self.device)
+        return fast if fast is not None else iterator(dataset, **kwargs)
+
+    # ------------------------------------------------------------------ steps
+    def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
+        """The criterion applied to ``y_pred`` and ``y_true`` (moved to the net's device)."""
+        y_true = to_tensor(y_true, device=self.device)
+        return self.criterion_(y_pred, y_true)
+
+    def get_train_step_accumulator(self) -> _FirstStepAccumulator:
+        """Collects the step result of the optimizer's closure calls."""
+        return _FirstStepAccumulator()
+
+    def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        """Forward, loss and backward for one batch; returns ``{'loss', 'y_pred'}``."""
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        """One optimizer step (through a closure, so LBFGS-like optimizers work)."""
+        accumulator = self.get_train_step_accumulator()
+        grad_hooks = self.__dict__.get("_grad_hooks")
+        if grad_hooks is None:
+            grad_hooks = self._hook_methods("on_grad_computed")[1:]
+
+        def step_fn() -> torch.Tensor:
+            self.optimizer_.zero_grad()
+            step = self.train_step_single(batch, **fit_params)
+            accumulator.store_step(step)
+            if grad_hooks:
+                named = list(self.get_all_learnable_params())
+                for hook in grad_hooks:
+                    hook(self, named_parameters=named, batch=batch, training=True)
+            return step["loss"]
+
+        self.optimizer_.step(step_fn)
+        return accumulator.get_step()
+
+    def validation_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
+        """Forward and loss without gradients for one batch; returns ``{'loss', 'y_pred'}``."""
+        self._set_training(False)
+        Xi, yi = unpack_data(batch)
+        with torch.inference_mode():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    # ------------------------------------------------------------------ loops
+    def run_single_epoch(self, iterator: Any, training: bool, prefix: str, step_fn: Callable, **fit_params: Any) -> None:
+        """Run ``step_fn`` over every batch of ``iterator`` and record losses and batch sizes.
+
+        The losses are gathered on the device and copied back once, after the last batch.
+        """
+        if iterator is None:
+            return
+        begin_hooks = self._hook_methods("on_batch_begin")
+        end_hooks = self._hook_methods("on_batch_end")
+        batches = self.history[-1]["batches"]
+        first_row = len(batches)
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
+        for batch in iterator:
+            for hook in begin_hooks:
+                hook(self, batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach())
+            Xi = batch[0] if isinstance(batch, (tuple, list)) else batch
+            sizes.append(get_len(Xi))
+            for hook in end_hooks:
+                hook(self, batch=batch, training=training, **step)
+        values = torch.stack([loss.float().reshape(()) for loss in losses]).tolist() if losses else []
+        rows = batches[first_row:first_row + len(values)]
+        if len(rows) != len(values):
+            raise RuntimeError(f"expected one history row per batch ({len(values)}), found {len(rows)}; "
+                               "the net's on_batch_begin must call history.new_batch()")
+        for row, value, size in zip(rows, values, sizes):
+            row[prefix + "_loss"] = value
+            row[prefix + "_batch_size"] = size
+        self.history.record(prefix + "_batch_count", len(values))
+
+    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:
+        """Train for ``epochs`` (default ``max_epochs``) on already validated ``(X, y)``; returns self."""
+        self.check_data(X, y)
+        epochs = self.max_epochs if epochs is None else epochs
+        dataset_train, dataset_valid = self.get_split_datasets(X, y, **fit_params)
+        epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
+        iterator_train = self.get_iterator(dataset_train, training=True)
+        iterator_valid = self.get_iterator(dataset_valid, training=False) if dataset_valid is not None else None
+        forward_params = {k: v for k, v in fit_params.items() if k != "groups"}
+        self._grad_hooks = self._hook_methods("on_grad_computed")[1:]
+        try:
+            for _ in range(epochs):
+                self.notify("on_epoch_begin", **epoch_kwargs)
+                self.run_single_epoch(iterator_train, training=True, prefix="train",
+                                      step_fn=self.train_step, **forward_params)
+                self.run_single_epoch(iterator_valid, training=False, prefix="valid",
+                                      step_fn=self.validation_step, **forward_params)
+                self.notify("on_epoch_end", **epoch_kwargs)
+        finally:
+            del self._grad_hooks
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> Any:
+        """Train for ``max_epochs`` more epochs without re-initializing (initializes if needed).
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, SliceDict or torch Dataset
+            Inputs; a dict is passed to the module's ``forward`` as keyword arguments.
+        y : array-like, tensor or None
+            Targets (None when ``X`` is a Dataset that yields them).
+        classes : array-like or None
+            Classifiers: all class labels, when the first call does not see every class.
+        **fit_params
+            Passed to the module's ``forward`` (and ``groups`` to ``train_split``).
+
+        Returns
+        -------
+        self
+        """
+        self._check_not_trimmed()
+        first = not self.initialized_
+        X, y = self._prepare_fit_data(X, y, reset=first, classes=classes)
+        if first:
+            self.initialize()
+        return self._train(X, y, **fit_params)
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
+        """Initialize (unless ``warm_start`` and already fitted) and train for ``max_epochs``.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, SliceDict or torch Dataset
+            Inputs; a dict is passed to the module's ``forward`` as keyword arguments.
+        y : array-like, tensor or None
+            Targets (None when ``X`` is a Dataset that yields them).
+        **fit_params
+            Passed to the module's ``forward`` (and ``groups`` to ``train_split``).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For invalid data or parameters (see :mod:`bridge.net.validation`).
+        """
+        self._check_not_trimmed()
+        reinitialize = not self.warm_start or not self.initialized_
+        X, y = self._prepare_fit_data(X, y, reset=reinitialize)
+        if reinitialize:
+            self.initialize()
+        return self._train(X, y, **fit_params)
+
+    def _train(self, X: Any, y: Any, **fit_params: Any) -> Any:
+        self.notify("on_train_begin", X=X, y=y)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except KeyboardInterrupt:
+            pass
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
+    def _merge_x_and_fit_params(self, x: Mapping, fit_params: Mapping) -> dict[str, Any]:
+        duplicates = sorted(set(x) & set(fit_params))
+        if duplicates:
+            raise ValueError(f"X and fit_params share the keys {duplicates}; rename one of them")
+        return {**x, **fit_params}
+
+    def infer(self, x: Any, **fit_params: Any) -> Any:
+        """Run the module on ``x`` (a dict is passed as keyword arguments)."""
+        x = to_tensor(x, device=self.device)
+        if isinstance(x, Mapping):
+            return self.module_(**self._merge_x_and_fit_params(x, fit_params))
+        return self.module_(x, **fit_params)
+
+
+def _accepted_kwargs(function: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if not kwargs:
+        return {}
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in parameters}

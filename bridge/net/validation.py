@@ -1,0 +1,163 @@
+"""Input checks of the nets, in scikit-learn's words: feature counts, NaN/inf, empty data, dtypes.
+
+Arrays and DataFrames go through sklearn's ``validate_data``; tensors are checked in place
+(without leaving their device); dicts and Datasets pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import sparse
+from sklearn.utils.validation import validate_data
+
+from bridge.dataset import get_len
+from bridge.helper import SliceDataset
+from bridge.utils import is_dataset, is_pandas_ndframe
+
+__all__ = ["cast_floating", "check_input", "require_y"]
+
+
+def cast_floating(data: Any, dtype: torch.dtype) -> Any:
+    """Cast floating-point arrays/tensors (and dict values) to ``dtype``; other data unchanged.
+
+    Parameters
+    ----------
+    data : ndarray, tensor, dict of them or anything else
+        The data.
+    dtype : torch.dtype
+        The floating dtype of the module (float32 by default).
+
+    Returns
+    -------
+    the same structure
+        With floating arrays in ``dtype`` (integers stay integers: they may be indices).
+    """
+    if isinstance(data, torch.Tensor):
+        return data.to(dtype) if data.is_floating_point() and data.dtype != dtype else data
+    if isinstance(data, np.ndarray):
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        return data.astype(np_dtype) if data.dtype.kind == "f" and data.dtype != np_dtype else data
+    if isinstance(data, Mapping) and not is_pandas_ndframe(data):
+        cast = {key: cast_floating(value, dtype) for key, value in data.items()}
+        return type(data)(**cast) if type(data).__name__ == "SliceDict" else cast
+    return data
+
+
+def _check_tensor(net: Any, X: torch.Tensor, reset: bool) -> None:
+    if X.dim() < 2:
+        raise ValueError(f"Expected a 2D (or higher) tensor, got a {X.dim()}D tensor of shape {tuple(X.shape)}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required.")
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        raise ValueError("Input X contains NaN or infinity.")
+    n_features = X.shape[1]
+    if reset:
+        net.n_features_in_ = n_features
+        if hasattr(net, "feature_names_in_"):
+            del net.feature_names_in_
+    elif hasattr(net, "n_features_in_") and n_features != net.n_features_in_:
+        raise ValueError(f"X has {n_features} features, but {type(net).__name__} is expecting "
+                         f"{net.n_features_in_} features as input.")
+
+
+def _check_tensor_y(y: torch.Tensor) -> None:
+    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        raise ValueError("Input y contains NaN or infinity.")
+
+
+def require_y(net: Any, X: Any, y: Any) -> None:
+    """Raise unless ``y`` is given or ``X`` is a Dataset that yields targets itself.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` is None for array-like ``X``.
+    """
+    if y is None and not is_dataset(X):
+        raise ValueError(f"{type(net).__name__} requires y to be passed, but the target y is None "
+                         "(only a torch Dataset X may carry its own targets)")
+
+
+def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool = False) -> tuple[Any, Any]:
+    """Validate ``X`` (and ``y``), record or check ``n_features_in_``/``feature_names_in_``.
+
+    Parameters
+    ----------
+    net : NeuralNet
+        The estimator (its fitted attributes are set when ``reset``).
+    X : array-like, tensor, dict, SliceDict or torch Dataset
+        The input.
+    y : array-like, tensor or None
+        The targets (None for prediction or when ``X`` holds them).
+    reset : bool
+        Record the input's shape/names (fit) rather than check them (predict, partial_fit).
+    y_numeric : bool
+        Convert object-dtype ``y`` to float (regression).
+
+    Returns
+    -------
+    tuple
+        ``(X, y)``: numpy arrays for array-likes and DataFrames, other inputs unchanged.
+
+    Raises
+    ------
+    ValueError
+        For wrong feature counts, NaN/inf, empty or inconsistent data.
+    TypeError
+        For sparse input, which nets do not accept.
+    """
+    if sparse.issparse(X):
+        raise TypeError("sparse input is not supported by bridge nets; pass X.toarray() (a dense array) "
+                        "or a torch Dataset that densifies rows")
+    if is_dataset(X) or isinstance(X, SliceDataset):
+        return X, _plain_y(y, y_numeric)
+    if isinstance(X, Mapping) and not is_pandas_ndframe(X):
+        n_rows = get_len(X)
+        if n_rows == 0:
+            raise ValueError("Found array with 0 sample(s) in the dict X while a minimum of 1 is required.")
+        if y is not None and get_len(y) != n_rows:
+            raise ValueError(f"X has {n_rows} rows but y has {get_len(y)}")
+        return X, _plain_y(y, y_numeric)
+    if isinstance(X, torch.Tensor):
+        _check_tensor(net, X, reset)
+        if y is not None:
+            if get_len(y) != X.shape[0]:
+                raise ValueError(f"Found input variables with inconsistent numbers of samples: [{X.shape[0]}, {get_len(y)}]")
+            if isinstance(y, torch.Tensor):
+                _check_tensor_y(y)
+            else:
+                y = _plain_y(y, y_numeric)
+        return X, y
+    if isinstance(X, (list, tuple)) and X and all(hasattr(v, "shape") and getattr(v, "ndim", 0) >= 2 for v in X):
+        return X, _plain_y(y, y_numeric)  # a list of arrays passed to the module as one argument
+    options = dict(reset=reset, allow_nd=True, dtype="numeric", accept_sparse=False, ensure_all_finite=True)
+    if y is None:
+        X = validate_data(net, X, reset=reset, **{k: v for k, v in options.items() if k != "reset"})
+        return X, None
+    if isinstance(y, torch.Tensor):
+        X = validate_data(net, X, reset=reset, **{k: v for k, v in options.items() if k != "reset"})
+        if get_len(y) != len(X):
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(X)}, {get_len(y)}]")
+        _check_tensor_y(y)
+        return X, y
+    X, y = validate_data(net, X, y, multi_output=True, y_numeric=y_numeric,
+                         **{k: v for k, v in options.items() if k != "reset"}, reset=reset)
+    return X, y
+
+
+def _plain_y(y: Any, y_numeric: bool) -> Any:
+    if y is None or isinstance(y, torch.Tensor) or is_dataset(y):
+        return y
+    if isinstance(y, SliceDataset):
+        return y
+    y = y.to_numpy() if is_pandas_ndframe(y) else np.asarray(y)
+    if y_numeric and y.dtype == object:
+        y = y.astype(np.float64)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity.")
+    return y

@@ -1,0 +1,1 @@
+"""Tests of bridge.net and its helpers (datasets, history, scoring and logging callbacks)."""
