@@ -21,6 +21,8 @@ from scipy import sparse
 from bridge.errors import DeviceError
 
 __all__ = [
+    "freeze_parameter",
+    "unfreeze_parameter",
     "atomic_write",
     "check_device",
     "data_from_dataset",
@@ -346,3 +348,25 @@ def bytes_of(writer: Callable[[IO[bytes]], Any]) -> bytes:
 def is_sequence_of_arrays(x: Any) -> bool:
     """Whether ``x`` is a list/tuple whose elements are arrays or tensors."""
     return isinstance(x, Sequence) and not isinstance(x, str) and all(hasattr(v, "shape") for v in x)
+
+
+def freeze_parameter(param: torch.nn.Parameter) -> None:
+    """Stop gradients for ``param`` (``requires_grad = False``), the default of :class:`Freezer`.
+
+    Parameters
+    ----------
+    param : torch.nn.Parameter
+        The parameter to freeze in place.
+    """
+    param.requires_grad = False
+
+
+def unfreeze_parameter(param: torch.nn.Parameter) -> None:
+    """Let gradients flow again for ``param`` (``requires_grad = True``), for :class:`Unfreezer`.
+
+    Parameters
+    ----------
+    param : torch.nn.Parameter
+        The parameter to unfreeze in place.
+    """
+    param.requires_grad = True

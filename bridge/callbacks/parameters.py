@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from bridge.callbacks.base import Callback
-from bridge.utils import noop
+from bridge.utils import freeze_parameter, noop, unfreeze_parameter
 
 __all__ = [
     "ParamMapper",
@@ -26,26 +26,6 @@ __all__ = [
 _COMPILED_PREFIX = "_orig_mod."
 
 
-def freeze_parameter(param: torch.nn.Parameter) -> None:
-    """Stop gradients for ``param`` (``requires_grad = False``), the default of :class:`Freezer`.
-
-    Parameters
-    ----------
-    param : torch.nn.Parameter
-        The parameter to freeze in place.
-    """
-    param.requires_grad = False
-
-
-def unfreeze_parameter(param: torch.nn.Parameter) -> None:
-    """Let gradients flow again for ``param`` (``requires_grad = True``), for :class:`Unfreezer`.
-
-    Parameters
-    ----------
-    param : torch.nn.Parameter
-        The parameter to unfreeze in place.
-    """
-    param.requires_grad = True
 
 
 def _strip_compiled_prefix(name: str) -> str:
