@@ -314,13 +314,6 @@ def case_params() -> list[tuple[str, str]]:
     return [(case, name) for case, (_, names) in CASES.items() for name in names]
 
 
-# Cases whose graphs need operators that may not be registered yet: case → (domain, op).
-NEEDS_OPERATORS = {
-    "KNeighborsClassifier": ("", "Scan"),
-    "KNeighborsRegressor": ("", "Scan"),
-    "KernelPCA": ("", "Scan"),
-}
-
 # Looser float32 agreement, with the reason. Factor multiplies the default tolerances.
 LOOSE_TOLERANCE = {
     # libsvm's nu formulation with a linear kernel yields dual coefficients of 1e3-1e5 that

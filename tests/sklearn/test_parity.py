@@ -12,23 +12,15 @@ import torch
 from sklearn.base import is_classifier
 
 import bridge
-from bridge.onnx.registry import supported_versions
 from tests.parity import assert_parity, run_onnxruntime
-from tests.sklearn.cases import LOOSE_TOLERANCE, NEEDS_OPERATORS, case_params, fitted
+from tests.sklearn.cases import LOOSE_TOLERANCE, case_params, fitted
 from tests.sklearn.checks import assert_method_matches
 
 PARAMS = case_params()
 
 
-def _skip_without_operators(case: str) -> None:
-    needed = NEEDS_OPERATORS.get(case)
-    if needed and not supported_versions(*needed):
-        pytest.skip(f"needs {needed[0] or 'ai.onnx'}::{needed[1]}, not registered yet")
-
-
 @pytest.mark.parametrize(("case", "data_name"), PARAMS, ids=[f"{c}-{d}" for c, d in PARAMS])
 def test_matches_sklearn_and_onnxruntime(case, data_name):
-    _skip_without_operators(case)
     estimator, data = fitted(case, data_name)
     model = bridge.from_sklearn(estimator)
     X = data.X
