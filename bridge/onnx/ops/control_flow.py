@@ -111,11 +111,18 @@ def convert_loop(node: OnnxNode, context: ConversionContext) -> Converted:
 
 
 class OnnxScan(nn.Module):
-    """ONNX Scan (opset 9+): states carried across slices of the scan inputs along an axis."""
+    """ONNX Scan (opset 9+): states carried across slices of the scan inputs along an axis.
+
+    When the body passes every state through unchanged (``invariant_states``; skl2onnx's
+    pairwise-distance graphs do), the scan is a map, and it runs as one batched call with
+    ``torch.vmap`` instead of a Python loop over the slices. A body that vmap cannot batch
+    switches the module to the loop, which gives the same results.
+    """
 
     def __init__(self, body: nn.Module, state_count: int, scan_count: int,
                  input_axes: list[int], input_reverse: list[bool],
-                 output_axes: list[int], output_reverse: list[bool]):
+                 output_axes: list[int], output_reverse: list[bool],
+                 invariant_states: bool = False):
         super().__init__()
         self.body = body
         self.state_count = state_count
@@ -124,12 +131,32 @@ class OnnxScan(nn.Module):
         self.input_reverse = input_reverse
         self.output_axes = output_axes
         self.output_reverse = output_reverse
+        self.use_vmap = invariant_states
+
+    def _mapped(self, states, scan_inputs, axes, outer):
+        inputs = [x.flip(axis) if reverse else x
+                  for x, axis, reverse in zip(scan_inputs, axes, self.input_reverse)]
+
+        def step(*slices):
+            return _as_tuple(self.body(*states, *slices, *outer))[self.state_count:]
+
+        outputs = torch.vmap(step, in_dims=tuple(axes), out_dims=0)(*inputs)
+        results = list(states)
+        for value, axis, reverse in zip(outputs, self.output_axes, self.output_reverse):
+            value = value.flip(0) if reverse else value
+            results.append(torch.movedim(value, 0, axis % value.dim()))
+        return results[0] if len(results) == 1 else tuple(results)
 
     def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
         states = values[:self.state_count]
         scan_inputs = values[self.state_count:]
         axes = [axis % max(x.dim(), 1) for axis, x in zip(self.input_axes, scan_inputs)]
         length = scan_inputs[0].shape[axes[0]]
+        if self.use_vmap and length > 0:
+            try:
+                return self._mapped(states, scan_inputs, axes, outer)
+            except (RuntimeError, NotImplementedError, ValueError):
+                self.use_vmap = False  # an op vmap cannot batch: loop from now on
         collected: list[list[torch.Tensor]] = [[] for _ in self.output_axes]
         for step in range(length):
             slices = [
@@ -170,5 +197,18 @@ def convert_scan(node: OnnxNode, context: ConversionContext) -> Converted:
                                        reason="scan directions must be 0 or 1")
     module = OnnxScan(body, state_count, scan_count, list(input_axes),
                       [bool(d) for d in input_directions], list(output_axes),
-                      [bool(d) for d in output_directions])
+                      [bool(d) for d in output_directions],
+                      invariant_states=_states_pass_through(node.attribute("body"), state_count))
     return Converted(module, inputs=[values, outer])
+
+
+def _states_pass_through(body, state_count: int) -> bool:
+    """Whether every state output of a Scan body is its state input (directly or via Identity)."""
+    identity_of = {n.output[0]: n.input[0] for n in body.node if n.op_type == "Identity"}
+    for index in range(state_count):
+        source = body.output[index].name
+        while source in identity_of:
+            source = identity_of[source]
+        if source != body.input[index].name:
+            return False
+    return True

@@ -311,6 +311,36 @@ def _sortable(x: Tensor) -> Tensor:
     return x
 
 
+_KEYED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int16,
+                 torch.int8, torch.uint8)
+
+
+def _unique_keys(x: Tensor, axis: int, largest: bool) -> Tensor | None:
+    """int64 keys ordered like ``x`` whose ties are broken toward the lower index.
+
+    Floats map to their order-preserving bit pattern (-0.0 and 0.0 equal), times the axis
+    length, plus the position (reversed when ``largest``, so the lower index still wins).
+    None for dtypes over 32 bits and for inputs with NaN (the stable sort handles those).
+    """
+    if x.dtype not in _KEYED_DTYPES or x.numel() == 0:
+        return None
+    if x.is_floating_point():
+        if bool(torch.isnan(x).any()):
+            return None
+        bits = x.float().view(torch.int32).to(torch.int64)
+        magnitude = bits & 0x7FFFFFFF
+        ordered = torch.where(bits < 0, -magnitude, magnitude)
+    else:
+        ordered = x.to(torch.int64)
+    length = x.shape[axis]
+    shape = [1] * x.dim()
+    shape[axis] = length
+    position = torch.arange(length, device=x.device).reshape(shape)
+    if largest:
+        position = length - 1 - position
+    return ordered * length + position
+
+
 class OnnxTopK(nn.Module):
     """The ``k`` largest (or smallest) entries along ``axis``; ties keep the lower index first."""
 
@@ -327,6 +357,15 @@ class OnnxTopK(nn.Module):
         if count is None:
             raise ValueError("TopK needs k")
         axis = self.axis + x.dim() if self.axis < 0 else self.axis
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting() and x.dtype != torch.uint64:
+                # ONNX has no sort; its TopK itself puts the lower index first on ties
+                values, indices = torch.topk(x, count, dim=axis, largest=self.largest)
+                return values, indices
+            keys = _unique_keys(x, axis, self.largest)
+            if keys is not None:  # O(n) selection on keys that already break ties by index
+                indices = torch.topk(keys, count, dim=axis, largest=self.largest, sorted=True)[1]
+                return torch.gather(x, axis, indices), indices
         order = torch.sort(_sortable(x), dim=axis, descending=self.largest, stable=True)[1]
         indices = order.narrow(axis, 0, count)
         if x.dtype == torch.uint64:  # torch has no uint64 gather; the bits travel as int64

@@ -202,3 +202,17 @@ def test_indexing_ops_run_on_cuda():
         on_cuda = on_cuda if isinstance(on_cuda, (list, tuple)) else [on_cuda]
         for a, b in zip(on_cpu, on_cuda):
             assert b.is_cuda and torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize("largest", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_top_k_with_many_ties_matches_onnxruntime(largest, dtype):
+    # the keyed selection path: ties (and -0.0 vs 0.0) resolve toward the lower index
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, size=(5, 40)).astype(dtype)
+    if dtype == np.float32:
+        x[x == 0] = np.where(rng.random((x == 0).sum()) < 0.5, -0.0, 0.0)
+    model = single_node_model("TopK", {"x": x}, ("values", "indices"),
+                              initializers={"k": np.array([7], np.int64)},
+                              attributes={"largest": largest}, opset=11)
+    assert_matches_onnxruntime(model, {"x": x}, rtol=0, atol=0)
