@@ -113,16 +113,16 @@ def convert_loop(node: OnnxNode, context: ConversionContext) -> Converted:
 class OnnxScan(nn.Module):
     """ONNX Scan (opset 9+): states carried across slices of the scan inputs along an axis.
 
-    When the body passes every state through unchanged (``invariant_states``; skl2onnx's
-    pairwise-distance graphs do), the scan is a map, and it runs as one batched call with
-    ``torch.vmap`` instead of a Python loop over the slices. A body that vmap cannot batch
-    switches the module to the loop, which gives the same results.
+    When the body passes every state through unchanged and uses only element-wise
+    arithmetic and reductions (``mappable``; skl2onnx's pairwise-distance graphs do), the
+    scan is a map, and it runs as one batched call with ``torch.vmap`` instead of a Python
+    loop over the slices (not while tracing or exporting, which keep the loop).
     """
 
     def __init__(self, body: nn.Module, state_count: int, scan_count: int,
                  input_axes: list[int], input_reverse: list[bool],
                  output_axes: list[int], output_reverse: list[bool],
-                 invariant_states: bool = False):
+                 mappable: bool = False):
         super().__init__()
         self.body = body
         self.state_count = state_count
@@ -131,7 +131,7 @@ class OnnxScan(nn.Module):
         self.input_reverse = input_reverse
         self.output_axes = output_axes
         self.output_reverse = output_reverse
-        self.use_vmap = invariant_states
+        self.mappable = mappable
 
     def _mapped(self, states, scan_inputs, axes, outer):
         inputs = [x.flip(axis) if reverse else x
@@ -152,11 +152,10 @@ class OnnxScan(nn.Module):
         scan_inputs = values[self.state_count:]
         axes = [axis % max(x.dim(), 1) for axis, x in zip(self.input_axes, scan_inputs)]
         length = scan_inputs[0].shape[axes[0]]
-        if self.use_vmap and length > 0:
-            try:
-                return self._mapped(states, scan_inputs, axes, outer)
-            except (RuntimeError, NotImplementedError, ValueError):
-                self.use_vmap = False  # an op vmap cannot batch: loop from now on
+        tracing = (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                   or torch.compiler.is_exporting())
+        if self.mappable and length > 0 and not tracing:
+            return self._mapped(states, scan_inputs, axes, outer)
         collected: list[list[torch.Tensor]] = [[] for _ in self.output_axes]
         for step in range(length):
             slices = [
@@ -198,12 +197,22 @@ def convert_scan(node: OnnxNode, context: ConversionContext) -> Converted:
     module = OnnxScan(body, state_count, scan_count, list(input_axes),
                       [bool(d) for d in input_directions], list(output_axes),
                       [bool(d) for d in output_directions],
-                      invariant_states=_states_pass_through(node.attribute("body"), state_count))
+                      mappable=_is_map(node.attribute("body"), state_count))
     return Converted(module, inputs=[values, outer])
 
 
-def _states_pass_through(body, state_count: int) -> bool:
-    """Whether every state output of a Scan body is its state input (directly or via Identity)."""
+# Operators a Scan body may use and still run under torch.vmap (no data-dependent Python).
+_MAPPABLE_OPS = frozenset({
+    "Identity", "Add", "Sub", "Mul", "Div", "Abs", "Neg", "Pow", "Sqrt", "Exp", "Log",
+    "Max", "Min", "ReduceSum", "ReduceSumSquare", "ReduceMax", "ReduceMin", "ReduceMean",
+    "ReduceL1", "ReduceL2", "MatMul", "Transpose", "Cast", "Tanh", "Sigmoid",
+})
+
+
+def _is_map(body, state_count: int) -> bool:
+    """Whether a Scan body is a map: mappable ops only, every state passed through unchanged."""
+    if any(n.op_type not in _MAPPABLE_OPS or n.domain not in ("", "ai.onnx") for n in body.node):
+        return False
     identity_of = {n.output[0]: n.input[0] for n in body.node if n.op_type == "Identity"}
     for index in range(state_count):
         source = body.output[index].name
