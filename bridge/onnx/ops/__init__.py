@@ -29,6 +29,12 @@ OP_MODULES = (
     "ml.preprocessing",
     "ml.encoders",
     "ml.tree",
+    "quantization",
+    "image",
+    "detection",
+    "signal",
+    "random",
+    "transformer",
 )
 
 for _name in OP_MODULES:

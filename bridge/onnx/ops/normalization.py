@@ -141,7 +141,7 @@ class OnnxRMSNormalization(nn.Module):
 
 
 class OnnxLpNormalization(nn.Module):
-    """Divides by the L1 or L2 norm along one axis."""
+    """Divides by the L1 or L2 norm along one axis; an all-zero slice stays zero."""
 
     def __init__(self, axis: int, p: int):
         super().__init__()
@@ -149,7 +149,9 @@ class OnnxLpNormalization(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x / torch.linalg.vector_norm(x, ord=float(self.p), dim=self.axis, keepdim=True)
+        norm = torch.linalg.vector_norm(x, ord=float(self.p), dim=self.axis, keepdim=True)
+        safe = torch.where(norm == 0, torch.ones_like(norm), norm)
+        return torch.where(norm == 0, torch.zeros_like(x), x / safe)
 
 
 class OnnxMeanVarianceNormalization(nn.Module):
