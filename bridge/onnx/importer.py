@@ -271,6 +271,9 @@ def from_onnx(
     ConversionError
         The graph is malformed or uses an attribute combination bridge rejects.
     """
+    from bridge.trees.select import validate_strategy
+
+    validate_strategy(tree_strategy)
     proto = load_model(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # fx warns on buffer-name shadowing

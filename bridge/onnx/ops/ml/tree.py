@@ -1,0 +1,93 @@
+"""ai.onnx.ml tree ensembles: TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble.
+
+The attributes are parsed into a :class:`bridge.trees.TreeSpec`; the computation lives in
+:mod:`bridge.trees` (three strategies and a rule choosing one per call, see docs/trees.md).
+``from_onnx(..., tree_strategy=...)`` forces one strategy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge.onnx.context import ConversionContext
+from bridge.onnx.graph import OnnxNode
+from bridge.onnx.registry import converter
+from bridge.trees import TreeEnsembleModule, TreeSpec, parse_legacy, parse_tree_ensemble
+from bridge.trees.finalize import ClassifierOutput, RegressionOutput
+from bridge.trees.select import validate_strategy
+
+ML = "ai.onnx.ml"
+
+
+class OnnxTreeEnsembleClassifier(nn.Module):
+    """TreeEnsembleClassifier: (label [N] int64, scores [N, classes] float32)."""
+
+    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
+        super().__init__()
+        self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
+        self.output = ClassifierOutput(spec)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, has = self.trees(x)
+        return self.output(scores, has)
+
+
+class OnnxTreeEnsembleRegressor(nn.Module):
+    """TreeEnsembleRegressor: predictions [N, targets] float32."""
+
+    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
+        super().__init__()
+        self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
+        self.output = RegressionOutput(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores, has = self.trees(x)
+        return self.output(scores, has).float()
+
+
+class OnnxTreeEnsemble(nn.Module):
+    """TreeEnsemble (ai.onnx.ml opset 5): predictions [N, targets] in the input's dtype."""
+
+    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
+        super().__init__()
+        self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
+        self.output = RegressionOutput(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores, has = self.trees(x)
+        result = self.output(scores, has)
+        return result.to(x.dtype) if x.is_floating_point() else result
+
+
+def _strategy(context: ConversionContext) -> str:
+    return validate_strategy(context.options.get("tree_strategy", "auto"))
+
+
+def _is_double(node: OnnxNode, name: str) -> bool:
+    value = node.attribute(name)
+    return isinstance(value, np.ndarray) and value.dtype == np.float64
+
+
+@converter("TreeEnsembleClassifier", versions=(1, 3), domain=ML)
+def convert_tree_ensemble_classifier(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    strategy = _strategy(context)
+    spec = parse_legacy(node, "classifier")
+    if spec.labels_are_strings:
+        context.set_vocabulary(node.outputs[0], spec.class_labels)
+    return OnnxTreeEnsembleClassifier(spec, strategy, _is_double(node, "nodes_values_as_tensor"))
+
+
+@converter("TreeEnsembleRegressor", versions=(1, 3), domain=ML)
+def convert_tree_ensemble_regressor(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    strategy = _strategy(context)
+    spec = parse_legacy(node, "regressor")
+    return OnnxTreeEnsembleRegressor(spec, strategy, _is_double(node, "nodes_values_as_tensor"))
+
+
+@converter("TreeEnsemble", versions=(5,), domain=ML)
+def convert_tree_ensemble(node: OnnxNode, context: ConversionContext) -> nn.Module:
+    strategy = _strategy(context)
+    spec = parse_tree_ensemble(node)
+    return OnnxTreeEnsemble(spec, strategy, _is_double(node, "nodes_splits"))
