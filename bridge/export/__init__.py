@@ -12,10 +12,25 @@ from torch import nn
 
 from bridge.errors import ExportError, NotFittedError
 from bridge.export.artifact import check_and_save, read_metadata, set_metadata
+from bridge.export.lowering import (
+    LOWERING_SUPPORT,
+    decode_output,
+    lowering_support,
+    ml_operators,
+    output_vocabularies,
+)
 from bridge.export.modules import export_module
 from bridge.export.net import net_head, sample_for
 
-__all__ = ["to_onnx", "read_metadata", "export_module"]
+__all__ = [
+    "LOWERING_SUPPORT",
+    "decode_output",
+    "export_module",
+    "lowering_support",
+    "output_vocabularies",
+    "read_metadata",
+    "to_onnx",
+]
 
 ACCEPTED = (
     "a fitted bridge NeuralNet*, a scikit-learn Pipeline ending in one, a model from "
@@ -127,7 +142,7 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
         sample = _as_tensor(X_sample)
     lowered = export_module(module, sample, input_name=module.input_names[0],
                             output_names=module.output_names, opset=opset, exporter=exporter)
-    ml_nodes = [n.op_type for n in lowered.graph.node if n.domain == "ai.onnx.ml"]
+    ml_nodes = ml_operators(lowered)
     if ml_nodes:
         raise ExportError(f"lowering left ai.onnx.ml operators in the graph: {ml_nodes}")
     metadata = {"bridge.form": "lowered (standard ai.onnx operators only)"}

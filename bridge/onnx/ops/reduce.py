@@ -73,7 +73,7 @@ def reduce_tensor(x: Tensor, kind: str, dims: list[int], keepdims: bool) -> Tens
             x = x.sqrt()
         elif kind == "log_sum":
             x = x.log()
-        return x.to(dtype)
+        return x if x.dtype == dtype else x.to(dtype)
     if kind in ("sum", "sum_square", "l1", "l2", "log_sum"):
         result = torch.sum(x, dims, keepdim=keepdims, dtype=x.dtype)
         if kind == "l2":
@@ -108,7 +108,8 @@ def reduce_tensor(x: Tensor, kind: str, dims: list[int], keepdims: bool) -> Tens
             result = torch.amax(x, dims, keepdim=keepdims)
         else:
             result = torch.amin(x, dims, keepdim=keepdims)
-    return result.to(dtype)
+    # a no-op .to() still records a dtype assertion that torch.vmap cannot export
+    return result if result.dtype == dtype else result.to(dtype)
 
 
 class OnnxReduce(nn.Module):

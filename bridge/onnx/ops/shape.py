@@ -237,6 +237,22 @@ def broadcast_dims(left: list[int], right: list[int]) -> list[int]:
     return result
 
 
+def broadcast_dims_while_exporting(left: list, right: list) -> list:
+    """:func:`broadcast_dims` for torch.export, where sizes read from a shape tensor are
+    unbacked symbols: "is this size 1?" is answered without a guard (unknown counts as no),
+    and sizes are declared non-negative (ONNX shapes have no -1 entries)."""
+    from torch.fx.experimental.symbolic_shapes import guard_or_false
+
+    rank = max(len(left), len(right))
+    padded_left = [1] * (rank - len(left)) + list(left)
+    padded_right = [1] * (rank - len(right)) + list(right)
+    result = []
+    for a, b in zip(padded_left, padded_right):
+        torch._check(b >= 0)
+        result.append(b if guard_or_false(a == 1) else a)
+    return result
+
+
 class OnnxExpand(nn.Module):
     """Broadcast the input against a shape (bidirectionally, like numpy)."""
 
@@ -250,6 +266,9 @@ class OnnxExpand(nn.Module):
         target = tensor_to_ints(shape) if shape is not None else self.shape
         if target is None:
             raise ValueError("Expand needs a target shape")
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting():
+                return x.expand(broadcast_dims_while_exporting(list(x.shape), target))
         return x.expand(broadcast_dims(list(x.shape), target))
 
 

@@ -113,8 +113,16 @@ class KeyPositions(nn.Module):
             positions = missing
         else:
             keys = self.keys.to(x.dtype)
-            slot = torch.searchsorted(keys, x.contiguous()).clamp(max=keys.shape[0] - 1)
-            positions = torch.where(keys[slot] == x, self.key_positions[slot], missing)
+            exporting = False
+            if not torch.jit.is_scripting():
+                exporting = torch.compiler.is_exporting()
+            if exporting:  # ONNX has no searchsorted: compare with every key (they are unique)
+                matches = x.unsqueeze(-1) == keys
+                found = (matches.to(torch.int64) * self.key_positions).sum(dim=-1)
+                positions = torch.where(matches.any(dim=-1), found, missing)
+            else:
+                slot = torch.searchsorted(keys, x.contiguous()).clamp(max=keys.shape[0] - 1)
+                positions = torch.where(keys[slot] == x, self.key_positions[slot], missing)
         if self.nan_position >= 0 and x.is_floating_point():
             positions = torch.where(torch.isnan(x), torch.full_like(positions, self.nan_position),
                                     positions)
@@ -281,7 +289,8 @@ def convert_category_mapper(node: OnnxNode, context: ConversionContext) -> Conve
 class OnnxOneHotEncoder(nn.Module):
     """One float32 column per category, appended as a new last axis; unknown → all zeros.
 
-    With ``zeros=0`` an unknown category raises, as onnxruntime does (checked eagerly).
+    With ``zeros=0`` an unknown category raises, as onnxruntime does (checked eagerly; a
+    traced or exported graph cannot raise and gives all zeros).
     """
 
     def __init__(self, positions: KeyPositions, category_count: int, fail_on_unknown: bool):
@@ -294,7 +303,10 @@ class OnnxOneHotEncoder(nn.Module):
         position = self.positions(x)
         categories = torch.arange(self.category_count, device=x.device)
         encoded = (position.unsqueeze(-1) == categories).to(torch.float32)
-        if self.fail_on_unknown and not torch.jit.is_tracing():
+        checking = self.fail_on_unknown and not torch.jit.is_tracing()
+        if not torch.jit.is_scripting():
+            checking = checking and not torch.compiler.is_exporting()  # no raising in a graph
+        if checking:
             if bool((position < 0).any()):
                 raise ConversionError(
                     "OneHotEncoder with zeros=0 met a category that is not among its "

@@ -67,38 +67,79 @@ def _read_kernel(node: OnnxNode, has_support_vectors: bool) -> tuple[str, float,
     return kernel, float(params[0]), float(params[1]), float(params[2])
 
 
-def couple_pairwise_probabilities(pairwise: torch.Tensor) -> torch.Tensor:
-    """libsvm's multi-class probabilities from pairwise ones ``r [N, C, C]`` (Wu, Lin, Weng 2004).
+COUPLING_SWEEPS = 100  # libsvm's (and onnxruntime's) cap on coupling sweeps
 
-    Runs onnxruntime's float32 fixed-point iteration (at most 100 sweeps, stopping a sample
-    once its error is below ``0.005 / C``); converged samples are frozen, not recomputed.
-    """
+
+def coupling_matrix(pairwise: torch.Tensor) -> torch.Tensor:
+    """libsvm's ``Q [N, C, C]`` for pairwise probabilities ``r [N, C, C]``."""
     count = pairwise.shape[-1]
     squared = pairwise.square()
     diagonal = squared.sum(dim=1) - torch.diagonal(squared, dim1=1, dim2=2)
     q = -(pairwise.transpose(1, 2) * pairwise)
     eye = torch.eye(count, dtype=torch.bool, device=pairwise.device)
-    q = torch.where(eye, torch.diag_embed(diagonal), q)
-    p = torch.full(pairwise.shape[:2], 1.0 / count, dtype=pairwise.dtype, device=pairwise.device)
-    tolerance = 0.005 / count
-    for _ in range(100):  # libsvm's (and onnxruntime's) cap on coupling sweeps
-        qp = (q @ p.unsqueeze(-1)).squeeze(-1)
-        pqp = (p * qp).sum(dim=1)
-        active = (qp - pqp.unsqueeze(1)).abs().max(dim=1).values >= tolerance
+    return torch.where(eye, torch.diag_embed(diagonal), q)
+
+
+def coupling_unconverged(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether ``p [N, C]`` still misses libsvm's stopping rule (``0.005 / C``)."""
+    qp = (q @ p.unsqueeze(-1)).squeeze(-1)
+    pqp = (p * qp).sum(dim=1)
+    return (qp - pqp.unsqueeze(1)).abs().max(dim=1).values >= 0.005 / p.shape[1]
+
+
+def coupling_sweep(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """One sweep of libsvm's fixed-point update over every class, for every sample."""
+    count = p.shape[1]
+    qp = (q @ p.unsqueeze(-1)).squeeze(-1)
+    pqp = (p * qp).sum(dim=1)
+    eye = torch.eye(count, dtype=torch.bool, device=p.device)
+    for i in range(count):
+        q_ii = q[:, i, i]
+        diff = (pqp - qp[:, i]) / q_ii
+        p = torch.where(eye[i], p + diff.unsqueeze(1), p)
+        scale = 1.0 + diff
+        pqp = (pqp + diff * (diff * q_ii + 2.0 * qp[:, i])) / scale / scale
+        qp = (qp + diff.unsqueeze(1) * q[:, i, :]) / scale.unsqueeze(1)
+        p = p / scale.unsqueeze(1)
+    return p
+
+
+def couple_pairwise_probabilities(pairwise: torch.Tensor,
+                                  max_sweeps: int = COUPLING_SWEEPS) -> torch.Tensor:
+    """libsvm's multi-class probabilities from pairwise ones ``r [N, C, C]`` (Wu, Lin, Weng 2004).
+
+    Runs onnxruntime's float32 fixed-point iteration (at most 100 sweeps, stopping a sample
+    once its error is below ``0.005 / C``); converged samples are frozen, not recomputed.
+    """
+    q = coupling_matrix(pairwise)
+    p = torch.full(pairwise.shape[:2], 1.0 / pairwise.shape[-1], dtype=pairwise.dtype,
+                   device=pairwise.device)
+    for _ in range(max_sweeps):
+        active = coupling_unconverged(q, p)
         if not bool(active.any()):
             break
-        new_p, new_qp, new_pqp = p, qp, pqp
-        for i in range(count):
-            q_ii = q[:, i, i]
-            diff = (new_pqp - new_qp[:, i]) / q_ii
-            new_p = new_p.clone()
-            new_p[:, i] = new_p[:, i] + diff
-            scale = 1.0 + diff
-            new_pqp = (new_pqp + diff * (diff * q_ii + 2.0 * new_qp[:, i])) / scale / scale
-            new_qp = (new_qp + diff.unsqueeze(1) * q[:, i, :]) / scale.unsqueeze(1)
-            new_p = new_p / scale.unsqueeze(1)
-        p = torch.where(active.unsqueeze(1), new_p, p)
+        p = torch.where(active.unsqueeze(1), coupling_sweep(q, p), p)
     return p
+
+
+def couple_while_exporting(pairwise: torch.Tensor) -> torch.Tensor:
+    """The same iteration as a ``while_loop`` (an ONNX ``Loop``): torch.export cannot stop a
+    Python loop on a tensor value, but records this loop with its data-dependent stop."""
+    from torch._higher_order_ops import while_loop
+
+    q = coupling_matrix(pairwise)
+    p = torch.full(pairwise.shape[:2], 1.0 / pairwise.shape[-1], dtype=pairwise.dtype,
+                   device=pairwise.device)
+    sweeps = torch.zeros((), dtype=torch.int64, device=pairwise.device)
+
+    def keep_going(sweeps, p):
+        return (sweeps < COUPLING_SWEEPS) & coupling_unconverged(q, p).any()
+
+    def sweep(sweeps, p):
+        active = coupling_unconverged(q, p)
+        return sweeps + 1, torch.where(active.unsqueeze(1), coupling_sweep(q, p), p)
+
+    return while_loop(keep_going, sweep, (sweeps, p))[1]
 
 
 _SCRIPTED_COUPLING: list = []
@@ -185,6 +226,9 @@ class OnnxSVMClassifier(nn.Module):
         pairwise = decisions.new_zeros((decisions.shape[0], count, count))
         pairwise[:, self.pair_rows, self.pair_columns] = pair
         pairwise[:, self.pair_columns, self.pair_rows] = 1.0 - pair
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting():
+                return couple_while_exporting(pairwise)
         if torch.jit.is_tracing():
             return _couple_while_tracing(pairwise)
         return couple_pairwise_probabilities(pairwise)
