@@ -45,32 +45,30 @@ def operator_section() -> list[str]:
 
 
 def estimator_section() -> list[str]:
-    try:
-        from bridge.sklearn.support import SUPPORTED_ESTIMATORS
-    except ImportError:
-        return []
+    from bridge.export.lowering import LOWERING_SUPPORT
+    from bridge.sklearn.support import SUPPORTED_ESTIMATORS
+
     lines = ["", "## scikit-learn estimators (`bridge.from_sklearn`)", "",
-             "| estimator | methods | dtypes | lowered ONNX | notes |", "|---|---|---|---|---|"]
+             "*dtypes*: the graph float types the parity tests cover. *lowered*: whether "
+             "`bridge.to_onnx(model, lowered=True)` is verified to give a graph of standard "
+             "ai.onnx operators that onnxruntime runs in agreement with scikit-learn.", "",
+             "| estimator | methods | dtypes | lowered | notes |", "|---|---|---|---|---|"]
     for name in sorted(SUPPORTED_ESTIMATORS):
         entry = SUPPORTED_ESTIMATORS[name]
-        lowered = entry.get("lowered", "")
-        if isinstance(lowered, bool):
-            lowered = "yes" if lowered else "no"
+        supported, lowering_note = LOWERING_SUPPORT.get(name, (False, "not verified"))
+        notes = "; ".join(n for n in (entry.get("notes", ""),) if n)
+        lowered = "yes" if supported else f"no ({lowering_note})"
         lines.append(
             f"| {name} | {', '.join(entry.get('methods', []))} | "
-            f"{', '.join(entry.get('dtypes', []))} | {lowered} | {entry.get('notes', '')} |"
+            f"{', '.join(entry.get('dtypes', []))} | {lowered} | {notes} |"
         )
     return lines
 
 
 def tree_section() -> list[str]:
-    try:
-        from bridge.trees import select
-    except ImportError:
-        return []
-    strategies = getattr(select, "STRATEGIES", None)
-    if not strategies:
-        return []
+    from bridge.trees import select
+
+    strategies = select.STRATEGIES
     return ["", "## Tree ensemble strategies", "",
             "Chosen per call by the rule in `bridge/trees/select.py` (see docs/trees.md); "
             "force one with `from_onnx(..., tree_strategy=...)`: "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import onnx
 from torch import nn
@@ -31,7 +31,7 @@ from bridge.onnx.graph import OnnxNode, normalize_domain
 if TYPE_CHECKING:
     from bridge.onnx.context import ConversionContext
 
-InputSpec = Union[str, None, list[str]]
+InputSpec = str | None | list[str]
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Converted:
     inputs: Sequence[InputSpec] | None = None  # None: all node inputs, in order
 
 
-ConverterFunction = Callable[[OnnxNode, "ConversionContext"], Union[nn.Module, Converted]]
+ConverterFunction = Callable[[OnnxNode, "ConversionContext"], nn.Module | Converted]
 
 
 @dataclass
