@@ -22,55 +22,59 @@ def _first(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-class ClassifierHead(nn.Module):
-    """A classifier net's module followed by its predict nonlinearity, argmax and label lookup.
+class _ClassifierHeadBase(nn.Module):
+    """A classifier net's module (after optional preprocessing), returning label and probabilities.
 
     ``label`` holds the class values when they are numbers, else int64 indices into the
     class list stored in the model metadata (``bridge.classes``).
     """
 
-    def __init__(self, module: nn.Module, nonlinearity: Callable, classes: torch.Tensor | None,
+    def __init__(self, module: nn.Module, classes: torch.Tensor | None,
                  preprocess: nn.Module | None = None):
         super().__init__()
         self.preprocess = preprocess
         self.module = module
-        self.nonlinearity = nonlinearity
         if classes is not None:
             self.register_buffer("classes", classes)
         else:
             self.classes = None
 
+    def probabilities_and_index(self, output: torch.Tensor):
+        raise NotImplementedError
+
     def forward(self, X: torch.Tensor):
         if self.preprocess is not None:
             X = self.preprocess(X)
-        probabilities = self.nonlinearity(_first(self.module(X)))
-        index = probabilities.argmax(dim=-1)
+        probabilities, index = self.probabilities_and_index(_first(self.module(X)))
         label = self.classes[index] if self.classes is not None else index
         return label, probabilities
 
 
-class BinaryClassifierHead(nn.Module):
-    """A binary net: sigmoid of the logit, two probability columns, threshold for the label."""
+class ClassifierHead(_ClassifierHeadBase):
+    """Multiclass: the predict nonlinearity, then the most probable class."""
+
+    def __init__(self, module: nn.Module, nonlinearity: Callable, classes: torch.Tensor | None,
+                 preprocess: nn.Module | None = None):
+        super().__init__(module, classes, preprocess)
+        self.nonlinearity = nonlinearity
+
+    def probabilities_and_index(self, output: torch.Tensor):
+        probabilities = self.nonlinearity(output)
+        return probabilities, probabilities.argmax(dim=-1)
+
+
+class BinaryClassifierHead(_ClassifierHeadBase):
+    """Binary: sigmoid of the logit, two probability columns, ``threshold`` for the label."""
 
     def __init__(self, module: nn.Module, threshold: float, classes: torch.Tensor | None,
                  preprocess: nn.Module | None = None):
-        super().__init__()
-        self.preprocess = preprocess
-        self.module = module
+        super().__init__(module, classes, preprocess)
         self.threshold = float(threshold)
-        if classes is not None:
-            self.register_buffer("classes", classes)
-        else:
-            self.classes = None
 
-    def forward(self, X: torch.Tensor):
-        if self.preprocess is not None:
-            X = self.preprocess(X)
-        positive = torch.sigmoid(_first(self.module(X))).reshape(-1)
+    def probabilities_and_index(self, output: torch.Tensor):
+        positive = torch.sigmoid(output).reshape(-1)
         probabilities = torch.stack([1 - positive, positive], dim=1)
-        index = (positive > self.threshold).long()
-        label = self.classes[index] if self.classes is not None else index
-        return label, probabilities
+        return probabilities, (positive > self.threshold).long()
 
 
 class RegressorHead(nn.Module):

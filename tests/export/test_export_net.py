@@ -151,3 +151,24 @@ def test_opset_too_old_is_a_clear_error(iris):
 def test_objects_of_other_types_are_rejected():
     with pytest.raises(ExportError, match="cannot export a str; accepted"):
         bridge.to_onnx("model.pkl")
+
+
+def test_binary_classifier_exports_two_probability_columns(iris):
+    X, y = iris
+    binary = (y == 2).astype(np.float32)
+
+    class Logit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 1)
+
+        def forward(self, X):
+            return self.linear(X).squeeze(-1)
+
+    net = bridge.NeuralNetBinaryClassifier(Logit, max_epochs=5, lr=0.1, train_split=None,
+                                           verbose=0, threshold=0.4).fit(X, binary)
+    model = bridge.to_onnx(net)
+    label, probabilities = _run_onnxruntime(model, X)
+    assert probabilities.shape == (len(X), 2)
+    assert_parity(probabilities, net.predict_proba(X), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(label, net.predict(X))
