@@ -58,6 +58,7 @@ class Backend:
 
     name = ""
     device = "cpu"
+    threads: int | None = None  # CPU threads (None: the library's default)
 
     def unavailable_reason(self, target: Target) -> str | None:
         return None
@@ -106,6 +107,8 @@ class OnnxruntimeBackend(Backend):
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
         providers = [self.provider] + (["CPUExecutionProvider"] if self.device == "cuda" else [])
         session = onnxruntime.InferenceSession(
             target.onnx_model.SerializeToString(), options, providers=providers

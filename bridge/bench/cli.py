@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-rows", type=_positive, help="rows of synthetic training data")
     parser.add_argument("--features", type=_positive, default=20, help="feature count (default 20)")
     parser.add_argument("--repeats", type=_positive, help="timed repeats per cell")
+    parser.add_argument("--threads", type=_positive,
+                        help="CPU threads for torch and onnxruntime alike (default: each "
+                             "library's own default); on a busy machine, 1 gives steadier figures")
     parser.add_argument("--model", metavar="PATH.onnx", help="time your own ONNX file instead")
     parser.add_argument("--pickle", metavar="PATH", help="time your own pickled, fitted estimator "
                         "(trusted files only, see below)")
@@ -163,7 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch_sizes = args.batch_sizes or suite["batch_sizes"]
     repeats = args.repeats or suite["repeats"]
     backends = _selected_backends(args, parser)
-    settings = {"suite": args.suite, "batch_sizes": batch_sizes, "repeats": repeats,
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        for backend in backends:
+            backend.threads = args.threads
+    settings = {"threads": args.threads,"suite": args.suite, "batch_sizes": batch_sizes, "repeats": repeats,
                 "features": args.features, "backends": [b.name for b in backends]}
     if args.model or args.pickle:
         if args.model and args.pickle:

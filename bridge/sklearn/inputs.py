@@ -114,7 +114,7 @@ class InputSpec:
             )
 
     def _check_finite(self, tensor: torch.Tensor) -> None:
-        if self.allow_nan:
+        if self.allow_nan or bool(torch.isfinite(tensor).all()):  # one pass in the common case
             return
         if bool(torch.isnan(tensor).any()):
             raise ValueError(

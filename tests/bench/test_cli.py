@@ -13,7 +13,7 @@ import torch
 from bridge.bench.cli import main
 from bridge.bench.runner import compare
 
-TINY = ["--models", "logreg", "--batch-sizes", "1,10", "--repeats", "1", "--train-rows", "120",
+TINY = ["--models", "logreg", "--batch-sizes", "1,10", "--repeats", "1", "--train-rows", "120", "--threads", "1",
         "--features", "5"]
 
 
@@ -33,6 +33,7 @@ def test_tiny_suite_succeeds_and_writes_the_json_schema(tiny_run):
     assert set(report["machine"]) >= {"cpu", "cpu_count", "gpu", "versions", "python"}
     assert "torch" in report["machine"]["versions"]
     assert report["settings"]["batch_sizes"] == [1, 10]
+    assert report["settings"]["threads"] == 1
     keys = {"model", "backend", "batch_size", "status", "reason", "median_s", "p25_s", "p75_s",
             "transfer_in_s", "compute_s", "transfer_out_s", "rows_per_s", "parity_ok", "parity"}
     for row in report["results"]:
