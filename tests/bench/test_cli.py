@@ -21,8 +21,10 @@ TINY = ["--models", "logreg", "--batch-sizes", "1,10", "--repeats", "1", "--trai
 def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     json_path, plot_path = folder / "out.json", folder / "out.png"
+    threads = torch.get_num_threads()
     status = main(TINY + ["--backends", "sklearn,onnxruntime-cpu,torch-cpu,torch-cuda",
                           "--json", str(json_path), "--plot", str(plot_path), "--markdown"])
+    torch.set_num_threads(threads)  # --threads sets it process-wide
     return status, json.loads(json_path.read_text()), plot_path
 
 
