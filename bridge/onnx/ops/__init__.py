@@ -13,6 +13,8 @@ OP_MODULES = (
     "activations",
     "cast",
     "shape",
+    "creation",
+    "layout",
     "indexing",
     "reduce",
     "linalg",

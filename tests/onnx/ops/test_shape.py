@@ -7,7 +7,8 @@ import torch
 
 import bridge
 from bridge.errors import UnsupportedOperatorError
-from bridge.onnx.ops.shape import OnnxPad, OnnxReshape, OnnxSplit, OnnxSqueeze, OnnxUnsqueeze
+from bridge.onnx.ops.layout import OnnxPad
+from bridge.onnx.ops.shape import OnnxReshape, OnnxSplit, OnnxSqueeze, OnnxUnsqueeze
 from tests.parity import assert_matches_onnxruntime, single_node_model
 
 I64 = np.int64
