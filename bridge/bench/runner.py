@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from bridge.bench.backends import Backend, Target, Timing
 from bridge.bench.suite import BenchCase, make_data
@@ -45,8 +47,10 @@ def target_for_case(case: BenchCase, train_rows: int, n_features: int, seed: int
 
     X, y = make_data(case.task, train_rows, n_features, seed)
     estimator = case.build()
-    estimator.fit(X) if case.task == "transform" else estimator.fit(X, y)
-    converted = from_sklearn(estimator, X[:1])
+    with warnings.catch_warnings():  # convergence/deprecation notes about the synthetic fit
+        warnings.simplefilter("ignore", category=(FutureWarning, ConvergenceWarning))
+        estimator.fit(X) if case.task == "transform" else estimator.fit(X, y)
+        converted = from_sklearn(estimator, X[:1])
     onnx_model, index = onnx_output_for(converted, case.method)
     X_test, _ = make_data(case.task, 1000, n_features, seed + 1)
     return Target(case.name, case.method, onnx_model, index, estimator, converted), X_test
