@@ -37,34 +37,17 @@ class _RandomModule(nn.Module):
         return generator
 
 
-class OnnxRandomUniform(_RandomModule):
-    """Uniform samples in ``[low, high)``; shape from the attribute or from ``like``."""
+class OnnxRandomFill(_RandomModule):
+    """Samples ``standard * scale + offset``, where ``standard`` is U[0, 1) (``normal=False``:
+    RandomUniform, scale = high - low, offset = low) or N(0, 1) (``normal=True``:
+    RandomNormal, scale and offset = mean); shape from the attribute or from ``like``."""
 
-    def __init__(self, low: float, high: float, shape: list[int] | None,
+    def __init__(self, normal: bool, scale: float, offset: float, shape: list[int] | None,
                  dtype: torch.dtype | None, seed: float | None):
         super().__init__(seed)
-        self.low = low
-        self.high = high
-        self.shape = shape
-        self.dtype = dtype
-
-    def forward(self, like: torch.Tensor | None = None) -> torch.Tensor:
-        shape = list(like.shape) if like is not None else list(self.shape or [])
-        device = like.device if like is not None else self.device_anchor.device
-        dtype = self.dtype or (like.dtype if like is not None else torch.float32)
-        work = torch.float64 if dtype == torch.float64 else torch.float32
-        values = torch.rand(shape, generator=self.generator(device), device=device, dtype=work)
-        return (values * (self.high - self.low) + self.low).to(dtype)
-
-
-class OnnxRandomNormal(_RandomModule):
-    """Normal samples of the given mean and standard deviation (``scale``)."""
-
-    def __init__(self, mean: float, scale: float, shape: list[int] | None,
-                 dtype: torch.dtype | None, seed: float | None):
-        super().__init__(seed)
-        self.mean = mean
+        self.normal = normal
         self.scale = scale
+        self.offset = offset
         self.shape = shape
         self.dtype = dtype
 
@@ -73,8 +56,9 @@ class OnnxRandomNormal(_RandomModule):
         device = like.device if like is not None else self.device_anchor.device
         dtype = self.dtype or (like.dtype if like is not None else torch.float32)
         work = torch.float64 if dtype == torch.float64 else torch.float32
-        values = torch.randn(shape, generator=self.generator(device), device=device, dtype=work)
-        return (values * self.scale + self.mean).to(dtype)
+        sample = torch.randn if self.normal else torch.rand
+        values = sample(shape, generator=self.generator(device), device=device, dtype=work)
+        return (values * self.scale + self.offset).to(dtype)
 
 
 class OnnxBernoulli(_RandomModule):
@@ -123,28 +107,33 @@ def _shape(node: OnnxNode) -> list[int]:
     return [int(s) for s in shape]
 
 
+def _fill(node: OnnxNode, like: bool) -> OnnxRandomFill:
+    shape, dtype = (None, _dtype(node, None)) if like else (_shape(node), _dtype(node, 1))
+    if node.op_type.startswith("RandomNormal"):
+        scale, offset = float(node.attribute("scale", 1.0)), float(node.attribute("mean", 0.0))
+        return OnnxRandomFill(True, scale, offset, shape, dtype, _seed(node))
+    low, high = float(node.attribute("low", 0.0)), float(node.attribute("high", 1.0))
+    return OnnxRandomFill(False, high - low, low, shape, dtype, _seed(node))
+
+
 @converter("RandomUniform", versions=(1, 22))
 def convert_random_uniform(node: OnnxNode, context: ConversionContext) -> nn.Module:
-    return OnnxRandomUniform(float(node.attribute("low", 0.0)), float(node.attribute("high", 1.0)),
-                             _shape(node), _dtype(node, 1), _seed(node))
+    return _fill(node, like=False)
 
 
 @converter("RandomUniformLike", versions=(1, 22))
 def convert_random_uniform_like(node: OnnxNode, context: ConversionContext) -> nn.Module:
-    return OnnxRandomUniform(float(node.attribute("low", 0.0)), float(node.attribute("high", 1.0)),
-                             None, _dtype(node, None), _seed(node))
+    return _fill(node, like=True)
 
 
 @converter("RandomNormal", versions=(1, 22))
 def convert_random_normal(node: OnnxNode, context: ConversionContext) -> nn.Module:
-    return OnnxRandomNormal(float(node.attribute("mean", 0.0)), float(node.attribute("scale", 1.0)),
-                            _shape(node), _dtype(node, 1), _seed(node))
+    return _fill(node, like=False)
 
 
 @converter("RandomNormalLike", versions=(1, 22))
 def convert_random_normal_like(node: OnnxNode, context: ConversionContext) -> nn.Module:
-    return OnnxRandomNormal(float(node.attribute("mean", 0.0)), float(node.attribute("scale", 1.0)),
-                            None, _dtype(node, None), _seed(node))
+    return _fill(node, like=True)
 
 
 @converter("Bernoulli", versions=(15, 22))
