@@ -9,6 +9,7 @@ count does not.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -122,7 +123,7 @@ class OnnxScan(nn.Module):
     def __init__(self, body: nn.Module, state_count: int, scan_count: int,
                  input_axes: list[int], input_reverse: list[bool],
                  output_axes: list[int], output_reverse: list[bool],
-                 mappable: bool = False):
+                 mappable: bool = False, pairwise_p: float | None = None):
         super().__init__()
         self.body = body
         self.state_count = state_count
@@ -132,6 +133,7 @@ class OnnxScan(nn.Module):
         self.output_axes = output_axes
         self.output_reverse = output_reverse
         self.mappable = mappable
+        self.pairwise_p = pairwise_p
 
     def _mapped(self, states, scan_inputs, axes, outer):
         inputs = [x.flip(axis) if reverse else x
@@ -147,6 +149,20 @@ class OnnxScan(nn.Module):
             results.append(torch.movedim(value, 0, axis % value.dim()))
         return results[0] if len(results) == 1 else tuple(results)
 
+    def _pairwise(self, state: torch.Tensor, rows: torch.Tensor, axis: int):
+        """The pairwise-distance body, as one ``torch.cdist`` call: output[j, i] is
+        sum_k |state[i, k] - rows[j, k]| ** p (no sqrt), stacked along the scan axis."""
+        rows = rows.movedim(axis, 0)
+        p = self.pairwise_p
+        distances = torch.cdist(rows.unsqueeze(0), state.unsqueeze(0), p=p,
+                                compute_mode="donot_use_mm_for_euclid_dist")[0]
+        distances = distances.pow(p) if p != 1.0 else distances
+        if self.input_reverse[0]:
+            distances = distances.flip(0)
+        if self.output_reverse[0]:
+            distances = distances.flip(0)
+        return state, torch.movedim(distances, 0, self.output_axes[0] % 2)
+
     def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
         states = values[:self.state_count]
         scan_inputs = values[self.state_count:]
@@ -154,6 +170,9 @@ class OnnxScan(nn.Module):
         length = scan_inputs[0].shape[axes[0]]
         tracing = (torch.jit.is_tracing() or torch.compiler.is_compiling()
                    or torch.compiler.is_exporting())
+        if (self.pairwise_p is not None and not tracing and states[0].dim() == 2
+                and scan_inputs[0].dim() == 2 and states[0].is_floating_point()):
+            return self._pairwise(states[0], scan_inputs[0], axes[0])
         if self.mappable and length > 0 and not tracing:
             return self._mapped(states, scan_inputs, axes, outer)
         collected: list[list[torch.Tensor]] = [[] for _ in self.output_axes]
@@ -197,8 +216,59 @@ def convert_scan(node: OnnxNode, context: ConversionContext) -> Converted:
     module = OnnxScan(body, state_count, scan_count, list(input_axes),
                       [bool(d) for d in input_directions], list(output_axes),
                       [bool(d) for d in output_directions],
-                      mappable=_is_map(node.attribute("body"), state_count))
+                      mappable=_is_map(node.attribute("body"), state_count),
+                      pairwise_p=_pairwise_distance_power(node.attribute("body"), state_count,
+                                                          scan_count))
     return Converted(module, inputs=[values, outer])
+
+
+def _reduced_axes(node, initializers) -> list[int] | None:
+    axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+    if axes is None and len(node.input) > 1 and node.input[1] in initializers:
+        axes = [int(v) for v in initializers[node.input[1]].reshape(-1)]
+    return axes
+
+
+def _pairwise_distance_power(body, state_count: int, scan_count: int) -> float | None:
+    """p when the body is skl2onnx's pairwise-distance step, else None.
+
+    The step reads one row ``r`` of the scan input and returns ``sum_k |s[:, k] - r[k]|**p``
+    over the state matrix ``s`` (passed through unchanged): ReduceSumSquare(Sub) for p=2,
+    ReduceSum(Abs(Sub)) for p=1, ReduceSum(Pow(Abs(Sub), p)) otherwise. Such a scan runs
+    as one ``torch.cdist`` call. Only this exact shape matches; anything else runs as written.
+    """
+    from onnx import numpy_helper
+
+    if state_count != 1 or scan_count != 1 or len(body.output) != 2 or not _is_map(body, 1):
+        return None
+    initializers = {t.name: numpy_helper.to_array(t) for t in body.initializer}
+    producer = {n.output[0]: n for n in body.node}
+    source = body.output[1].name
+    while source in producer and producer[source].op_type == "Identity":
+        source = producer[source].input[0]
+    reduce = producer.get(source)
+    if reduce is None or _reduced_axes(reduce, initializers) != [1]:
+        return None
+    if any(a.name == "keepdims" and a.i != 0 for a in reduce.attribute) or not any(
+            a.name == "keepdims" for a in reduce.attribute):
+        return None
+    chain = [reduce]
+    while chain[-1].input[0] in producer and producer[chain[-1].input[0]].op_type != "Sub":
+        chain.append(producer[chain[-1].input[0]])
+    difference = producer.get(chain[-1].input[0])
+    state, row = body.input[0].name, body.input[1].name
+    if difference is None or set(difference.input) != {state, row}:
+        return None
+    kinds = [n.op_type for n in chain]
+    if kinds == ["ReduceSumSquare"]:
+        return 2.0
+    if kinds == ["ReduceSum", "Abs"]:
+        return 1.0
+    if kinds == ["ReduceSum", "Pow", "Abs"]:
+        exponent = initializers.get(chain[1].input[1])
+        if exponent is not None and np.asarray(exponent).size == 1:
+            return float(np.asarray(exponent).reshape(-1)[0])
+    return None
 
 
 # Operators a Scan body may use and still run under torch.vmap (no data-dependent Python).

@@ -311,34 +311,25 @@ def _sortable(x: Tensor) -> Tensor:
     return x
 
 
-_KEYED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int16,
-                 torch.int8, torch.uint8)
+def _topk_lower_index_first(x: Tensor, count: int, axis: int, largest: bool):
+    """``torch.topk`` with ONNX's tie rule (the lower index first), or None when the rule
+    needs the full stable sort: ties straddling the k-th place, or NaN in ``x``.
 
-
-def _unique_keys(x: Tensor, axis: int, largest: bool) -> Tensor | None:
-    """int64 keys ordered like ``x`` whose ties are broken toward the lower index.
-
-    Floats map to their order-preserving bit pattern (-0.0 and 0.0 equal), times the axis
-    length, plus the position (reversed when ``largest``, so the lower index still wins).
-    None for dtypes over 32 bits and for inputs with NaN (the stable sort handles those).
+    topk selects in O(n); ties inside the selection are then put in index order by two
+    sorts of only ``count`` entries per row.
     """
-    if x.dtype not in _KEYED_DTYPES or x.numel() == 0:
+    if count == 0 or x.numel() == 0 or x.dtype in (torch.bool, torch.uint64):
         return None
-    if x.is_floating_point():
-        if bool(torch.isnan(x).any()):
-            return None
-        bits = x.float().view(torch.int32).to(torch.int64)
-        magnitude = bits & 0x7FFFFFFF
-        ordered = torch.where(bits < 0, -magnitude, magnitude)
-    else:
-        ordered = x.to(torch.int64)
-    length = x.shape[axis]
-    shape = [1] * x.dim()
-    shape[axis] = length
-    position = torch.arange(length, device=x.device).reshape(shape)
-    if largest:
-        position = length - 1 - position
-    return ordered * length + position
+    if x.is_floating_point() and bool(torch.isnan(x).any()):
+        return None
+    values, indices = torch.topk(x, count, dim=axis, largest=largest, sorted=True)
+    kth = values.narrow(axis, count - 1, 1)
+    if not bool(((x == kth).sum(axis) == (values == kth).sum(axis)).all()):
+        return None  # an equal value outside the selection may have the lower index
+    by_index = torch.argsort(indices, dim=axis)
+    indices, values = torch.gather(indices, axis, by_index), torch.gather(values, axis, by_index)
+    by_value = torch.sort(values, dim=axis, descending=largest, stable=True)[1]
+    return torch.gather(values, axis, by_value), torch.gather(indices, axis, by_value)
 
 
 class OnnxTopK(nn.Module):
@@ -362,10 +353,9 @@ class OnnxTopK(nn.Module):
                 # ONNX has no sort; its TopK itself puts the lower index first on ties
                 values, indices = torch.topk(x, count, dim=axis, largest=self.largest)
                 return values, indices
-            keys = _unique_keys(x, axis, self.largest)
-            if keys is not None:  # O(n) selection on keys that already break ties by index
-                indices = torch.topk(keys, count, dim=axis, largest=self.largest, sorted=True)[1]
-                return torch.gather(x, axis, indices), indices
+            selected = _topk_lower_index_first(x, count, axis, self.largest)
+            if selected is not None:
+                return selected
         order = torch.sort(_sortable(x), dim=axis, descending=self.largest, stable=True)[1]
         indices = order.narrow(axis, 0, count)
         if x.dtype == torch.uint64:  # torch has no uint64 gather; the bits travel as int64

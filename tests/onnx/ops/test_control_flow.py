@@ -117,15 +117,19 @@ def test_scan_is_differentiable():
     assert torch.allclose(rows.grad, torch.ones(4, 2))
 
 
-def test_knn_graph_from_skl2onnx_runs_through_scan():
+@pytest.mark.parametrize(("metric", "p", "power"), [("minkowski", 2, 2.0), ("manhattan", 1, 1.0),
+                                                ("minkowski", 3, 3.0)])
+def test_knn_graph_from_skl2onnx_runs_its_distance_scan_as_cdist(metric, p, power):
     from skl2onnx import to_onnx
     from sklearn.neighbors import KNeighborsClassifier
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3)).astype(np.float32)
+    X[10] = X[3]  # duplicate training rows: equal distances must keep the lower index first
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
-    knn = KNeighborsClassifier(3).fit(X, y)
+    knn = KNeighborsClassifier(3, metric=metric, p=p).fit(X, y)
     model = to_onnx(knn, X[:1], options={id(knn): {"zipmap": False}})
-    assert any(node.op_type == "Scan" for node in model.graph.node)
+    scans = [m for m in bridge.from_onnx(model).modules() if type(m).__name__ == "OnnxScan"]
+    assert [scan.pairwise_p for scan in scans] == [power]
     label, probabilities = assert_matches_onnxruntime(model, {"X": X[:20]}, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(label, knn.predict(X[:20]))
