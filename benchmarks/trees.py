@@ -7,8 +7,8 @@ Run from the repository root::
 
 Cases: RandomForest (100 trees, depth 8), GradientBoosting (100, depth 3),
 HistGradientBoosting (100 iterations) and one deep tree (depth 20), all regressors on
-float32 data; batches of 1, 100, 10k and 100k rows. For each it reports the median time
-(fastest of repeated calls), checks that every backend agrees with scikit-learn, and checks the targets of
+float32 data; batches of 1, 100, 10k and 100k rows. For each it reports the fastest of
+repeated calls, checks that every backend agrees with scikit-learn, and checks the targets of
 docs/trees.md ('auto' fastest or within 20% of the fastest strategy; at >= 10k rows no
 slower than onnxruntime; on the deep tree at least 2x faster than GEMM).
 """

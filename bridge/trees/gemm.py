@@ -70,11 +70,11 @@ class GemmTrees(nn.Module):
         self.tests = NodeTests(threshold, mode, missing, members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the leaf index [N, n_trees] of ``x`` [N, F] (in the comparison dtype)."""
+        """Return the leaf index [n_trees, N] of ``x`` [N, F] (in the comparison dtype)."""
         n_rows = x.shape[0]
         values = x.index_select(1, self.feature)  # [N, trees * width]
         outcome = self.tests(values, None).to(self.paths.dtype)
         outcome = outcome.view(n_rows, self.n_trees, self.width_nodes).transpose(0, 1)
         reached = torch.bmm(outcome, self.paths) == self.expected  # [trees, N, leaves]
         column = reached.to(torch.uint8).argmax(2)  # [trees, N]
-        return self.leaf_table.gather(1, column).t()
+        return self.leaf_table.gather(1, column)

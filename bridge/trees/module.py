@@ -81,7 +81,11 @@ class TreeEnsembleModule(nn.Module):
         self.gemm_width: int = max(int(ensemble.nodes_per_tree().max()),
                                    int(ensemble.leaves_per_tree().max()))
         self.n_outputs: int = ensemble.n_outputs
-        self.aggregator = LeafAggregator(ensemble, spec.aggregate)
+        # one aggregator per strategy: a strategy may return its own terminal ids
+        self.aggregators = nn.ModuleDict({
+            name: LeafAggregator(ensemble, spec.aggregate, getattr(module, "terminal_leaf", None))
+            for name, module in self.strategies.items()
+        })
         self.last_strategy: str = ""
 
     def choose(self, batch: int, device_type: str) -> str:
@@ -106,14 +110,14 @@ class TreeEnsembleModule(nn.Module):
         x = x.to(dtype)
         name = self.choose(x.shape[0], x.device.type)
         self.last_strategy = name
-        strategy = self.strategies[name]
+        strategy, aggregator = self.strategies[name], self.aggregators[name]
         width = self.gemm_width if name == "gemm" else 2 + self.n_outputs
         rows = max(1, CHUNK_ENTRIES // max(1, self.n_trees * width))
         if x.shape[0] <= rows:
-            return self.aggregator(strategy(x), accumulate)
+            return aggregator(strategy(x), accumulate)
         scores, flags = [], []
         for chunk in torch.split(x, rows):
-            score, has = self.aggregator(strategy(chunk), accumulate)
+            score, has = aggregator(strategy(chunk), accumulate)
             scores.append(score)
             flags.append(has)
         return torch.cat(scores), torch.cat(flags)

@@ -14,6 +14,7 @@ from torch import nn
 
 from bridge.trees.ensemble import BRANCH_LEQ, BRANCH_MEMBER, TreeEnsemble
 from bridge.trees.predicates import NodeTests
+from bridge.trees.traversal import index_dtype, padded_rows
 
 
 def perfect_size(ensemble: TreeEnsemble) -> int:
@@ -59,24 +60,31 @@ class PerfectTrees(nn.Module):
         self.depth: int = depth
         self.n_internal: int = n_internal
         self.n_features: int = ensemble.n_features
-        self.register_buffer("feature", torch.from_numpy(feature.reshape(-1)))
-        self.register_buffer("tree_base", torch.arange(n_trees, dtype=torch.int64) * n_internal)
-        self.register_buffer("leaf_base",
-                             torch.arange(n_trees, dtype=torch.int64) * (n_internal + 1))
-        self.register_buffer("leaf", torch.from_numpy(leaf.reshape(-1).astype(np.int64)))
+        index = index_dtype(n_trees * (2 * n_internal + 1))
+        self.register_buffer("feature", torch.from_numpy(feature.reshape(-1)).to(index))
+        self.register_buffer("tree_base", (torch.arange(n_trees) * n_internal).to(index)
+                             .unsqueeze(1))
+        # global node n = tree * n_internal + h ends at leaf slot tree * (n_internal + 1)
+        # + h - n_internal, i.e. n + tree - n_internal
+        self.register_buffer("leaf_base", (torch.arange(n_trees) - n_internal).to(index)
+                             .unsqueeze(1))
+        self.register_buffer("leaf", torch.from_numpy(leaf.reshape(-1)).to(index))
         self.tests = NodeTests(threshold.reshape(-1), mode.reshape(-1), missing.reshape(-1),
                                members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the leaf index [N, n_trees] of ``x`` [N, F] (in the comparison dtype)."""
+        """Return the leaf index [n_trees, N] of ``x`` [N, F] (in the comparison dtype)."""
         n_rows = x.shape[0]
-        x = x[:, : self.n_features]
-        heap = torch.zeros(n_rows, self.tree_base.shape[0], dtype=torch.int64, device=x.device)
-        shape = heap.shape
+        values, row_start = padded_rows(x, self.n_features, self.feature.dtype)
+        node = self.tree_base.expand(-1, n_rows).contiguous()  # the roots, tree-major
+        shape = node.shape
         for _ in range(self.depth):
-            node = heap + self.tree_base
-            feature = self.feature.index_select(0, node.view(-1)).view(shape)
-            outcome = self.tests(x.gather(1, feature), node)
-            heap = heap * 2 + 2 - outcome.to(torch.int64)
-        position = heap - self.n_internal + self.leaf_base
+            flat = node.view(-1)
+            position = self.feature.index_select(0, flat).view(shape) + row_start
+            outcome = self.tests.outcome(values.index_select(0, position.view(-1)).view(shape),
+                                         node)
+            # heap position h -> 2h + 2 - test; on global numbering n = base + h that is
+            # 2n + 2 - base - test
+            node = node * 2 + (2 - self.tree_base) - outcome.to(node.dtype)
+        position = node + self.leaf_base
         return self.leaf.index_select(0, position.view(-1)).view(shape)

@@ -49,6 +49,9 @@ class NodeTests(nn.Module):
         self.single_mode: int = modes[0] if len(modes) == 1 else -1
         self.modes_used: list[int] = modes
         self.uses_missing: bool = bool(np.asarray(missing_true).any())
+        # one comparison decides every test (no mode table, sets or missing-value tracks)
+        self.simple: bool = (self.single_mode >= 0 and self.single_mode != BRANCH_MEMBER
+                             and not self.uses_missing)
         self.register_buffer("threshold64", torch.from_numpy(np.asarray(threshold, np.float64)))
         self.register_buffer("threshold32", self.threshold64.float())
         self.register_buffer("mode", torch.from_numpy(np.asarray(mode, np.int64)).to(torch.uint8))
@@ -105,6 +108,21 @@ class NodeTests(nn.Module):
                 0, node.reshape(-1)).view(node.shape)
             result = result | (missing & torch.isnan(values))
         return result
+
+    def outcome(self, values: torch.Tensor, node: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`forward` with ``node`` given, with a two-op path for the common case.
+
+        A forest of one comparison mode and no missing-value tracks needs only a threshold
+        gather and one comparison per step.
+        """
+        if self.simple:
+            threshold = self.thresholds(values.dtype).index_select(0, node.reshape(-1))
+            return _compare(values, threshold.view(node.shape), self.single_mode)
+        return self.forward(values, node)
+
+    def compare(self, values: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        """The test of a :attr:`simple` table against already-gathered thresholds."""
+        return _compare(values, threshold, self.single_mode)
 
     def _member(self, values: torch.Tensor, node: torch.Tensor | None) -> torch.Tensor:
         table = self.member_table64 if values.dtype == torch.float64 else self.member_table32

@@ -13,16 +13,19 @@ CHOICES = ("auto",) + STRATEGIES
 
 # GEMM does, per row, trees * nodes * leaves multiply-adds (padded to the largest tree)
 # where traversal does ~depth gathers; it wins only while per-call overhead dominates. CPU
-# measurements: 100 depth-3 trees (7x8 per tree) 0.15 ms vs 0.29 ms at 1 row but 0.72 vs
-# 0.52 ms at 100 rows; HistGradientBoosting (30x31) 0.19 vs 1.1 ms at 1 row; RandomForest
-# depth 8 (255x256) 2.5 vs 0.5 ms at 1 row. Hence: a per-tree size (nodes x leaves) cap and
-# a batch cap. The CUDA values are a prior, not measured (no GPU in the measuring runs).
+# measurements (1 thread, traversal with int32 tables): GradientBoosting 100 x depth 3
+# (7x8 per tree) 0.14 vs 0.27 ms at 1 row, 0.30 vs 0.32 at 32, 0.48 vs 0.64 at 64 but 1.6
+# vs 0.46 at 128; HistGradientBoosting (30x31) 0.17 vs 0.94 ms at 1 row, 0.81 vs 1.19 at
+# 32, 1.57 vs 1.35 at 64; RandomForest depth 8 (255x256) is never worth it. Hence: a
+# per-tree size (nodes x leaves) cap and a batch cap. The CUDA values are a prior, not
+# measured (no GPU in the measuring runs).
 GEMM_MAX_TREE_SIZE = {"cpu": 1024, "cuda": 4096}
 GEMM_MAX_BATCH = {"cpu": 32, "cuda": 1 << 62}
-# On CPU the measured runs never showed perfect trees clearly ahead of the child-table walk
-# (within noise on balanced forests, 1.3-1.6x behind at 100k rows), so CPU walks the real
-# tree. On CUDA (one gather fewer per level, no child table) perfect trees are the prior
-# choice while the padding stays small relative to the real tree.
+# On CPU, perfect trees are within noise of the walk on balanced forests (RandomForest
+# depth 8: 40 vs 41 ms at 10k rows) and behind elsewhere (GradientBoosting 19 vs 17 ms,
+# HistGradientBoosting 94 vs 49 ms: the walk skips finished shallow trees, padding does
+# not), so CPU walks the real tree. On CUDA (one gather fewer per level, no child table)
+# perfect trees are the prior choice while the padding stays small relative to the tree.
 PERFECT_MAX_PADDING = 4.0
 
 

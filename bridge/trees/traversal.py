@@ -1,13 +1,14 @@
 """Level-by-level traversal: every (row, tree) pair walks one level per step, by gathers.
 
-Nodes are laid out so that each interior node's true and false children sit in adjacent
-slots; a leaf is a terminal slot whose test always holds and whose first child is itself,
-so ``max_depth`` steps of ``slot = first_child[slot] + (not test)`` end every walk at its
-leaf whatever the tree's own depth.
+Each interior node's false and true children sit in adjacent slots (false first); a leaf is
+a terminal slot whose test never holds and whose first child is itself, so ``depth`` steps
+of ``slot = first_child[slot] + test`` end every walk at its leaf whatever its own depth.
+Index tables are int32 and the state is tree-major, so trees shallower than a level drop out.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 
 import numpy as np
@@ -26,13 +27,17 @@ from bridge.trees.ensemble import (
 )
 from bridge.trees.predicates import NodeTests
 
-# A threshold that makes a terminal slot's test hold for the value 0 under each mode.
-_ALWAYS_TRUE = {BRANCH_LEQ: np.inf, BRANCH_LT: np.inf, BRANCH_GTE: -np.inf,
-                BRANCH_GT: -np.inf, BRANCH_EQ: 0.0, BRANCH_NEQ: 1.0}
+# A threshold that makes a terminal slot's test fail for the value 0 under each mode.
+_NEVER_TRUE = {BRANCH_LEQ: -np.inf, BRANCH_LT: -np.inf, BRANCH_GTE: np.inf,
+               BRANCH_GT: np.inf, BRANCH_EQ: 1.0, BRANCH_NEQ: 0.0}
 
 
 class TraversalTrees(nn.Module):
-    """Leaf reached by each row in each tree, found by ``max_depth`` gather steps."""
+    """Leaf reached by each row in each tree, found by one gather step per level.
+
+    Works tree-major: the walk state is ``[trees, rows]`` with trees sorted deepest first, so
+    level ``d`` advances only the contiguous prefix of trees deeper than ``d``.
+    """
 
     def __init__(self, ensemble: TreeEnsemble):
         super().__init__()
@@ -41,16 +46,17 @@ class TraversalTrees(nn.Module):
         n_slots = ensemble.n_nodes + ensemble.n_leaves
         first_child = np.zeros(n_slots, dtype=np.int64)
         feature = np.full(n_slots, ensemble.n_features, dtype=np.int64)  # the zero column
-        threshold = np.full(n_slots, _ALWAYS_TRUE[terminal_mode])
+        threshold = np.full(n_slots, _NEVER_TRUE[terminal_mode])
         mode = np.full(n_slots, terminal_mode, dtype=np.int64)
         missing = np.zeros(n_slots, dtype=bool)
         members: dict[int, np.ndarray] = {}
         slot_leaf = np.zeros(n_slots, dtype=np.int64)
+        order = np.argsort(-ensemble.tree_depth, kind="stable")  # deepest trees first
         roots = np.zeros(ensemble.n_trees, dtype=np.int64)
         next_slot = 0
-        for tree, root in enumerate(ensemble.tree_root.tolist()):
-            roots[tree] = next_slot
-            queue = deque([(root, next_slot)])
+        for rank, tree in enumerate(order.tolist()):
+            roots[rank] = next_slot
+            queue = deque([(int(ensemble.tree_root[tree]), next_slot)])
             next_slot += 1
             while queue:
                 reference, slot = queue.popleft()
@@ -64,31 +70,130 @@ class TraversalTrees(nn.Module):
                 missing[slot] = ensemble.missing_true[reference]
                 if reference in ensemble.members:
                     members[slot] = ensemble.members[reference]
-                first_child[slot] = next_slot
-                queue.append((int(ensemble.true_child[reference]), next_slot))
-                queue.append((int(ensemble.false_child[reference]), next_slot + 1))
+                first_child[slot] = next_slot  # false child first: next = first + test
+                queue.append((int(ensemble.false_child[reference]), next_slot))
+                queue.append((int(ensemble.true_child[reference]), next_slot + 1))
                 next_slot += 2
-        self.depth: int = ensemble.max_depth
+        depths = ensemble.tree_depth[order]
         self.n_features: int = ensemble.n_features
-        self.feature_bits: int = max(1, int(ensemble.n_features + 1).bit_length())
-        packed = (first_child << self.feature_bits) | feature
-        self.register_buffer("packed", torch.from_numpy(packed))
-        self.register_buffer("roots", torch.from_numpy(roots))
-        self.register_buffer("slot_leaf", torch.from_numpy(slot_leaf))
+        self.missing_fill: float | None = _missing_fill(mode, threshold, missing)
+        if self.missing_fill is not None:
+            # tests whose NaN goes to the true branch read a copy of x with NaN replaced by a
+            # value that passes every such test: one comparison then decides every test
+            feature = np.where(missing, feature + ensemble.n_features + 1, feature)
+            missing = np.zeros_like(missing)
+        # trees still walking at each level (a prefix of the depth-sorted trees)
+        self.active: list[int] = [int((depths > level).sum())
+                                  for level in range(ensemble.max_depth)]
+        index = index_dtype(n_slots)
+        self.register_buffer("feature", torch.from_numpy(feature).to(index))
+        self.register_buffer("first_child", torch.from_numpy(first_child).to(index))
+        self.register_buffer("roots", torch.from_numpy(roots).to(index))
+        self.terminal_leaf: np.ndarray = slot_leaf  # forward returns slots; see LeafAggregator
+        # the roots' tables as columns [trees, 1], for the first level's shortcut
+        self.register_buffer("root_feature", self.feature[self.roots].unsqueeze(1))
+        self.register_buffer("root_child", self.first_child[self.roots].unsqueeze(1))
         self.tests = NodeTests(threshold, mode, missing, members)
+        # float32 fast path: first child, feature and threshold of a slot in one int64
+        # (low word: first child << feature_bits | feature; high word: threshold bits), so a
+        # level needs two gathers instead of four
+        self.feature_bits: int = int(feature.max()).bit_length()
+        self.packed_steps: bool = (self.tests.simple and sys.byteorder == "little"
+                                   and n_slots << self.feature_bits < 2**31)
+        if self.packed_steps:
+            low = (first_child << self.feature_bits) | feature
+            high = self.tests.threshold32.numpy().view(np.uint32).astype(np.int64)
+            packed = torch.from_numpy((high << 32) | low)
+        else:
+            packed = torch.zeros(0, dtype=torch.int64)
+        self.register_buffer("packed", packed)
+        self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
+        self.register_buffer("root_threshold32", self.root_threshold64.float())
+
+    def step(self, values: torch.Tensor, slot: torch.Tensor,
+             row_start: torch.Tensor) -> torch.Tensor:
+        """One level for the walks at ``slot`` (any shape; ``row_start`` broadcasts to it)."""
+        flat = slot.reshape(-1)
+        # (TorchScript tracing has no dtype-reinterpreting view: it takes the plain path)
+        if self.packed_steps and values.dtype == torch.float32 and not torch.jit.is_tracing():
+            words = self.packed.index_select(0, flat).view(torch.int32).view(slot.shape + (2,))
+            low = words[..., 0]
+            position = (low & ((1 << self.feature_bits) - 1)) + row_start
+            threshold = words.view(torch.float32)[..., 1]
+            outcome = self.tests.compare(
+                values.index_select(0, position.view(-1)).view(slot.shape), threshold)
+            return (low >> self.feature_bits) + outcome
+        position = self.feature.index_select(0, flat).view(slot.shape) + row_start
+        outcome = self.tests.outcome(values.index_select(0, position.view(-1)).view(slot.shape),
+                                     slot)
+        return self.first_child.index_select(0, flat).view(slot.shape) + outcome
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the leaf index [N, n_trees] of ``x`` [N, F] (in the comparison dtype)."""
+        """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
         n_rows = x.shape[0]
-        padded = torch.cat(
-            [x[:, : self.n_features], torch.zeros(n_rows, 1, dtype=x.dtype, device=x.device)], 1)
-        mask = (1 << self.feature_bits) - 1
-        slot = self.roots.unsqueeze(0).expand(n_rows, -1).contiguous()
-        shape = slot.shape
-        for _ in range(self.depth):
-            flat = slot.view(-1)
-            packed = self.packed.index_select(0, flat).view(shape)
-            values = padded.gather(1, packed & mask)
-            outcome = self.tests(values, slot)
-            slot = (packed >> self.feature_bits) + (~outcome).to(torch.int64)
-        return self.slot_leaf.index_select(0, slot.view(-1)).view(shape)
+        values, row_start = padded_rows(x, self.n_features, self.feature.dtype,
+                                        self.missing_fill)
+        if self.tests.simple:  # every walk is at its root: no per-walk table lookups
+            threshold = self.root_threshold64 if values.dtype == torch.float64 else (
+                self.root_threshold32.to(values.dtype))
+            position = (self.root_feature + row_start).view(-1)
+            outcome = self.tests.compare(
+                values.index_select(0, position).view(-1, n_rows), threshold)
+            slot = self.root_child + outcome
+        else:
+            slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
+        for width in self.active[1:]:
+            if width == slot.shape[0]:
+                slot = self.step(values, slot, row_start)
+            else:
+                slot[:width] = self.step(values, slot[:width], row_start)
+        return slot
+
+
+def _missing_fill(mode: np.ndarray, threshold: np.ndarray,
+                  missing: np.ndarray) -> float | None:
+    """A value that passes every test tracking NaN to its true branch, or None.
+
+    Exists for forests of one ``<=``/``<`` mode (-inf passes) or ``>=``/``>`` mode (+inf
+    passes), unless a strict test sits at an infinite threshold that the value would fail.
+    """
+    if not missing.any():
+        return None
+    modes = np.unique(mode[missing])
+    if len(modes) != 1 or len(np.unique(mode)) != 1:
+        return None
+    code, tracked = int(modes[0]), threshold[missing]
+    if code == BRANCH_LEQ or (code == BRANCH_LT and not np.isneginf(tracked).any()):
+        return float("-inf")
+    if code == BRANCH_GTE or (code == BRANCH_GT and not np.isposinf(tracked).any()):
+        return float("inf")
+    return None
+
+
+def index_dtype(n_entries: int) -> torch.dtype:
+    """int32 for index tables that fit it (half the memory traffic of int64), else int64."""
+    return torch.int32 if n_entries < 2**31 - 1 else torch.int64
+
+
+def padded_rows(x: torch.Tensor, n_features: int, index: torch.dtype,
+                missing_fill: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [N, F] flattened with a zero column appended, and each row's start [1, N].
+
+    Feature ``f`` of row ``n`` is then ``values[row_start[n] + f]``: one add and one flat
+    ``index_select``, about twice as fast on CPU as ``gather`` along a dimension. With
+    ``missing_fill``, each row continues with a copy of its features (and a zero) in which
+    NaN is replaced by ``missing_fill``.
+    """
+    n_rows = x.shape[0]
+    width = n_features + 1
+    copies = 1 if missing_fill is None else 2
+    padded = torch.zeros(n_rows, copies, width, dtype=x.dtype, device=x.device)
+    padded[:, 0, :n_features] = x[:, :n_features]
+    if missing_fill is not None:
+        padded[:, 1, :n_features] = torch.nan_to_num(
+            x[:, :n_features], nan=missing_fill, posinf=float("inf"), neginf=float("-inf"))
+    stride = width * copies
+    if n_rows * stride >= 2**31:  # flat positions would overflow int32
+        index = torch.int64
+    row_start = torch.arange(0, n_rows * stride, stride, dtype=index, device=x.device)
+    return padded.view(-1), row_start.unsqueeze(0)

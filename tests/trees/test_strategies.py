@@ -123,3 +123,45 @@ def test_cuda_classifier_outputs_stay_on_device():
     for a, e in zip(actual, expected):
         assert a.device.type == "cuda"
         torch.testing.assert_close(a.cpu(), e, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_traversal_fast_paths_match_gemm_with_nan_and_infinities(mode, dtype):
+    # one mode + missing tracks: traversal reads a NaN-filled copy of x (and, for float32,
+    # packed node words); GEMM runs the general per-node tests
+    rng = np.random.RandomState(7)
+    model = legacy_model("regressor", rng, modes=(mode,), missing=True, n_trees=9, depth=6)
+    x = grid_inputs(rng, 400, nan=True, dtype=dtype)
+    x[::7, 0] = np.inf
+    x[::11, 1] = -np.inf
+    expected = bridge.from_onnx(model, tree_strategy="gemm")(torch.from_numpy(x))
+    actual = bridge.from_onnx(model, tree_strategy="traversal")(torch.from_numpy(x))
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_missing_fill_refuses_strict_tests_at_infinite_thresholds():
+    from bridge.trees.ensemble import BRANCH_GT, BRANCH_LEQ, BRANCH_LT
+    from bridge.trees.traversal import _missing_fill
+
+    tracked = np.array([True, False])
+    assert _missing_fill(np.array([BRANCH_LEQ] * 2), np.array([-np.inf, 1.0]), tracked) == (
+        -np.inf)
+    assert _missing_fill(np.array([BRANCH_LT] * 2), np.array([1.0, 2.0]), tracked) == -np.inf
+    assert _missing_fill(np.array([BRANCH_LT] * 2), np.array([-np.inf, 2.0]), tracked) is None
+    assert _missing_fill(np.array([BRANCH_GT] * 2), np.array([np.inf, 2.0]), tracked) is None
+    assert _missing_fill(np.array([BRANCH_LEQ, BRANCH_LT]), np.zeros(2), tracked) is None
+    assert _missing_fill(np.array([BRANCH_LEQ] * 2), np.zeros(2), ~tracked | tracked) == -np.inf
+    assert _missing_fill(np.array([BRANCH_LEQ] * 2), np.zeros(2), np.zeros(2, bool)) is None
+
+
+def test_traversal_skips_finished_shallow_trees():
+    rng = np.random.RandomState(3)
+    model = legacy_model("regressor", rng, n_trees=12, depth=7)
+    _, trees = forest_module(model, "traversal")
+    walker = trees.strategies["traversal"]
+    assert walker.active == sorted(walker.active, reverse=True)
+    assert walker.active[0] == 12
+    x = torch.from_numpy(grid_inputs(rng, 300))
+    torch.testing.assert_close(bridge.from_onnx(model, tree_strategy="traversal")(x),
+                               bridge.from_onnx(model, tree_strategy="gemm")(x))
