@@ -133,3 +133,30 @@ def test_knn_graph_from_skl2onnx_runs_its_distance_scan_as_cdist(metric, p, powe
     assert [scan.pairwise_p for scan in scans] == [power]
     label, probabilities = assert_matches_onnxruntime(model, {"X": X[:20]}, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(label, knn.predict(X[:20]))
+
+
+def test_scan_that_is_a_map_runs_batched_and_matches_onnxruntime():
+    # state passed through unchanged, element-wise body: the module batches it with torch.vmap
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["weights_in"], ["weights_out"]),
+         helper.make_node("Mul", ["weights_in", "row"], ["product"]),
+         helper.make_node("Tanh", ["product"], ["activated"])],
+        "body",
+        [helper.make_tensor_value_info("weights_in", F, [4]),
+         helper.make_tensor_value_info("row", F, [4])],
+        [helper.make_tensor_value_info("weights_out", F, [4]),
+         helper.make_tensor_value_info("activated", F, [4])],
+    )
+    node = helper.make_node("Scan", ["weights", "rows"], ["same", "mapped"], body=body,
+                            num_scan_inputs=1, scan_input_directions=[1],
+                            scan_output_axes=[1])
+    model = _model([node], [helper.make_tensor_value_info("weights", F, [4]),
+                            helper.make_tensor_value_info("rows", F, [None, 4])],
+                   [helper.make_tensor_value_info("same", F, [4]),
+                    helper.make_tensor_value_info("mapped", F, [4, None])])
+    scans = [m for m in bridge.from_onnx(model).modules() if type(m).__name__ == "OnnxScan"]
+    assert [(scan.mappable, scan.pairwise_p) for scan in scans] == [(True, None)]
+    rng = np.random.default_rng(2)
+    inputs = {"weights": rng.normal(size=4).astype(np.float32),
+              "rows": rng.normal(size=(9, 4)).astype(np.float32)}
+    assert_matches_onnxruntime(model, inputs, rtol=1e-6, atol=1e-6)
