@@ -373,6 +373,24 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
                     return param.dtype
         return torch.get_default_dtype()
 
+    def to_onnx(self, path=None, **kwargs):
+        """Export to a checked ONNX model; the same as ``bridge.to_onnx(self, path, **kwargs)``.
+
+        Parameters
+        ----------
+        path : str or PathLike, optional
+            Where to write the file (atomically).
+        **kwargs
+            ``X_sample``, ``opset``, ``exporter``: see :func:`bridge.to_onnx`.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from bridge.export import to_onnx
+
+        return to_onnx(self, path, **kwargs)
+
     def __repr__(self) -> str:
         shown = {name: getattr(self, name) for name in ("module", "criterion")}
         if self.initialized_:

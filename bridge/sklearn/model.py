@@ -105,6 +105,24 @@ class ConvertedModel(nn.Module):
             result = self.graph_modules[output.graph](*inputs)
         return result if isinstance(result, tuple) else (result,)
 
+    def to_onnx(self, path=None, **kwargs):
+        """Export to a checked ONNX model; the same as ``bridge.to_onnx(self, path, **kwargs)``.
+
+        Parameters
+        ----------
+        path : str or PathLike, optional
+            Where to write the file (atomically).
+        **kwargs
+            ``X_sample``, ``opset``, ``exporter``, ``lowered`` (standard ops only), ``method``: see :func:`bridge.to_onnx`.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from bridge.export import to_onnx
+
+        return to_onnx(self, path, **kwargs)
+
     def forward(self, X: torch.Tensor):
         """Run the main method (``predict`` or ``transform``) on a tensor."""
         return self._run(self.main_method, X)

@@ -172,3 +172,18 @@ def test_binary_classifier_exports_two_probability_columns(iris):
     assert probabilities.shape == (len(X), 2)
     assert_parity(probabilities, net.predict_proba(X), rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(label, net.predict(X))
+
+
+def test_to_onnx_method_on_nets_and_converted_models(iris, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = iris
+    net = _classifier().fit(X, y)
+    model = net.to_onnx(tmp_path / "net.onnx")
+    assert (tmp_path / "net.onnx").exists()
+    np.testing.assert_array_equal(_run_onnxruntime(model, X)[0], net.predict(X))
+    converted = bridge.from_sklearn(LogisticRegression(max_iter=300).fit(X, y))
+    original = converted.to_onnx(tmp_path / "logreg.onnx")
+    lowered = converted.to_onnx(tmp_path / "logreg-lowered.onnx", lowered=True)
+    assert any(n.domain == "ai.onnx.ml" for n in original.graph.node)
+    assert not any(n.domain == "ai.onnx.ml" for n in lowered.graph.node)
