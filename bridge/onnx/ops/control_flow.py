@@ -135,6 +135,15 @@ class OnnxScan(nn.Module):
         self.mappable = mappable
         self.pairwise_p = pairwise_p
 
+    def _finish(self, states, per_step: list[torch.Tensor]):
+        """The final states, then each scan output (steps first, in processing order) put
+        in its output direction and moved to its output axis."""
+        results = list(states)
+        for value, axis, reverse in zip(per_step, self.output_axes, self.output_reverse):
+            value = value.flip(0) if reverse else value
+            results.append(torch.movedim(value, 0, axis % value.dim()))
+        return results[0] if len(results) == 1 else tuple(results)
+
     def _mapped(self, states, scan_inputs, axes, outer):
         inputs = [x.flip(axis) if reverse else x
                   for x, axis, reverse in zip(scan_inputs, axes, self.input_reverse)]
@@ -142,26 +151,19 @@ class OnnxScan(nn.Module):
         def step(*slices):
             return _as_tuple(self.body(*states, *slices, *outer))[self.state_count:]
 
-        outputs = torch.vmap(step, in_dims=tuple(axes), out_dims=0)(*inputs)
-        results = list(states)
-        for value, axis, reverse in zip(outputs, self.output_axes, self.output_reverse):
-            value = value.flip(0) if reverse else value
-            results.append(torch.movedim(value, 0, axis % value.dim()))
-        return results[0] if len(results) == 1 else tuple(results)
+        return self._finish(states, list(torch.vmap(step, in_dims=tuple(axes), out_dims=0)(*inputs)))
 
     def _pairwise(self, state: torch.Tensor, rows: torch.Tensor, axis: int):
-        """The pairwise-distance body, as one ``torch.cdist`` call: output[j, i] is
-        sum_k |state[i, k] - rows[j, k]| ** p (no sqrt), stacked along the scan axis."""
+        """The pairwise-distance body, as one ``torch.cdist`` call: step j gives
+        sum_k |state[i, k] - rows[j, k]| ** p for every i (no sqrt)."""
         rows = rows.movedim(axis, 0)
         p = self.pairwise_p
         distances = torch.cdist(rows.unsqueeze(0), state.unsqueeze(0), p=p,
                                 compute_mode="donot_use_mm_for_euclid_dist")[0]
         distances = distances.pow(p) if p != 1.0 else distances
-        if self.input_reverse[0]:
+        if self.input_reverse[0]:  # steps in processing order
             distances = distances.flip(0)
-        if self.output_reverse[0]:
-            distances = distances.flip(0)
-        return state, torch.movedim(distances, 0, self.output_axes[0] % 2)
+        return self._finish([state], [distances])
 
     def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
         states = values[:self.state_count]
@@ -185,13 +187,7 @@ class OnnxScan(nn.Module):
             states = list(outputs[:self.state_count])
             for index, value in enumerate(outputs[self.state_count:]):
                 collected[index].append(value)
-        results = list(states)
-        for values_k, axis, reverse in zip(collected, self.output_axes, self.output_reverse):
-            if reverse:
-                values_k = values_k[::-1]
-            stacked = torch.stack(values_k)
-            results.append(torch.movedim(stacked, 0, axis % stacked.dim()))
-        return results[0] if len(results) == 1 else tuple(results)
+        return self._finish(states, [torch.stack(values_k) for values_k in collected])
 
 
 @converter("Scan", versions=(9, 11, 16, 19, 21, 23, 24, 25))
@@ -213,12 +209,14 @@ def convert_scan(node: OnnxNode, context: ConversionContext) -> Converted:
     if any(d not in (0, 1) for d in list(input_directions) + list(output_directions)):
         raise UnsupportedOperatorError(node.domain, node.op_type, node.since_version,
                                        reason="scan directions must be 0 or 1")
+    body_graph = node.attribute("body")
+    mappable = _is_map(body_graph, state_count)
+    one_state_one_input = state_count == 1 and scan_count == 1
     module = OnnxScan(body, state_count, scan_count, list(input_axes),
                       [bool(d) for d in input_directions], list(output_axes),
-                      [bool(d) for d in output_directions],
-                      mappable=_is_map(node.attribute("body"), state_count),
-                      pairwise_p=_pairwise_distance_power(node.attribute("body"), state_count,
-                                                          scan_count))
+                      [bool(d) for d in output_directions], mappable=mappable,
+                      pairwise_p=(_pairwise_distance_power(body_graph)
+                                  if mappable and one_state_one_input else None))
     return Converted(module, inputs=[values, outer])
 
 
@@ -229,8 +227,8 @@ def _reduced_axes(node, initializers) -> list[int] | None:
     return axes
 
 
-def _pairwise_distance_power(body, state_count: int, scan_count: int) -> float | None:
-    """p when the body is skl2onnx's pairwise-distance step, else None.
+def _pairwise_distance_power(body) -> float | None:
+    """p when a one-state, one-input map body is skl2onnx's pairwise-distance step, else None.
 
     The step reads one row ``r`` of the scan input and returns ``sum_k |s[:, k] - r[k]|**p``
     over the state matrix ``s`` (passed through unchanged): ReduceSumSquare(Sub) for p=2,
@@ -239,18 +237,14 @@ def _pairwise_distance_power(body, state_count: int, scan_count: int) -> float |
     """
     from onnx import numpy_helper
 
-    if state_count != 1 or scan_count != 1 or len(body.output) != 2 or not _is_map(body, 1):
+    if len(body.output) != 2:
         return None
     initializers = {t.name: numpy_helper.to_array(t) for t in body.initializer}
     producer = {n.output[0]: n for n in body.node}
-    source = body.output[1].name
-    while source in producer and producer[source].op_type == "Identity":
-        source = producer[source].input[0]
-    reduce = producer.get(source)
+    reduce = producer.get(_through_identities(body.output[1].name, body))
     if reduce is None or _reduced_axes(reduce, initializers) != [1]:
         return None
-    if any(a.name == "keepdims" and a.i != 0 for a in reduce.attribute) or not any(
-            a.name == "keepdims" for a in reduce.attribute):
+    if next((a.i for a in reduce.attribute if a.name == "keepdims"), 1) != 0:
         return None
     chain = [reduce]
     while chain[-1].input[0] in producer and producer[chain[-1].input[0]].op_type != "Sub":
@@ -283,11 +277,13 @@ def _is_map(body, state_count: int) -> bool:
     """Whether a Scan body is a map: mappable ops only, every state passed through unchanged."""
     if any(n.op_type not in _MAPPABLE_OPS or n.domain not in ("", "ai.onnx") for n in body.node):
         return False
+    return all(_through_identities(body.output[index].name, body) == body.input[index].name
+               for index in range(state_count))
+
+
+def _through_identities(name: str, body) -> str:
+    """The value ``name`` is an Identity copy of (itself when it is not one)."""
     identity_of = {n.output[0]: n.input[0] for n in body.node if n.op_type == "Identity"}
-    for index in range(state_count):
-        source = body.output[index].name
-        while source in identity_of:
-            source = identity_of[source]
-        if source != body.input[index].name:
-            return False
-    return True
+    while name in identity_of:
+        name = identity_of[name]
+    return name
