@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import onnx
 import torch
 from sklearn.base import BaseEstimator
@@ -20,7 +19,7 @@ from bridge.export.lowering import (
     output_vocabularies,
 )
 from bridge.export.modules import export_module
-from bridge.export.net import net_head, sample_for
+from bridge.export.net import net_head, sample_array, sample_for, sample_tensor
 
 __all__ = [
     "LOWERING_SUPPORT",
@@ -58,13 +57,6 @@ def _is_net(obj) -> bool:
     return isinstance(obj, NeuralNet)
 
 
-def _as_tensor(X_sample, dtype=torch.float32) -> torch.Tensor:
-    if isinstance(X_sample, torch.Tensor):
-        return X_sample.detach().cpu()
-    values = X_sample.values if hasattr(X_sample, "iloc") else X_sample
-    return torch.as_tensor(np.asarray(values)).to(dtype)
-
-
 def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
     try:
         net.check_is_fitted()
@@ -73,7 +65,7 @@ def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
             f"cannot export an unfitted {type(net).__name__}: call fit (or initialize) first"
         ) from error
     head, outputs, net_metadata = net_head(net, preprocess)
-    sample = sample_for(net, X_sample) if preprocess is None else _as_tensor(X_sample)
+    sample = sample_for(net, X_sample) if preprocess is None else sample_tensor(X_sample)
     model = export_module(head.cpu(), sample, output_names=outputs, opset=opset,
                           exporter=exporter)
     net_metadata["bridge.input"] = {"name": "X", "dtype": str(sample.dtype).replace("torch.", ""),
@@ -95,7 +87,7 @@ def _export_pipeline(pipeline, X_sample, opset, exporter):
     steps = pipeline.steps[:-1]
     net = pipeline.steps[-1][1]
     preprocessing = Pipeline(steps) if len(steps) > 1 else steps[0][1]
-    values = X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample)
+    values = sample_array(X_sample)
     converted = from_sklearn(preprocessing, values[:2])
     preprocess = _SelectOutput(from_onnx(_graph_of(converted, "transform")), 0)
     description = "included: " + " → ".join(f"{name} ({type(step).__name__})"
@@ -136,10 +128,7 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
         raise ExportError(
             f"lowering supports graphs with one input; this one has {module.input_names}"
         )
-    if X_sample is None:
-        sample = _zeros_for(graph)
-    else:
-        sample = _as_tensor(X_sample)
+    sample = _zeros_for(graph) if X_sample is None else sample_tensor(X_sample)
     lowered = export_module(module, sample, input_name=module.input_names[0],
                             output_names=module.output_names, opset=opset, exporter=exporter)
     ml_nodes = ml_operators(lowered)
@@ -228,14 +217,13 @@ def to_onnx(
     elif isinstance(obj, BaseEstimator):
         from bridge.sklearn.convert import from_sklearn
 
-        sample = None if X_sample is None else (
-            X_sample.values if hasattr(X_sample, "iloc") else np.asarray(X_sample))
-        converted = from_sklearn(obj, sample[:2] if sample is not None else None)
+        sample = None if X_sample is None else sample_array(X_sample)[:2]
+        converted = from_sklearn(obj, sample)
         model = _export_graph(_graph_of(converted, method), X_sample, opset, exporter, lowered)
     elif isinstance(obj, nn.Module):
         if X_sample is None:
             raise ExportError(f"exporting a {type(obj).__name__} module needs X_sample")
-        sample = _as_tensor(X_sample)
+        sample = sample_tensor(X_sample)
         names = getattr(obj, "output_names", None) or ["output"]
         input_name = (getattr(obj, "input_names", None) or ["X"])[0]
         model = export_module(obj, sample, input_name=input_name, output_names=names,

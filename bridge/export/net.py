@@ -132,6 +132,22 @@ def net_head(net, preprocess: nn.Module | None = None) -> tuple[nn.Module, tuple
     return RegressorHead(module, nonlinearity, preprocess), REGRESSOR_OUTPUTS, metadata
 
 
+def sample_array(X_sample) -> np.ndarray:
+    """Example rows (array, DataFrame or tensor) as a numpy array of their own dtype."""
+    if isinstance(X_sample, torch.Tensor):
+        return X_sample.detach().cpu().numpy()
+    return X_sample.to_numpy() if hasattr(X_sample, "iloc") else np.asarray(X_sample)
+
+
+def sample_tensor(X_sample, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Example rows (array, DataFrame or tensor) as a CPU tensor of ``dtype``; without one,
+    a tensor keeps its dtype and an array becomes float32 (bridge's default boundary type)."""
+    if isinstance(X_sample, torch.Tensor):
+        tensor = X_sample.detach().cpu()
+        return tensor if dtype is None else tensor.to(dtype)
+    return torch.as_tensor(sample_array(X_sample)).to(dtype or torch.float32)
+
+
 def sample_for(net, X_sample) -> torch.Tensor:
     """The example input for tracing: ``X_sample`` or zeros of the fitted feature count."""
     dtype = next((p.dtype for p in net.module_.parameters() if p.is_floating_point()),
@@ -142,9 +158,7 @@ def sample_for(net, X_sample) -> torch.Tensor:
                 "nets whose forward takes several inputs (dict X) cannot be exported with the "
                 "single-input contract; export net.module_ with bridge.to_onnx(module, X_sample=...)"
             )
-        values = X_sample.values if hasattr(X_sample, "iloc") else X_sample
-        return torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor)
-                               else values).to(dtype).cpu()
+        return sample_tensor(X_sample, dtype)
     n_features = getattr(net, "n_features_in_", None)
     if n_features is None:
         raise ExportError(
