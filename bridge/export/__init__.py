@@ -128,7 +128,7 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
         raise ExportError(
             f"lowering supports graphs with one input; this one has {module.input_names}"
         )
-    sample = _zeros_for(graph) if X_sample is None else sample_tensor(X_sample)
+    sample = _graph_sample(graph, X_sample)
     lowered = export_module(module, sample, input_name=module.input_names[0],
                             output_names=module.output_names, opset=opset, exporter=exporter)
     ml_nodes = ml_operators(lowered)
@@ -142,16 +142,20 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
     return set_metadata(lowered, metadata)
 
 
-def _zeros_for(graph: onnx.ModelProto) -> torch.Tensor:
+def _graph_sample(graph: onnx.ModelProto, X_sample) -> torch.Tensor:
+    """The tracing input for a graph: ``X_sample`` (or zeros of the graph's input shape) in
+    the element type the graph's input declares, so a double graph stays double."""
     from bridge.onnx.dtypes import torch_dtype
 
-    graph_input = graph.graph.input[0]
-    tensor_type = graph_input.type.tensor_type
+    tensor_type = graph.graph.input[0].type.tensor_type
+    dtype = torch_dtype(tensor_type.elem_type)
+    if X_sample is not None:
+        return sample_tensor(X_sample, dtype)
     dims = [d.dim_value if d.HasField("dim_value") else 2 for d in tensor_type.shape.dim]
     if not dims:
         raise ExportError("cannot infer the input shape of the graph; pass X_sample")
     dims[0] = 2
-    return torch.zeros(dims, dtype=torch_dtype(tensor_type.elem_type))
+    return torch.zeros(dims, dtype=dtype)
 
 
 def to_onnx(

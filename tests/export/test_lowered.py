@@ -248,3 +248,14 @@ def test_exported_one_hot_lookup_matches_eager_and_unknowns_give_zeros(dtype):
     expected = (x[..., None] == np.array(categories)).astype(np.float32)
     np.testing.assert_array_equal(exported.numpy(), expected)
     assert "searchsorted" not in str(program.graph)  # no ONNX counterpart
+
+
+def test_a_float64_graph_lowered_with_a_sample_stays_float64():
+    # X_sample must not decide the element type: the graph's own input type does
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    model = bridge.from_sklearn(StandardScaler().fit(X), dtype=np.float64)
+    for sample in (None, X[:2].astype(np.float32)):
+        lowered = bridge.to_onnx(model, lowered=True, X_sample=sample)
+        assert lowered.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
