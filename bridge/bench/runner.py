@@ -119,6 +119,13 @@ def _summary(timings: Sequence[Timing], batch_size: int) -> dict:
     }
 
 
+def _unmeasured(model: str, backends: Sequence[Backend], batch_sizes: Sequence[int],
+                status: str, reason: str) -> list[BenchResult]:
+    """One skipped or failed cell per backend and batch size, carrying the reason."""
+    return [BenchResult(model, backend.name, size, status, reason)
+            for backend in backends for size in batch_sizes]
+
+
 def run_target(
     target: Target,
     X_test: np.ndarray,
@@ -133,17 +140,14 @@ def run_target(
     runners = {}
     for backend in backends:
         reason = backend.unavailable_reason(target)
-        if reason is None:
-            try:
-                runners[backend.name] = backend.prepare(target)
-            except Exception as error:  # reported in the table, never hidden
-                reason = f"preparation failed: {type(error).__name__}: {error}"
-                results += [BenchResult(target.name, backend.name, b, "error", reason)
-                            for b in batch_sizes]
-                continue
-        else:
-            results += [BenchResult(target.name, backend.name, b, "skipped", reason)
-                        for b in batch_sizes]
+        if reason is not None:
+            results += _unmeasured(target.name, [backend], batch_sizes, "skipped", reason)
+            continue
+        try:
+            runners[backend.name] = backend.prepare(target)
+        except Exception as error:  # reported in the table, never hidden
+            reason = f"preparation failed: {type(error).__name__}: {error}"
+            results += _unmeasured(target.name, [backend], batch_sizes, "error", reason)
     reference_name = next((n for n in ("sklearn", "onnxruntime-cpu") if n in runners), None)
     for batch_size in batch_sizes:
         X = batch_of(X_test, batch_size)
@@ -188,8 +192,7 @@ def run_benchmark(
             target, X_test = target_for_case(case, train_rows, n_features)
         except Exception as error:
             reason = f"conversion failed: {type(error).__name__}: {error}"
-            results += [BenchResult(case.name, b.name, size, "error", reason)
-                        for b in backends for size in batch_sizes]
+            results += _unmeasured(case.name, backends, batch_sizes, "error", reason)
             continue
         results += run_target(target, X_test, backends, batch_sizes, repeats, progress)
     return results
