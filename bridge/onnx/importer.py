@@ -39,6 +39,16 @@ def _python_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def _map_spec(spec, function):
+    """Apply ``function`` to the value name(s) of one module input: ``None`` (an omitted
+    optional input) stays ``None``, a list of names maps to a list."""
+    if spec is None:
+        return None
+    if isinstance(spec, (list, tuple)):
+        return [function(name) for name in spec]
+    return function(spec)
+
+
 class OnnxGraphModule(fx.GraphModule):
     """The ``fx.GraphModule`` produced by :func:`from_onnx`.
 
@@ -179,11 +189,8 @@ class _GraphBuilder:
                 )
 
     def _argument(self, spec, node: OnnxNode):
-        if spec is None:
-            return None
-        if isinstance(spec, (list, tuple)):
-            return [self._value(name, f"input of {node.op_type} {node.name!r}") for name in spec]
-        return self._value(spec, f"input of {node.op_type} {node.name!r}")
+        role = f"input of {node.op_type} {node.name!r}"
+        return _map_spec(spec, lambda name: self._value(name, role))
 
     def _foldable(self, module: nn.Module, inputs) -> bool:
         if not getattr(module, "deterministic", True):
@@ -194,11 +201,7 @@ class _GraphBuilder:
 
     def _fold(self, node: OnnxNode, module: nn.Module, inputs) -> None:
         def constant(spec):
-            if spec is None:
-                return None
-            if isinstance(spec, (list, tuple)):
-                return [self.context.constants[n] for n in spec]
-            return self.context.constants[spec]
+            return _map_spec(spec, self.context.constants.__getitem__)
 
         with torch.no_grad():
             try:
