@@ -38,25 +38,27 @@ class LeafAggregator(nn.Module):
         self.register_buffer("leaf_has", leaf_has)
         self.register_buffer("constant_has", always)
 
-    def forward(self, leaf: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        n_trees, n_rows = leaf.shape[0], leaf.shape[1]
+    def forward(self, leaf: torch.Tensor, dtype: torch.dtype,
+                tree_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and has-score flags [N, outputs] of leaf ids ``leaf`` ([trees, N], or
+        [N, trees] with ``tree_dim=1``)."""
         table = self.values64 if dtype == torch.float64 else self.values32
         flat = leaf.reshape(-1)
-        gathered = table.index_select(0, flat).view(n_trees, n_rows, self.n_outputs)
+        shape = (leaf.shape[0], leaf.shape[1], self.n_outputs)
+        gathered = table.index_select(0, flat).view(shape)
         if self.aggregate == "SUM" or self.aggregate == "AVERAGE":
-            scores = gathered.sum(0)
+            scores = gathered.sum(tree_dim)
             if self.static_has:
-                has = self.constant_has.unsqueeze(0).expand(n_rows, -1)
+                has = self.constant_has.unsqueeze(0).expand(scores.shape[0], -1)
             else:
-                has = self.leaf_has.index_select(0, flat).view(
-                    n_trees, n_rows, self.n_outputs).any(0)
+                has = self.leaf_has.index_select(0, flat).view(shape).any(tree_dim)
             return scores, has
-        leaf_has = self.leaf_has.index_select(0, flat).view(n_trees, n_rows, self.n_outputs)
+        leaf_has = self.leaf_has.index_select(0, flat).view(shape)
         if self.aggregate == "MIN":
             scores = torch.where(leaf_has, gathered, torch.full_like(gathered, float("inf")))
-            scores = scores.amin(0)
+            scores = scores.amin(tree_dim)
         else:
             scores = torch.where(leaf_has, gathered, torch.full_like(gathered, float("-inf")))
-            scores = scores.amax(0)
-        has = leaf_has.any(0)
+            scores = scores.amax(tree_dim)
+        has = leaf_has.any(tree_dim)
         return torch.where(has, scores, torch.zeros_like(scores)), has

@@ -6,25 +6,44 @@ has-score flags; the ONNX operator modules put base values, transforms and label
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from bridge.errors import ConversionError
 from bridge.trees.aggregate import LeafAggregator
 from bridge.trees.attributes import TreeSpec
+from bridge.trees.bitvector import (
+    BitvectorTrees,
+    bitvector_groups,
+    bitvector_size,
+    bitvector_unsupported,
+)
+from bridge.trees.ensemble import TreeEnsemble
 from bridge.trees.gemm import GemmTrees, gemm_size
+from bridge.trees.lookup import LEVELS as LOOKUP_LEVELS
+from bridge.trees.lookup import LookupTrees, lookup_size
 from bridge.trees.perfect import PerfectTrees, perfect_size
 from bridge.trees.predicates import comparison_dtype
-from bridge.trees.select import auto_candidates, choose_strategy, validate_strategy
+from bridge.trees.select import (
+    ForestShape,
+    auto_candidates,
+    choose_strategy,
+    validate_strategy,
+)
 from bridge.trees.traversal import TraversalTrees
 
 # Tables larger than these (entries) are not built: the strategy would not pay off and
 # would cost hundreds of MB.
 GEMM_LIMIT = 2**26
 PERFECT_LIMIT = 2**25
+LOOKUP_LIMIT = 2**25
+BITVECTOR_LIMIT = 2**23
 # Rows per chunk are sized so that one chunk's largest intermediate holds about this many
 # entries (keeps memory flat and caches warm for 100k-row batches).
 CHUNK_ENTRIES = 2**19
+LOOKUP_CHUNK_ENTRIES = 2**20
+BITVECTOR_CHUNK_ENTRIES = 2**21
 
 
 class TreeEnsembleModule(nn.Module):
@@ -35,7 +54,7 @@ class TreeEnsembleModule(nn.Module):
     spec : TreeSpec
         The parsed forest.
     strategy : str
-        ``"auto"`` (choose per call), ``"gemm"``, ``"traversal"`` or ``"perfect"``.
+        ``"auto"`` (choose per call) or one of :data:`~bridge.trees.select.STRATEGIES`.
     double_thresholds : bool
         Whether thresholds were stored as doubles (integer inputs are then compared in
         float64 rather than float32).
@@ -45,7 +64,8 @@ class TreeEnsembleModule(nn.Module):
     ValueError
         For an unknown ``strategy``.
     ConversionError
-        When a forced strategy's tables would exceed its size limit.
+        When a forced strategy's tables would exceed its size limit, or it cannot run the
+        forest (bit-vectors: more than 64 leaves in a tree, or equality/set tests).
     """
 
     def __init__(self, spec: TreeSpec, strategy: str = "auto", double_thresholds: bool = False):
@@ -57,23 +77,30 @@ class TreeEnsembleModule(nn.Module):
         self.n_features: int = ensemble.n_features
         self.n_trees: int = ensemble.n_trees
         self.depth: int = ensemble.max_depth
-        sizes = {"gemm": gemm_size(ensemble), "perfect": perfect_size(ensemble)}
-        limits = {"gemm": GEMM_LIMIT, "perfect": PERFECT_LIMIT}
+        sizes = {"gemm": gemm_size(ensemble), "perfect": perfect_size(ensemble),
+                 "lookup": lookup_size(ensemble), "bitvector": bitvector_size(ensemble)}
+        limits = {"gemm": GEMM_LIMIT, "perfect": PERFECT_LIMIT, "lookup": LOOKUP_LIMIT,
+                  "bitvector": BITVECTOR_LIMIT}
+        unsupported = bitvector_unsupported(ensemble)
+        if strategy == "bitvector" and unsupported is not None:
+            raise ConversionError(
+                f"tree_strategy='bitvector' cannot run this forest: {unsupported}; use "
+                "'traversal' or 'auto'"
+            )
         if strategy in limits and sizes[strategy] > limits[strategy]:
             raise ConversionError(
                 f"tree_strategy={strategy!r} would need {sizes[strategy]:,} table entries for "
                 f"this forest ({self.n_trees} trees, depth {self.depth}); the limit is "
                 f"{limits[strategy]:,}: use 'traversal' or 'auto'"
             )
-        real_slots = ensemble.n_nodes + ensemble.n_leaves
-        self.padding_ratio: float = sizes["perfect"] / max(real_slots, 1)
-        self.tree_size: int = int(ensemble.nodes_per_tree().max()) * int(
-            ensemble.leaves_per_tree().max())
+        self.shape: ForestShape = forest_shape(ensemble, sizes["perfect"])
         if strategy == "auto":
-            wanted = auto_candidates(self.tree_size, self.padding_ratio)
+            wanted = auto_candidates(self.shape, unsupported is None)
         else:
             wanted = (strategy,)
-        builders = {"gemm": GemmTrees, "traversal": TraversalTrees, "perfect": PerfectTrees}
+        walk = TraversalTrees(ensemble) if {"traversal", "lookup"} & set(wanted) else None
+        builders = {"gemm": GemmTrees, "perfect": PerfectTrees, "bitvector": BitvectorTrees,
+                    "traversal": lambda _: walk, "lookup": lambda e: LookupTrees(e, walk)}
         self.strategies = nn.ModuleDict({
             name: builders[name](ensemble) for name in wanted
             if name == "traversal" or sizes[name] <= limits[name]
@@ -92,9 +119,8 @@ class TreeEnsembleModule(nn.Module):
         """The strategy this module uses for a call with ``batch`` rows on ``device_type``."""
         if self.strategy != "auto":
             return self.strategy
-        return choose_strategy(depth=self.depth, n_trees=self.n_trees, batch=batch,
-                               device_type=device_type, available=tuple(self.strategies),
-                               padding_ratio=self.padding_ratio, tree_size=self.tree_size)
+        return choose_strategy(self.shape, batch=batch, device_type=device_type,
+                               available=tuple(self.strategies))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (scores [N, outputs], has-score flags [N, outputs]) for ``x``."""
@@ -111,13 +137,32 @@ class TreeEnsembleModule(nn.Module):
         name = self.choose(x.shape[0], x.device.type)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
-        width = self.gemm_width if name == "gemm" else 2 + self.n_outputs
-        rows = max(1, CHUNK_ENTRIES // max(1, self.n_trees * width))
+        if name == "lookup":
+            rows = max(1, LOOKUP_CHUNK_ENTRIES // (7 * self.n_trees))
+        elif name == "bitvector":  # chunks its mask pass itself; rows first
+            rows = max(1, BITVECTOR_CHUNK_ENTRIES // self.n_trees)
+        else:
+            width = self.gemm_width if name == "gemm" else 2 + self.n_outputs
+            rows = max(1, CHUNK_ENTRIES // max(1, self.n_trees * width))
+        tree_dim = 1 if name == "bitvector" else 0
         if x.shape[0] <= rows:
-            return aggregator(strategy(x), accumulate)
+            return aggregator(strategy(x), accumulate, tree_dim)
         scores, flags = [], []
         for chunk in torch.split(x, rows):
-            score, has = aggregator(strategy(chunk), accumulate)
+            score, has = aggregator(strategy(chunk), accumulate, tree_dim)
             scores.append(score)
             flags.append(has)
         return torch.cat(scores), torch.cat(flags)
+
+
+def forest_shape(ensemble: TreeEnsemble, perfect_slots: int) -> ForestShape:
+    """The :class:`ForestShape` the selection rule reads."""
+    depths = ensemble.tree_depth.astype(float)
+    leaves = int(ensemble.leaves_per_tree().max())
+    return ForestShape(
+        depth=ensemble.max_depth, n_trees=ensemble.n_trees,
+        tree_size=int(ensemble.nodes_per_tree().max()) * leaves,
+        padding_ratio=perfect_slots / max(ensemble.n_nodes + ensemble.n_leaves, 1),
+        mean_depth=float(depths.mean()),
+        mean_depth_below_top=float(np.maximum(depths - LOOKUP_LEVELS, 0).mean()),
+        groups=bitvector_groups(ensemble), word_bits=32 if leaves <= 32 else 64)

@@ -1,42 +1,87 @@
 """The rule that picks a tree strategy for one forward call (see ``docs/trees.md``).
 
-Inputs: the forest's depth and tree count, the call's batch size and device. The thresholds
-below come from ``benchmarks/trees.py`` runs (2-core x86 CPU; recorded under
-``benchmarks/results/``); on CUDA, where gathers are cheap and matmuls cheaper, GEMM stays
-worthwhile to a larger depth.
+Inputs: the forest's shape (:class:`ForestShape`: depth, tree count, nodes, features tested),
+the call's batch size and device. On CPU the rule estimates each candidate's time as a
+per-call part (torch operations launched, each ~6 us here) plus a per-(row, tree) part, with
+constants fitted to ``benchmarks/trees.py`` runs on a 2-core x86 VM (AMD EPYC, torch 2.13,
+one thread; recorded under ``benchmarks/results/``), and takes the smallest. On CUDA no
+measurement exists yet (no GPU was available): the CUDA branch is a stated prior.
 """
 
 from __future__ import annotations
 
-STRATEGIES = ("gemm", "traversal", "perfect")
+from dataclasses import dataclass
+
+STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector")
 CHOICES = ("auto",) + STRATEGIES
 
 # GEMM does, per row, trees * nodes * leaves multiply-adds (padded to the largest tree)
-# where traversal does ~depth gathers; it wins only while per-call overhead dominates. CPU
-# measurements (1 thread, traversal with int32 tables): GradientBoosting 100 x depth 3
-# (7x8 per tree) 0.14 vs 0.27 ms at 1 row, 0.30 vs 0.32 at 32, 0.48 vs 0.64 at 64 but 1.6
-# vs 0.46 at 128; HistGradientBoosting (30x31) 0.17 vs 0.94 ms at 1 row, 0.81 vs 1.19 at
-# 32, 1.57 vs 1.35 at 64; RandomForest depth 8 (255x256) is never worth it. Hence: a
-# per-tree size (nodes x leaves) cap and a batch cap. The CUDA values are a prior, not
-# measured (no GPU in the measuring runs).
+# where the walks do ~depth gathers; it wins only while per-call overhead dominates. CPU
+# measurements (1 thread): GradientBoosting 100 x depth 3 (7x8 per tree) 0.14 vs 0.27 ms
+# (traversal) at 1 row, and about even with 'lookup' at 32 rows; HistGradientBoosting
+# (30x31) 0.17 vs 0.94 ms at 1 row; RandomForest depth 8 (255x256) is never worth it.
 GEMM_MAX_TREE_SIZE = {"cpu": 1024, "cuda": 4096}
 GEMM_MAX_BATCH = {"cpu": 32, "cuda": 1 << 62}
-# On CPU, perfect trees are within noise of the walk on balanced forests (RandomForest
-# depth 8: 40 vs 41 ms at 10k rows) and behind elsewhere (GradientBoosting 19 vs 17 ms,
-# HistGradientBoosting 94 vs 49 ms: the walk skips finished shallow trees, padding does
-# not), so CPU walks the real tree. On CUDA (one gather fewer per level, no child table)
-# perfect trees are the prior choice while the padding stays small relative to the tree.
+# CUDA prior: perfect trees (no child table, one gather fewer per level) while the padding
+# stays small relative to the real tree. On CPU they trail the walk (measured:
+# HistGradientBoosting 94 vs 49 ms at 10k rows: padding walks finished shallow trees too).
 PERFECT_MAX_PADDING = 4.0
 
+# CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
+# Fitted on eight forests at 32..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
+# ~9 ns for its three table-looked-up levels plus ~6 ns per further level walked;
+# 'bitvector' ~3 ns plus ~0.8 ns per feature group (1.6 with 64-bit words, > 32 leaves).
+OPERATION_US = 6.0
+LOOKUP_TOP_NS = 9.0
+WALK_LEVEL_NS = 6.0
+BITVECTOR_BASE_NS = 3.0
+BITVECTOR_GROUP_NS = 0.8
 
-def auto_candidates(tree_size: int, padding_ratio: float) -> tuple[str, ...]:
+
+@dataclass(frozen=True)
+class ForestShape:
+    """What the rule needs to know about a forest.
+
+    Attributes
+    ----------
+    depth : int
+        Largest number of interior levels on a root-to-leaf path.
+    n_trees : int
+        Number of trees.
+    tree_size : int
+        Interior nodes times leaves of the largest tree (GEMM's per-tree work per row).
+    padding_ratio : float
+        Slots of the perfect-tree layout divided by the forest's real slots.
+    mean_depth : float
+        Mean over trees of their depth (levels a full walk takes on average).
+    mean_depth_below_top : float
+        Mean over trees of the levels below the third (what 'lookup' still walks).
+    groups : int
+        Feature groups (feature, comparison mode) the bit-vector strategy searches.
+    word_bits : int
+        Bits per tree word of the bit-vector strategy (32 or 64).
+    """
+
+    depth: int
+    n_trees: int
+    tree_size: int
+    padding_ratio: float = 1.0
+    mean_depth: float = 0.0
+    mean_depth_below_top: float = 0.0
+    groups: int = 0
+    word_bits: int = 32
+
+
+def auto_candidates(shape: ForestShape, bitvector_possible: bool) -> tuple[str, ...]:
     """The strategies ``"auto"`` may pick for a forest on some device (the ones worth building)."""
     names = []
-    if tree_size <= max(GEMM_MAX_TREE_SIZE.values()):
+    if shape.tree_size <= max(GEMM_MAX_TREE_SIZE.values()):
         names.append("gemm")
-    names.append("traversal")
-    if padding_ratio <= PERFECT_MAX_PADDING:
+    names += ["traversal", "lookup"]
+    if shape.padding_ratio <= PERFECT_MAX_PADDING:
         names.append("perfect")
+    if bitvector_possible:
+        names.append("bitvector")
     return tuple(names)
 
 
@@ -55,38 +100,54 @@ def validate_strategy(strategy: str) -> str:
     return strategy
 
 
-def choose_strategy(*, depth: int, n_trees: int, batch: int, device_type: str,
-                    available: tuple[str, ...] | list[str], padding_ratio: float,
-                    tree_size: int) -> str:
+def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) -> float:
+    """The cost model's estimate for one call of ``strategy`` on CPU (``lookup``,
+    ``bitvector`` or ``traversal``)."""
+    walks = batch * shape.n_trees / 1000.0  # thousands of (row, tree) pairs
+    if strategy == "lookup":
+        launches = 12 + 8 * max(shape.depth - 3, 0)
+        per_walk = LOOKUP_TOP_NS + WALK_LEVEL_NS * shape.mean_depth_below_top
+    elif strategy == "bitvector":
+        launches = 4 * 8 + 2 * shape.groups + 12  # ~8 search steps of 4 launches
+        word = 2.0 if shape.word_bits > 32 else 1.0
+        per_walk = BITVECTOR_BASE_NS + BITVECTOR_GROUP_NS * word * shape.groups
+    else:
+        launches = 10 + 8 * shape.depth
+        per_walk = WALK_LEVEL_NS * shape.mean_depth
+    return OPERATION_US * launches + walks * per_walk
+
+
+def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
+                    available: tuple[str, ...] | list[str]) -> str:
     """Pick the strategy for one call.
 
     Parameters
     ----------
-    depth : int
-        Largest number of interior levels on a root-to-leaf path.
-    n_trees : int
-        Number of trees.
+    shape : ForestShape
+        The forest.
     batch : int
         Rows in this call.
     device_type : str
         ``"cpu"`` or ``"cuda"`` (other devices follow the CPU rule).
     available : sequence of str
-        Strategies built for this forest (GEMM and perfect are skipped when their
-        tables would be too large).
-    padding_ratio : float
-        Slots of the perfect layout divided by the forest's real slots.
-    tree_size : int
-        Interior nodes times leaves of the largest tree (GEMM's per-tree work per row).
+        Strategies built for this forest (some are skipped when their tables would be too
+        large, bit-vectors when the forest has more than 64 leaves per tree or equality
+        tests).
 
     Returns
     -------
     str
-        One of ``"gemm"``, ``"traversal"``, ``"perfect"``.
+        One of :data:`STRATEGIES`.
     """
     gemm_size = GEMM_MAX_TREE_SIZE.get(device_type, GEMM_MAX_TREE_SIZE["cpu"])
     gemm_batch = GEMM_MAX_BATCH.get(device_type, GEMM_MAX_BATCH["cpu"])
-    if "gemm" in available and tree_size <= gemm_size and batch <= gemm_batch:
+    if "gemm" in available and shape.tree_size <= gemm_size and batch <= gemm_batch:
         return "gemm"
-    if device_type == "cuda" and "perfect" in available and padding_ratio <= PERFECT_MAX_PADDING:
-        return "perfect"
-    return "traversal"
+    if device_type == "cuda":
+        if "perfect" in available and shape.padding_ratio <= PERFECT_MAX_PADDING:
+            return "perfect"
+        return "traversal"
+    candidates = [name for name in ("lookup", "bitvector", "traversal") if name in available]
+    if not candidates:
+        return "traversal"
+    return min(candidates, key=lambda name: estimated_cpu_microseconds(name, shape, batch))

@@ -8,7 +8,6 @@ Index tables are int32 and the state is tree-major, so trees shallower than a le
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 
 import numpy as np
@@ -51,6 +50,10 @@ class TraversalTrees(nn.Module):
         missing = np.zeros(n_slots, dtype=bool)
         members: dict[int, np.ndarray] = {}
         slot_leaf = np.zeros(n_slots, dtype=np.int64)
+        # the slot of each interior node and of each leaf (for strategies that start walks
+        # below the root: see lookup.py)
+        self.node_slot: np.ndarray = np.zeros(ensemble.n_nodes, dtype=np.int64)
+        self.leaf_slot: np.ndarray = np.zeros(ensemble.n_leaves, dtype=np.int64)
         order = np.argsort(-ensemble.tree_depth, kind="stable")  # deepest trees first
         roots = np.zeros(ensemble.n_trees, dtype=np.int64)
         next_slot = 0
@@ -63,7 +66,9 @@ class TraversalTrees(nn.Module):
                 if reference < 0:
                     first_child[slot] = slot
                     slot_leaf[slot] = -1 - reference
+                    self.leaf_slot[-1 - reference] = slot
                     continue
+                self.node_slot[reference] = slot
                 feature[slot] = ensemble.feature[reference]
                 threshold[slot] = ensemble.threshold[reference]
                 mode[slot] = ensemble.mode[reference]
@@ -94,39 +99,28 @@ class TraversalTrees(nn.Module):
         self.register_buffer("root_feature", self.feature[self.roots].unsqueeze(1))
         self.register_buffer("root_child", self.first_child[self.roots].unsqueeze(1))
         self.tests = NodeTests(threshold, mode, missing, members)
-        # float32 fast path: first child, feature and threshold of a slot in one int64
-        # (low word: first child << feature_bits | feature; high word: threshold bits), so a
-        # level needs two gathers instead of four
-        self.feature_bits: int = int(feature.max()).bit_length()
-        self.packed_steps: bool = (self.tests.simple and sys.byteorder == "little"
-                                   and n_slots << self.feature_bits < 2**31)
-        if self.packed_steps:
-            low = (first_child << self.feature_bits) | feature
-            high = self.tests.threshold32.numpy().view(np.uint32).astype(np.int64)
-            packed = torch.from_numpy((high << 32) | low)
-        else:
-            packed = torch.zeros(0, dtype=torch.int64)
-        self.register_buffer("packed", packed)
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
 
     def step(self, values: torch.Tensor, slot: torch.Tensor,
              row_start: torch.Tensor) -> torch.Tensor:
-        """One level for the walks at ``slot`` (any shape; ``row_start`` broadcasts to it)."""
+        """One level for the walks at ``slot`` (any shape; ``row_start`` broadcasts to it).
+
+        Three contiguous table gathers per level (feature, threshold, first child): on CPU
+        strided views of packed tables cost more than the gather they save.
+        """
         flat = slot.reshape(-1)
-        # (TorchScript tracing has no dtype-reinterpreting view: it takes the plain path)
-        if self.packed_steps and values.dtype == torch.float32 and not torch.jit.is_tracing():
-            words = self.packed.index_select(0, flat).view(torch.int32).view(slot.shape + (2,))
-            low = words[..., 0]
-            position = (low & ((1 << self.feature_bits) - 1)) + row_start
-            threshold = words.view(torch.float32)[..., 1]
-            outcome = self.tests.compare(
-                values.index_select(0, position.view(-1)).view(slot.shape), threshold)
-            return (low >> self.feature_bits) + outcome
-        position = self.feature.index_select(0, flat).view(slot.shape) + row_start
-        outcome = self.tests.outcome(values.index_select(0, position.view(-1)).view(slot.shape),
-                                     slot)
-        return self.first_child.index_select(0, flat).view(slot.shape) + outcome
+        position = self.feature.index_select(0, flat).view(slot.shape)
+        position = (position.add_(row_start) if position.dtype == row_start.dtype
+                    else position + row_start)
+        value = values.index_select(0, position.view(-1)).view(slot.shape)
+        if self.tests.simple:
+            threshold = self.tests.thresholds(values.dtype).index_select(0, flat)
+            outcome = self.tests.compare_into(value, threshold.view(slot.shape), value)
+        else:
+            outcome = self.tests.outcome(value, slot)
+        return self.first_child.index_select(0, flat).view(slot.shape).add_(
+            outcome.to(self.first_child.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
@@ -137,9 +131,9 @@ class TraversalTrees(nn.Module):
             threshold = self.root_threshold64 if values.dtype == torch.float64 else (
                 self.root_threshold32.to(values.dtype))
             position = (self.root_feature + row_start).view(-1)
-            outcome = self.tests.compare(
-                values.index_select(0, position).view(-1, n_rows), threshold)
-            slot = self.root_child + outcome
+            value = values.index_select(0, position).view(-1, n_rows)
+            outcome = self.tests.compare_into(value, threshold, value)
+            slot = self.root_child + outcome.to(self.root_child.dtype)
         else:
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
         for width in self.active[1:]:

@@ -33,9 +33,10 @@ from sklearn.tree import (
 
 import bridge
 from bridge.sklearn.converters.hist_gradient_boosting import register
+from tests.onnx.ops.ml.test_tree import strategies_for
 from tests.parity import assert_parity
 
-STRATEGIES = ("gemm", "traversal", "perfect", "auto")
+STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 
 
@@ -114,7 +115,7 @@ def test_classifiers_match_sklearn(model, labels):
          else classes * 3 + 2)
     model.fit(x, y)
     onnx_model = convert(model, x)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         module, (label, probabilities) = run(onnx_model, x, strategy)
         if labels.endswith("str"):
             vocabulary = module.output_vocabularies[module.output_names[0]]
@@ -138,7 +139,7 @@ def test_regressors_match_sklearn(model):
     model.fit(x, score)
     onnx_model = convert(model, x)
     expected = model.predict(x).reshape(-1, 1)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         _, (prediction,) = run(onnx_model, x, strategy)
         assert_parity(prediction, expected, rtol=1e-5, atol=1e-5, what=strategy)
 
@@ -148,7 +149,7 @@ def test_multi_target_regression_matches_sklearn():
     targets = np.stack([score, -2 * score, np.sin(score)], 1)
     model = RandomForestRegressor(n_estimators=5, max_depth=5, random_state=0).fit(x, targets)
     onnx_model = convert(model, x)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         _, (prediction,) = run(onnx_model, x, strategy)
         assert_parity(prediction, model.predict(x), rtol=1e-5, atol=1e-5, what=strategy)
 
@@ -157,7 +158,7 @@ def test_isolation_forest_runs_where_onnxruntime_needs_ml_opset_3():
     x, _ = data(4)
     model = IsolationForest(n_estimators=10, random_state=0).fit(x)
     onnx_model = convert(model, x)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         _, (label, scores) = run(onnx_model, x, strategy)
         assert_parity(label.reshape(-1), model.predict(x), rtol=0, atol=0, what=strategy)
         assert_parity(scores.reshape(-1), model.decision_function(x), rtol=1e-5, atol=1e-5,
@@ -177,7 +178,7 @@ def test_float32_threshold_rule_gives_exact_agreement_on_ties():
                 np.float32(value), np.float32(-np.inf)))):
             probe[3 * index + offset, feature] = nudged
     onnx_model = convert(model, x)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         _, (prediction,) = run(onnx_model, probe, strategy)
         np.testing.assert_array_equal(prediction.numpy().reshape(-1),
                                       model.predict(probe).astype(np.float32))
@@ -219,7 +220,7 @@ def test_boosting_libraries_through_onnxmltools(library):
             model = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(x, y)
             onnx_model = onnxmltools.convert_xgboost(
                 model, initial_types=[("X", FloatTensorType([None, 5]))], target_opset=15)
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(onnx_model, STRATEGIES):
         _, outputs = run(onnx_model, x, strategy)
         label, probabilities = outputs[0], outputs[-1]
         assert_parity(label, model.predict(x), rtol=0, atol=0, what=strategy)

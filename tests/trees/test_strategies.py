@@ -1,16 +1,20 @@
-"""The three strategies agree with each other, the selection rule, size limits and devices."""
+"""The strategies agree with each other; the selection rule, size limits and devices."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import bridge
 from bridge.errors import ConversionError
 from bridge.trees import TreeEnsembleModule, choose_strategy, validate_strategy
-from bridge.trees.select import auto_candidates
+from bridge.trees.select import ForestShape, auto_candidates, estimated_cpu_microseconds
 from tests.onnx.ops.ml.test_tree import grid_inputs, legacy_model, tree_ensemble_model
+from tests.parity import run_onnxruntime
 
 
 def forest_module(model, strategy):
@@ -40,23 +44,128 @@ def test_chunked_batches_equal_one_pass(monkeypatch):
     torch.testing.assert_close(bridge.from_onnx(model, tree_strategy="traversal")(x), whole)
 
 
-def test_rule_picks_gemm_for_small_trees_at_small_batches_and_walks_otherwise():
-    every = ("gemm", "traversal", "perfect")
-    assert choose_strategy(depth=3, n_trees=100, batch=1, device_type="cpu", available=every,
-                           padding_ratio=1.0, tree_size=7 * 8) == "gemm"
-    assert choose_strategy(depth=3, n_trees=100, batch=10_000, device_type="cpu",
-                           available=every, padding_ratio=1.0, tree_size=7 * 8) == "traversal"
-    assert choose_strategy(depth=8, n_trees=100, batch=1, device_type="cpu", available=every,
-                           padding_ratio=1.0, tree_size=255 * 256) == "traversal"
-    assert choose_strategy(depth=20, n_trees=1, batch=10_000, device_type="cpu",
-                           available=("traversal", "perfect"), padding_ratio=300.0,
-                           tree_size=10**7) == "traversal"
-    assert choose_strategy(depth=8, n_trees=100, batch=10_000, device_type="cuda",
-                           available=("traversal", "perfect"), padding_ratio=1.5,
-                           tree_size=255 * 256) == "perfect"
-    assert choose_strategy(depth=4, n_trees=10, batch=10_000, device_type="cuda",
-                           available=every, padding_ratio=1.0, tree_size=15 * 16) == "gemm"
-    assert "gemm" not in auto_candidates(tree_size=255 * 256, padding_ratio=1.0)
+GB3 = ForestShape(depth=3, n_trees=100, tree_size=7 * 8, mean_depth=3.0,
+                  mean_depth_below_top=0.0, groups=20)
+HGB = ForestShape(depth=14, n_trees=100, tree_size=30 * 31, mean_depth=8.7,
+                  mean_depth_below_top=5.7, groups=20)
+RF8 = ForestShape(depth=8, n_trees=100, tree_size=255 * 256, mean_depth=8.0,
+                  mean_depth_below_top=5.0, groups=20, word_bits=64)
+WIDE = ForestShape(depth=13, n_trees=100, tree_size=30 * 31, mean_depth=8.7,
+                   mean_depth_below_top=5.7, groups=100)
+EVERY = ("gemm", "traversal", "perfect", "lookup", "bitvector")
+
+
+def test_rule_picks_gemm_for_small_trees_at_small_batches():
+    assert choose_strategy(GB3, batch=1, device_type="cpu", available=EVERY) == "gemm"
+    assert choose_strategy(HGB, batch=32, device_type="cpu", available=EVERY) == "gemm"
+    assert choose_strategy(RF8, batch=1, device_type="cpu", available=EVERY) != "gemm"
+    assert "gemm" not in auto_candidates(RF8, bitvector_possible=False)
+
+
+def test_rule_follows_the_measured_cpu_costs():
+    # benchmarks/trees.py: depth-3 boosting -> lookup (9 vs 17 ms traversal at 10k rows);
+    # HistGradientBoosting on 20 features -> bit-vectors (16 vs 46 ms); the same on 100
+    # features and a depth-8 forest -> lookup's walk
+    assert choose_strategy(GB3, batch=10_000, device_type="cpu", available=EVERY) == "lookup"
+    assert choose_strategy(HGB, batch=10_000, device_type="cpu", available=EVERY) == "bitvector"
+    assert choose_strategy(WIDE, batch=10_000, device_type="cpu", available=EVERY) == "lookup"
+    assert choose_strategy(RF8, batch=10_000, device_type="cpu",
+                           available=("traversal", "lookup")) == "lookup"
+    assert choose_strategy(HGB, batch=10_000, device_type="cpu",
+                           available=("traversal",)) == "traversal"
+    assert (estimated_cpu_microseconds("lookup", GB3, 10_000)
+            < estimated_cpu_microseconds("traversal", GB3, 10_000))
+
+
+def test_cuda_rule_is_the_stated_prior():
+    assert choose_strategy(RF8, batch=10_000, device_type="cuda",
+                           available=("traversal", "perfect")) == "perfect"
+    assert choose_strategy(replace(RF8, padding_ratio=300.0), batch=10_000, device_type="cuda",
+                           available=("traversal", "perfect")) == "traversal"
+    small = ForestShape(depth=4, n_trees=10, tree_size=15 * 16)
+    assert choose_strategy(small, batch=10_000, device_type="cuda", available=EVERY) == "gemm"
+
+
+def test_bitvector_limits_are_clear_errors():
+    rng = np.random.RandomState(0)
+    equality = legacy_model("regressor", rng, modes=("BRANCH_EQ", "BRANCH_LEQ"))
+    with pytest.raises(ConversionError, match="equality or set-membership"):
+        bridge.from_onnx(equality, tree_strategy="bitvector")
+    deep = chain_model(65, rng)
+    with pytest.raises(ConversionError, match="at most 64"):
+        bridge.from_onnx(deep, tree_strategy="bitvector")
+    # 'auto' simply does not consider it
+    module, trees = forest_module(deep, "auto")
+    assert "bitvector" not in trees.strategies
+
+
+@pytest.mark.parametrize("leaves", [32, 33, 64])
+def test_bitvector_reaches_every_bit_of_its_words(leaves):
+    # 32 leaves use the int32 sign bit, 64 the int64 sign bit; every leaf is reached
+    rng = np.random.RandomState(leaves)
+    model = chain_model(leaves, rng)
+    x = np.zeros((2 * leaves + 8, 3), dtype=np.float32)
+    x[: 2 * leaves + 4, 0] = np.arange(-2, 2 * leaves + 2) / 2.0  # every threshold, tied too
+    x[-4:, 0] = [np.inf, -np.inf, -0.0, np.nan]
+    expected = run_onnxruntime(model, {"X": x})[0]
+    actual = bridge.from_onnx(model, tree_strategy="bitvector")(torch.from_numpy(x))
+    np.testing.assert_array_equal(actual.numpy(), expected)
+    assert len(np.unique(expected)) == leaves
+
+
+def test_lookup_and_bitvector_agree_with_float64_inputs():
+    rng = np.random.RandomState(3)
+    general = tree_ensemble_model(rng, n_trees=7, depth=5, n_targets=2)  # every mode
+    ordered = legacy_model("regressor", rng, n_trees=7, depth=5, missing=True,
+                           modes=("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"))
+    x = torch.from_numpy(grid_inputs(rng, 300, nan=True).astype(np.float64))
+    for model, strategies in ((general, ("lookup",)), (ordered, ("lookup", "bitvector"))):
+        expected = bridge.from_onnx(model, tree_strategy="traversal")(x)
+        for strategy in strategies:
+            actual = bridge.from_onnx(model, tree_strategy=strategy)(x)
+            torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def chain_model(leaves, rng):
+    """One regressor tree with exactly ``leaves`` leaves, all reachable: a chain of tests on
+    x0 with rising thresholds 0, 1, 2, ... (<= or > at random, some tracking NaN to the true
+    branch), each sending one side to a leaf and the other down the chain."""
+    from onnx import helper
+
+    splits = leaves - 1
+    ids, true_ids, false_ids, modes, weights_of = [], [], [], [], {}
+    for k in range(splits):
+        node, leaf, down = 2 * k, 2 * k + 1, 2 * k + 2
+        leq = rng.rand() < 0.5  # x0 <= k holds -> leaf; x0 > k fails -> leaf
+        ids.append(node)
+        true_ids.append(leaf if leq else down)
+        false_ids.append(down if leq else leaf)
+        modes.append("BRANCH_LEQ" if leq else "BRANCH_GT")
+        weights_of[leaf] = float(k)
+    weights_of[2 * splits] = float(splits)
+    leaf_ids = sorted(weights_of)
+    every = ids + leaf_ids
+    inner = len(ids)
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+        nodes_treeids=[0] * len(every), nodes_nodeids=every,
+        nodes_featureids=[0] * len(every),
+        nodes_values=[float(k) for k in range(inner)] + [0.0] * len(leaf_ids),
+        nodes_truenodeids=true_ids + [0] * len(leaf_ids),
+        nodes_falsenodeids=false_ids + [0] * len(leaf_ids),
+        nodes_modes=modes + ["LEAF"] * len(leaf_ids),
+        nodes_missing_value_tracks_true=[int(rng.rand() < 0.3) for _ in ids] + [0] * len(
+            leaf_ids),
+        target_ids=[0] * len(leaf_ids), target_nodeids=leaf_ids,
+        target_treeids=[0] * len(leaf_ids), target_weights=[weights_of[n] for n in leaf_ids],
+        n_targets=1)
+    graph = helper.make_graph(
+        [node], "chain", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    return model
 
 
 def test_auto_records_its_choice():
@@ -68,7 +177,7 @@ def test_auto_records_its_choice():
 
 def test_validate_strategy_lists_choices():
     assert validate_strategy("perfect") == "perfect"
-    with pytest.raises(ValueError, match="'auto', 'gemm', 'traversal', 'perfect'"):
+    with pytest.raises(ValueError, match="'auto', 'gemm', 'traversal', 'perfect', 'lookup'"):
         validate_strategy("GEMM")
 
 
