@@ -5,12 +5,17 @@ Run from the repository root::
     python benchmarks/trees.py            # writes benchmarks/results/trees-<host>.{json,md}
     python benchmarks/trees.py --quick    # smaller forests, for a smoke run
 
+    python benchmarks/trees.py --matrix   # the cost model's calibration forests
+
 Cases: RandomForest (100 trees, depth 8), GradientBoosting (100, depth 3),
 HistGradientBoosting (100 iterations) and one deep tree (depth 20), all regressors on
 float32 data; batches of 1, 100, 10k and 100k rows. For each it reports the fastest of
-repeated calls, checks that every backend agrees with scikit-learn, and checks the targets of
-docs/trees.md ('auto' fastest or within 20% of the fastest strategy; at >= 10k rows no
-slower than onnxruntime; on the deep tree at least 2x faster than GEMM).
+repeated calls (backends interleaved round by round, so a noisy machine slows them alike),
+checks that every backend agrees with scikit-learn, and checks the targets of docs/trees.md
+('auto' fastest or within 20% of the fastest strategy; at >= 10k rows no slower than
+onnxruntime; on the deep tree at least 2x faster than GEMM). ``--matrix`` times eight more
+forest shapes (depth 3 to 14, 20 to 100 features, 100 to 300 trees) at 100 to 10k rows: the
+forests the CPU cost model of bridge/trees/select.py was fitted on.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bridge  # noqa: E402
 import bridge.trees.module as tree_module  # noqa: E402
+from bridge.errors import ConversionError  # noqa: E402
 from bridge.sklearn.converters.hist_gradient_boosting import register  # noqa: E402
 
 BATCHES = (1, 100, 10_000, 100_000)
-STRATEGIES = ("gemm", "traversal", "perfect", "auto")
+STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
 SKIP_ABOVE_SECONDS = 10.0  # do not start a run predicted to take longer than this
 
 
@@ -82,20 +88,46 @@ def cases(quick: bool):
     }
 
 
-def timed(function, budget: float = 0.5, repeats: int = 15) -> float:
-    """Fastest seconds per call over at least 3 calls (more while within ``budget``).
+def timed_together(functions: dict, budget: float = 0.5, rounds: int = 15) -> dict:
+    """Fastest seconds per call of each function, calling them in turn, round by round.
 
-    The minimum, not the median: on shared CI machines other processes preempt thread
-    pools, and the minimum is the estimate least distorted by that.
+    At least 3 rounds, more while the rounds fit in ``budget`` per function. The minimum,
+    not the median: on shared machines other processes preempt thread pools, and the
+    minimum is the estimate least distorted by that; interleaving spreads slow spells over
+    every backend instead of one.
     """
-    function()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < 3 or (len(times) < repeats and time.perf_counter() - start < budget):
-        t0 = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    for function in functions.values():
+        function()  # warm-up
+    best = {key: float("inf") for key in functions}
+    spent = 0.0
+    for done in range(rounds):
+        if done >= 3 and spent > budget * len(functions):
+            break
+        for key, function in functions.items():
+            t0 = time.perf_counter()
+            function()
+            elapsed = time.perf_counter() - t0
+            best[key] = min(best[key], elapsed)
+            spent += elapsed
+    return best
+
+
+def build_strategies(onnx_model) -> tuple[dict, dict]:
+    """``from_onnx`` modules per strategy, and the strategies that cannot run this forest."""
+    # forced GEMM on a deep tree exceeds the table limit that "auto" respects; lift it so
+    # that the comparison the targets ask for can be made
+    limit = tree_module.GEMM_LIMIT
+    tree_module.GEMM_LIMIT = 2**29
+    modules, unavailable = {}, {}
+    try:
+        for strategy in STRATEGIES:
+            try:
+                modules[strategy] = bridge.from_onnx(onnx_model, tree_strategy=strategy)
+            except ConversionError as error:  # bit-vectors: > 64 leaves
+                unavailable[strategy] = str(error)
+    finally:
+        tree_module.GEMM_LIMIT = limit
+    return modules, unavailable
 
 
 def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
@@ -125,18 +157,12 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
             onnx_model = to_onnx(model, x_train[:1], target_opset={"": 17, "ai.onnx.ml": 3})
         session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
-        # forced GEMM on a deep tree exceeds the table limit that "auto" respects; lift it
-        # so that the comparison the targets ask for can be made
-        limit = tree_module.GEMM_LIMIT
-        tree_module.GEMM_LIMIT = 2**29
-        try:
-            modules = {s: bridge.from_onnx(onnx_model, tree_strategy=s) for s in STRATEGIES}
-        finally:
-            tree_module.GEMM_LIMIT = limit
+        modules, unavailable = build_strategies(onnx_model)
         trees = modules["auto"].get_submodule(
             [n for n, _ in modules["auto"].named_children()][0]).trees
         info = {"fit_seconds": round(fit_seconds, 2), "trees": trees.n_trees,
-                "depth": trees.depth, "timings": {}, "max_abs_error": {}, "auto_choice": {}}
+                "depth": trees.depth, "timings": {}, "max_abs_error": {}, "auto_choice": {},
+                "unavailable": unavailable}
         print(f"\n{name}: {trees.n_trees} trees, depth {trees.depth}", flush=True)
         previous: dict[str, tuple[float, int]] = {}
         for batch in BATCHES:
@@ -149,7 +175,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
             }
             for device in devices:
                 xt = torch.from_numpy(x).to(device)
-                for strategy in STRATEGIES:
+                for strategy in modules:
                     module = modules[strategy].to(device)
 
                     def call(module=module, xt=xt, device=device):
@@ -161,6 +187,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
 
                     key = f"torch-{device}-{strategy}"
                     runners[key] = call
+            measured = {}
             for key, function in runners.items():
                 last = previous.get(key)
                 if last is not None and last[0] * batch / last[1] > SKIP_ABOVE_SECONDS:
@@ -171,7 +198,10 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
                     info["max_abs_error"][key] = max(info["max_abs_error"].get(key, 0.0), error)
                     if key.endswith("-auto"):
                         info["auto_choice"][f"{key.split('-')[1]}-{batch}"] = trees.last_strategy
-                row[key] = timed(function)
+                measured[key] = function
+            row.update(timed_together(measured))
+            row = {key: row[key] for key in runners}  # keep the column order
+            for key in measured:
                 previous[key] = (row[key], batch)
             info["timings"][str(batch)] = row
             shown = "  ".join(f"{k}={v * 1e3:.2f}ms" if v is not None else f"{k}=skipped"
@@ -191,8 +221,8 @@ def checks(results: dict) -> list[dict]:
     found = []
     for name, info in results["cases"].items():
         for batch, row in info["timings"].items():
-            strategies = {s: row[f"torch-cpu-{s}"] for s in STRATEGIES[:3]
-                          if row.get(f"torch-cpu-{s}") is not None}
+            strategies = {s: row[f"torch-cpu-{s}"] for s in STRATEGIES if s != "auto"
+                          and row.get(f"torch-cpu-{s}") is not None}
             best = min(strategies.values())
             auto = row["torch-cpu-auto"]
             found.append({"case": name, "batch": int(batch), "check": "auto within 20% of best",
@@ -229,6 +259,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         choices = ", ".join(f"{k}: {v}" for k, v in info["auto_choice"].items())
         lines += ["", f"auto chose: {choices}", ""]
+        for strategy, reason in info.get("unavailable", {}).items():
+            lines += [f"{strategy}: not applicable ({reason})", ""]
     lines += ["## Checks", "", "| case | batch | check | ratio | passed |", "|---|---|---|---|---|"]
     for check in results["checks"]:
         lines.append(f"| {check['case']} | {check['batch']} | {check['check']} | "
@@ -236,9 +268,126 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+MATRIX_BATCHES = (100, 1_000, 10_000)
+MATRIX_STRATEGIES = ("traversal", "lookup", "bitvector", "auto")
+
+
+def matrix_cases() -> dict:
+    """Forest shapes beyond the issue's four: (estimator, features)."""
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestRegressor,
+    )
+
+    def hgb(**kw):
+        return HistGradientBoostingRegressor(random_state=0, early_stopping=False, **kw)
+
+    return {
+        "gb_depth3_20f": (GradientBoostingRegressor(n_estimators=100, max_depth=3,
+                                                    random_state=0), 20),
+        "gb_depth5_20f": (GradientBoostingRegressor(n_estimators=100, max_depth=5,
+                                                    random_state=0), 20),
+        "gb_depth3_100f": (GradientBoostingRegressor(n_estimators=100, max_depth=3,
+                                                     max_features=0.3, random_state=0), 100),
+        "hgb_31leaves_20f": (hgb(max_iter=100), 20),
+        "hgb_31leaves_100f": (hgb(max_iter=100), 100),
+        "hgb_15leaves_300trees_20f": (hgb(max_iter=300, max_leaf_nodes=15), 20),
+        "rf_depth6_20f": (RandomForestRegressor(n_estimators=100, max_depth=6, n_jobs=-1,
+                                                random_state=0), 20),
+        "et_depth5_200trees_50f": (ExtraTreesRegressor(n_estimators=200, max_depth=5, n_jobs=-1,
+                                                       random_state=0), 50),
+    }
+
+
+def run_matrix(threads: int) -> dict:
+    """Time lookup, bit-vectors, the walk and 'auto' on :func:`matrix_cases`."""
+    import onnxruntime
+    from skl2onnx import to_onnx
+
+    register()
+    torch.set_num_threads(threads)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    results = {"machine": dict(machine(), threads=threads), "cases": {}}
+    for name, (model, n_features) in matrix_cases().items():
+        rng = np.random.RandomState(0)
+        x = rng.randn(20_000, n_features).astype(np.float32)
+        y = (x[:, 0] * 2 + np.sin(3 * x[:, 1]) + x[:, 2] * x[:, 3]
+             + 0.1 * rng.randn(len(x))).astype(np.float32)
+        model.fit(x, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_model = to_onnx(model, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+        session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
+                                               providers=["CPUExecutionProvider"])
+        modules = {}
+        for strategy in MATRIX_STRATEGIES:
+            try:
+                modules[strategy] = bridge.from_onnx(onnx_model, tree_strategy=strategy)
+            except ConversionError:
+                pass
+        trees = [m for m in modules["auto"].modules()
+                 if isinstance(m, tree_module.TreeEnsembleModule)][0]
+        info = {"trees": trees.n_trees, "depth": trees.depth, "rows": {}}
+        x_test = rng.randn(max(MATRIX_BATCHES), n_features).astype(np.float32)
+        for batch in MATRIX_BATCHES:
+            xb = x_test[:batch]
+            xt = torch.from_numpy(xb)
+            expected = model.predict(xb)
+            runners = {"onnxruntime": lambda xb=xb, session=session: session.run(None, {"X": xb})}
+            for strategy, module in modules.items():
+                with torch.no_grad():
+                    error = np.abs(module(xt).numpy().reshape(-1) - expected).max()
+                if error > 1e-3:
+                    raise RuntimeError(f"{name}: {strategy} disagrees with scikit-learn by "
+                                       f"{error:.3g}")
+                runners[strategy] = lambda module=module, xt=xt: module(xt)
+            with torch.no_grad():
+                best = timed_together(runners)
+            modules["auto"](xt)
+            info["rows"][str(batch)] = {"ms": {k: v * 1e3 for k, v in best.items()},
+                                        "auto_chose": trees.last_strategy}
+            print(f"{name} {batch}: " + "  ".join(f"{k}={v * 1e3:.3f}ms"
+                                                  for k, v in best.items())
+                  + f"  auto chose {trees.last_strategy}", flush=True)
+        results["cases"][name] = info
+    return results
+
+
+def matrix_markdown(results: dict) -> str:
+    lines = ["# Tree strategies on more forest shapes (cost-model calibration)", "",
+             "Machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
+             "Fastest of interleaved calls, milliseconds (ns per row and tree in brackets); "
+             "'auto ok' = auto within 20% of the fastest strategy.", "",
+             "| forest | rows | onnxruntime | traversal | lookup | bitvector | auto (chose) "
+             "| auto ok |", "|---|---|---|---|---|---|---|---|"]
+    passed = total = 0
+    for name, info in results["cases"].items():
+        for batch, row in info["rows"].items():
+            ms = row["ms"]
+            walks = int(batch) * info["trees"] / 1e6  # ms -> ns per (row, tree)
+
+            def cell(key, ms=ms, walks=walks):
+                return (f"{ms[key]:.3g} ({ms[key] / walks:.1f})" if key in ms else "n/a")
+
+            best = min(v for k, v in ms.items() if k in MATRIX_STRATEGIES[:-1])
+            ok = ms["auto"] <= 1.2 * best
+            passed, total = passed + ok, total + 1
+            lines.append(f"| {name} ({info['trees']} trees, depth {info['depth']}) | {batch} | "
+                         + " | ".join(cell(k) for k in ("onnxruntime",) + MATRIX_STRATEGIES[:-1])
+                         + f" | {cell('auto')} ({row['auto_chose']}) | "
+                         f"{'yes' if ok else 'NO'} |")
+    lines += ["", f"auto within 20% of the fastest strategy in {passed} of {total} rows.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small forests (smoke run)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="time the cost model's calibration forests instead")
     parser.add_argument("--output", default=None, help="result file stem")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for torch and onnxruntime alike (default 1: shared CI "
@@ -246,10 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", default=(),
                         help="run only these cases, merging into an existing result file")
     args = parser.parse_args(argv)
-    stem = args.output or ("trees-quick" if args.quick else "trees-" + platform.node().split(
-        ".")[0].lower().replace(" ", "-"))
+    host = platform.node().split(".")[0].lower().replace(" ", "-")
     directory = Path(__file__).resolve().parent / "results"
     directory.mkdir(parents=True, exist_ok=True)
+    if args.matrix:
+        stem = args.output or f"trees-matrix-{host}"
+        results = run_matrix(args.threads)
+        (directory / f"{stem}.json").write_text(json.dumps(results, indent=1))
+        (directory / f"{stem}.md").write_text(matrix_markdown(results))
+        print(f"\nwrote {directory / stem}.json/.md")
+        return 0
+    stem = args.output or ("trees-quick" if args.quick else f"trees-{host}")
 
     def save(results: dict) -> None:  # after every case, so a long run leaves its results
         results["checks"] = checks(results)

@@ -124,6 +124,7 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
     from bridge.onnx.importer import from_onnx
 
     module = from_onnx(graph)
+    _fix_tree_strategies(module)
     if len(module.input_names) != 1:
         raise ExportError(
             f"lowering supports graphs with one input; this one has {module.input_names}"
@@ -140,6 +141,19 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
     original = read_metadata(graph)
     metadata.update({k: v for k, v in original.items() if not k.startswith("bridge.version")})
     return set_metadata(lowered, metadata)
+
+
+# A lowered graph runs at batch sizes unknown at export: its tree ensembles use the strategy
+# "auto" picks for this many rows on CPU, whatever the export sample's size.
+LOWERED_TREE_BATCH = 10_000
+
+
+def _fix_tree_strategies(module: nn.Module) -> None:
+    from bridge.trees import TreeEnsembleModule
+
+    for trees in module.modules():
+        if isinstance(trees, TreeEnsembleModule):
+            trees.strategy = trees.choose(LOWERED_TREE_BATCH, "cpu")
 
 
 def _graph_sample(graph: onnx.ModelProto, X_sample) -> torch.Tensor:

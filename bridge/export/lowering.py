@@ -35,9 +35,9 @@ _ENCODER = (
 )
 _DUMMY = f"{_VERIFIED}; the constant rows are broadcast with Expand over the batch size"
 _TREE = (
-    f"{_VERIFIED}; measured with the tree strategy bridge.from_onnx picks by default "
-    "(tree ensembles are a separate, still-changing module: tests/export/test_lowered.py "
-    "keeps one forest in its checks)"
+    f"{_VERIFIED}; the forest is exported with the strategy 'auto' picks for 10,000 rows on "
+    "CPU (bridge.export.LOWERED_TREE_BATCH), whatever the export sample's size "
+    "(tests/export/test_lowered.py keeps forests of each strategy in its checks)"
 )
 _ISOLATION_FOREST = (
     f"{_TREE}; its export is slow (about a minute for 10 trees on 2 CPU cores)"

@@ -49,6 +49,11 @@ def bitvector_unsupported(ensemble: TreeEnsemble) -> str | None:
     other = sorted(set(ensemble.modes_used) - set(ORDERING_MODES))
     if other:
         return "it uses equality or set-membership tests (only <=, <, >=, > are ordered)"
+    groups = bitvector_groups(ensemble)
+    widest = int(max(np.unique(np.stack([ensemble.feature, ensemble.mode]), axis=1,
+                               return_counts=True)[1]))
+    if groups * 2 ** widest.bit_length() >= 2**24:  # search offsets must be exact in float32
+        return f"its {groups} feature groups hold too many thresholds ({widest} in one)"
     return None
 
 
@@ -138,6 +143,8 @@ class BitvectorTrees(nn.Module):
         """
         values = x.t().index_select(0, self.group_feature)  # [groups, N]
         position = self.rank(values) + self.offset
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self.leaves(position)  # one pass: a traced batch must stay symbolic
         parts = [self.leaves(position[:, start:start + self.and_rows])
                  for start in range(0, values.shape[1], self.and_rows)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -146,26 +153,21 @@ class BitvectorTrees(nn.Module):
         """Per group and row: how many of the group's sorted tests fail (or hold) (int64).
 
         A branch-free binary search over the padded thresholds, all groups and rows at once
-        (``torch.searchsorted`` searches one value at a time, ~5x slower here). Groups that
-        count thresholds ``<= x`` search for the next float above ``x`` instead; NaN maps to
-        the group's NaN row.
+        (``torch.searchsorted`` searches one value at a time, ~5x slower here). Groups of
+        ``<``/``>=`` tests count thresholds ``<= x``, the others ``< x``; NaN maps to the
+        group's NaN row.
         """
         table = self.thresholds64 if values.dtype == torch.float64 else (
             self.thresholds32.to(values.dtype))
-        target = values
-        if self.n_left < self.n_groups:
-            above = torch.nextafter(values[self.n_left:], torch.tensor(
-                float("inf"), dtype=values.dtype, device=values.device))
-            target = torch.cat([values[: self.n_left], above])
-        found = torch.zeros(target.shape, dtype=values.dtype, device=values.device)
-        below = torch.empty_like(found)
-        base = self.search_base.to(values.dtype)  # exact: table offsets stay below 2**24
-        for level in range(self.levels - 1, -1, -1):
-            step = 1 << level
-            probe = torch.add(found, base, alpha=1).add_(step - 1).to(torch.int32)
-            torch.lt(table.index_select(0, probe.view(-1)).view(found.shape), target,
-                     out=below)
-            found.add_(below, alpha=step)
+        left, base = self.n_left, self.search_base
+        if left == self.n_groups:
+            found = _search(table, base, values, self.levels, strict=True)
+        elif left == 0:
+            found = _search(table, base, values, self.levels, strict=False)
+        else:
+            found = torch.cat([
+                _search(table, base[:left], values[:left], self.levels, strict=True),
+                _search(table, base[left:], values[left:], self.levels, strict=False)])
         rank = torch.minimum(found.to(torch.int64), self.count)  # +inf padding, x = +inf
         return torch.where(torch.isnan(values), self.count + 1, rank)
 
@@ -177,9 +179,14 @@ class BitvectorTrees(nn.Module):
             torch.index_select(self.masks, 0, position[group], out=fetched)
             reached.bitwise_and_(fetched)
         # one bit survives per (row, tree): its index is the exponent of the word as a float
-        # (a power of two converts exactly; abs() clears the top bit's sign). The exponent
-        # field is read arithmetically: bits / 2**mantissa_bits is exact here, and much
-        # faster on CPU than an integer shift
+        # (a power of two converts exactly; abs() clears the top bit's sign)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # exporters have no bit reinterpretation: log2 of a power of two, rounded
+            bias = 127.0 if reached.dtype == torch.int32 else 1023.0
+            field = torch.round(torch.log2(reached.to(torch.float64).abs())) + bias
+            return (field + self.tree_base.to(torch.float64)).to(torch.int32)
+        # the exponent field read arithmetically: bits / 2**mantissa_bits is exact here and
+        # much faster on CPU than an integer shift
         if reached.dtype == torch.int32:
             bits = reached.to(torch.float32).abs_().view(torch.int32).to(torch.float32)
             exponent = torch.add(self.tree_base, bits, alpha=2.0**-23)
@@ -187,6 +194,28 @@ class BitvectorTrees(nn.Module):
             bits = reached.to(torch.float64).abs_().view(torch.int64).to(torch.float64)
             exponent = torch.add(self.tree_base, bits, alpha=2.0**-52)
         return exponent.to(torch.int32)
+
+
+def _search(table: torch.Tensor, base: torch.Tensor, values: torch.Tensor, levels: int,
+            strict: bool) -> torch.Tensor:
+    """Count, per entry of ``values`` [groups, N], the thresholds of its group below it
+    (``<``, or ``<=`` when not ``strict``): ``levels`` halving steps, each one gather and one
+    comparison for every entry. Group ``g``'s sorted thresholds start at ``base[g]`` in
+    ``table`` and are padded with +inf to ``2**levels - 1``."""
+    dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
+    found = torch.zeros(values.shape, dtype=dtype, device=values.device)
+    below = torch.empty_like(found)
+    offset = base.to(dtype)  # exact: offsets stay below 2**24 (see bitvector_unsupported)
+    for level in range(levels - 1, -1, -1):
+        step = 1 << level
+        probe = torch.add(found, offset).add_(step - 1).to(torch.int32)
+        probed = table.index_select(0, probe.view(-1)).view(found.shape)
+        if strict:
+            torch.lt(probed, values, out=below)
+        else:
+            torch.le(probed, values, out=below)
+        found.add_(below, alpha=step)
+    return found
 
 
 def _rank_masks(nodes: np.ndarray, tree: np.ndarray, low: np.ndarray, high: np.ndarray,

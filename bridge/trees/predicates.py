@@ -102,7 +102,7 @@ class NodeTests(nn.Module):
                     outcome = self._member(values, node)
                 else:
                     outcome = _compare(values, threshold, code)
-                result = torch.where(mode == code, outcome, result)
+                result = result | ((mode == code) & outcome)  # (ONNX Where lacks bool)
         if self.uses_missing:
             missing = self.missing_true if node is None else self.missing_true.index_select(
                 0, node.reshape(-1)).view(node.shape)
