@@ -165,4 +165,5 @@ def forest_shape(ensemble: TreeEnsemble, perfect_slots: int) -> ForestShape:
         padding_ratio=perfect_slots / max(ensemble.n_nodes + ensemble.n_leaves, 1),
         mean_depth=float(depths.mean()),
         mean_depth_below_top=float(np.maximum(depths - LOOKUP_LEVELS, 0).mean()),
-        groups=bitvector_groups(ensemble), word_bits=32 if leaves <= 32 else 64)
+        groups=bitvector_groups(ensemble), word_bits=32 if leaves <= 32 else 64,
+        n_features=ensemble.n_features)

@@ -30,9 +30,12 @@ PERFECT_MAX_PADDING = 4.0
 # CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
 # Fitted on eight forests at 32..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
 # ~9 ns for its three table-looked-up levels plus ~6 ns per further level walked;
-# 'bitvector' ~3 ns plus ~0.8 ns per feature group (1.6 with 64-bit words, > 32 leaves).
+# 'bitvector' ~3 ns plus ~0.8 ns per feature group (1.6 with 64-bit words, > 32 leaves);
+# 'lookup' also copies the input transposed (~1.5 ns per row and feature: visible for a
+# single deep tree, 100k rows: 17.9 vs 14.9 ms for the plain walk).
 OPERATION_US = 6.0
 LOOKUP_TOP_NS = 9.0
+LOOKUP_COPY_NS = 1.5  # per row and feature: its transposed copy of the input
 WALK_LEVEL_NS = 6.0
 BITVECTOR_BASE_NS = 3.0
 BITVECTOR_GROUP_NS = 0.8
@@ -58,6 +61,8 @@ class ForestShape:
         Mean over trees of the levels below the third (what 'lookup' still walks).
     groups : int
         Feature groups (feature, comparison mode) the bit-vector strategy searches.
+    n_features : int
+        Input columns the forest reads (1 + the largest feature index).
     word_bits : int
         Bits per tree word of the bit-vector strategy (32 or 64).
     """
@@ -70,6 +75,7 @@ class ForestShape:
     mean_depth_below_top: float = 0.0
     groups: int = 0
     word_bits: int = 32
+    n_features: int = 0
 
 
 def auto_candidates(shape: ForestShape, bitvector_possible: bool) -> tuple[str, ...]:
@@ -106,7 +112,8 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
     walks = batch * shape.n_trees / 1000.0  # thousands of (row, tree) pairs
     if strategy == "lookup":
         launches = 12 + 8 * max(shape.depth - 3, 0)
-        per_walk = LOOKUP_TOP_NS + WALK_LEVEL_NS * shape.mean_depth_below_top
+        per_walk = (LOOKUP_TOP_NS + WALK_LEVEL_NS * shape.mean_depth_below_top
+                    + LOOKUP_COPY_NS * shape.n_features / shape.n_trees)
     elif strategy == "bitvector":
         launches = 4 * 8 + 2 * shape.groups + 12  # ~8 search steps of 4 launches
         word = 2.0 if shape.word_bits > 32 else 1.0

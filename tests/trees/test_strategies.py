@@ -52,6 +52,8 @@ RF8 = ForestShape(depth=8, n_trees=100, tree_size=255 * 256, mean_depth=8.0,
                   mean_depth_below_top=5.0, groups=20, word_bits=64)
 WIDE = ForestShape(depth=13, n_trees=100, tree_size=30 * 31, mean_depth=8.7,
                    mean_depth_below_top=5.7, groups=100)
+DEEP = ForestShape(depth=20, n_trees=1, tree_size=10**7, mean_depth=20.0,
+                   mean_depth_below_top=17.0, groups=20, word_bits=64, n_features=20)
 EVERY = ("gemm", "traversal", "perfect", "lookup", "bitvector")
 
 
@@ -73,6 +75,9 @@ def test_rule_follows_the_measured_cpu_costs():
                            available=("traversal", "lookup")) == "lookup"
     assert choose_strategy(HGB, batch=10_000, device_type="cpu",
                            available=("traversal",)) == "traversal"
+    # one deep tree: lookup's transposed copy of the input costs more than three levels
+    assert choose_strategy(DEEP, batch=100_000, device_type="cpu",
+                           available=("traversal", "lookup")) == "traversal"
     assert (estimated_cpu_microseconds("lookup", GB3, 10_000)
             < estimated_cpu_microseconds("traversal", GB3, 10_000))
 
