@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sys
 import time
 import warnings
@@ -42,6 +43,7 @@ from bridge.sklearn.converters.hist_gradient_boosting import register  # noqa: E
 BATCHES = (1, 100, 10_000, 100_000)
 STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
 SKIP_ABOVE_SECONDS = 10.0  # do not start a run predicted to take longer than this
+WARM_UP_ROUNDS = 3
 
 
 def cpu_model() -> str:
@@ -88,24 +90,33 @@ def cases(quick: bool):
     }
 
 
-def timed_together(functions: dict, budget: float = 0.5, rounds: int = 15) -> dict:
+def timed_together(functions: dict, budget: float = 0.5, rounds: int = 25) -> dict:
     """Fastest seconds per call of each function, calling them in turn, round by round.
 
-    At least 3 rounds, more while the rounds fit in ``budget`` per function. The minimum,
-    not the median: on shared machines other processes preempt thread pools, and the
-    minimum is the estimate least distorted by that; interleaving spreads slow spells over
-    every backend instead of one.
+    Three warm-up rounds first: the first calls at a new batch size pay for fresh memory
+    (page faults until the allocator keeps such blocks), which measured up to 1.6x slower
+    than the steady state.
+
+    At least 5 rounds, more while the rounds fit in ``budget`` per function; the order is
+    shuffled every round (seeded), so no function always follows the same neighbour (one
+    that evicts caches or makes the allocator return memory). The minimum, not the median:
+    on shared machines other processes preempt thread pools, and the minimum is the estimate
+    least distorted by that; interleaving spreads slow spells over every backend.
     """
-    for function in functions.values():
-        function()  # warm-up
+    for _ in range(WARM_UP_ROUNDS):
+        for function in functions.values():
+            function()
     best = {key: float("inf") for key in functions}
+    order = list(functions)
+    shuffle = random.Random(0).shuffle
     spent = 0.0
     for done in range(rounds):
-        if done >= 3 and spent > budget * len(functions):
+        if done >= 5 and spent > budget * len(functions):
             break
-        for key, function in functions.items():
+        shuffle(order)
+        for key in order:
             t0 = time.perf_counter()
-            function()
+            functions[key]()
             elapsed = time.perf_counter() - t0
             best[key] = min(best[key], elapsed)
             spent += elapsed
@@ -225,8 +236,13 @@ def checks(results: dict) -> list[dict]:
                           and row.get(f"torch-cpu-{s}") is not None}
             best = min(strategies.values())
             auto = row["torch-cpu-auto"]
-            found.append({"case": name, "batch": int(batch), "check": "auto within 20% of best",
-                          "ratio": round(auto / best, 3), "passed": auto <= 1.2 * best})
+            # the rule's pick, timed as its forced strategy: 'auto' runs the same code, and
+            # comparing two timings of one code path would only measure the machine's noise
+            chosen = info["auto_choice"].get(f"cpu-{batch}")
+            picked = strategies.get(chosen, auto)
+            found.append({"case": name, "batch": int(batch),
+                          "check": f"auto's pick ({chosen}) within 20% of best",
+                          "ratio": round(picked / best, 3), "passed": picked <= 1.2 * best})
             if int(batch) >= 10_000:
                 ratio = auto / row["onnxruntime"]
                 found.append({"case": name, "batch": int(batch),
@@ -360,7 +376,7 @@ def matrix_markdown(results: dict) -> str:
     lines = ["# Tree strategies on more forest shapes (cost-model calibration)", "",
              "Machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
              "Fastest of interleaved calls, milliseconds (ns per row and tree in brackets); "
-             "'auto ok' = auto within 20% of the fastest strategy.", "",
+             "'auto ok' = the strategy auto picked is within 20% of the fastest one.", "",
              "| forest | rows | onnxruntime | traversal | lookup | bitvector | auto (chose) "
              "| auto ok |", "|---|---|---|---|---|---|---|---|"]
     passed = total = 0
@@ -373,13 +389,14 @@ def matrix_markdown(results: dict) -> str:
                 return (f"{ms[key]:.3g} ({ms[key] / walks:.1f})" if key in ms else "n/a")
 
             best = min(v for k, v in ms.items() if k in MATRIX_STRATEGIES[:-1])
-            ok = ms["auto"] <= 1.2 * best
+            ok = ms.get(row["auto_chose"], ms["auto"]) <= 1.2 * best  # see checks()
             passed, total = passed + ok, total + 1
             lines.append(f"| {name} ({info['trees']} trees, depth {info['depth']}) | {batch} | "
                          + " | ".join(cell(k) for k in ("onnxruntime",) + MATRIX_STRATEGIES[:-1])
                          + f" | {cell('auto')} ({row['auto_chose']}) | "
                          f"{'yes' if ok else 'NO'} |")
-    lines += ["", f"auto within 20% of the fastest strategy in {passed} of {total} rows.", ""]
+    lines += ["", f"auto's pick within 20% of the fastest strategy in {passed} of {total} rows.",
+              ""]
     return "\n".join(lines)
 
 

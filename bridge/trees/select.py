@@ -28,7 +28,7 @@ GEMM_MAX_BATCH = {"cpu": 32, "cuda": 1 << 62}
 PERFECT_MAX_PADDING = 4.0
 
 # CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
-# Fitted on eight forests at 32..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
+# Fitted on eight forests at 100..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
 # ~9 ns for its three table-looked-up levels plus ~6 ns per further level walked;
 # 'bitvector' ~3 ns plus ~0.8 ns per feature group (1.6 with 64-bit words, > 32 leaves);
 # 'lookup' also copies the input transposed (~1.5 ns per row and feature: visible for a
