@@ -37,7 +37,7 @@ from bridge.trees.traversal import TraversalTrees
 # would cost hundreds of MB.
 GEMM_LIMIT = 2**26
 PERFECT_LIMIT = 2**25
-LOOKUP_LIMIT = 2**25
+LOOKUP_LIMIT = 2**24  # also keeps lookup's float32 table positions exact
 BITVECTOR_LIMIT = 2**23
 # Rows per chunk are sized so that one chunk's largest intermediate holds about this many
 # entries (keeps memory flat and caches warm for 100k-row batches).

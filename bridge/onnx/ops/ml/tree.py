@@ -1,7 +1,7 @@
 """ai.onnx.ml tree ensembles: TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble.
 
 The attributes are parsed into a :class:`bridge.trees.TreeSpec`; the computation lives in
-:mod:`bridge.trees` (three strategies and a rule choosing one per call, see docs/trees.md).
+:mod:`bridge.trees` (five strategies and a rule choosing one per call, see docs/trees.md).
 ``from_onnx(..., tree_strategy=...)`` forces one strategy.
 """
 
