@@ -134,20 +134,8 @@ class NodeTests(nn.Module):
         """
         if torch.jit.is_tracing():  # a traced out= buffer would fix the batch size
             return _compare(values, threshold, self.single_mode).to(out.dtype)
-        mode = self.single_mode
-        if mode == BRANCH_LEQ:
-            return torch.le(values, threshold, out=out)
-        if mode == BRANCH_LT:
-            return torch.lt(values, threshold, out=out)
-        if mode == BRANCH_GTE:
-            return torch.ge(values, threshold, out=out)
-        if mode == BRANCH_GT:
-            return torch.gt(values, threshold, out=out)
-        if mode == BRANCH_EQ:
-            return torch.eq(values, threshold, out=out)
-        if mode == BRANCH_NEQ:
-            return torch.ne(values, threshold, out=out)
-        return out.zero_()
+        operator = _OPERATORS.get(self.single_mode)
+        return out.zero_() if operator is None else operator(values, threshold, out=out)
 
     def _member(self, values: torch.Tensor, node: torch.Tensor | None) -> torch.Tensor:
         table = self.member_table64 if values.dtype == torch.float64 else self.member_table32
@@ -160,17 +148,13 @@ class NodeTests(nn.Module):
         return (values.unsqueeze(-1) == rows).any(-1)
 
 
+# the comparison of each ordering / equality mode (set membership is NodeTests._member)
+_OPERATORS = {BRANCH_LEQ: torch.le, BRANCH_LT: torch.lt, BRANCH_GTE: torch.ge,
+              BRANCH_GT: torch.gt, BRANCH_EQ: torch.eq, BRANCH_NEQ: torch.ne}
+
+
 def _compare(values: torch.Tensor, threshold: torch.Tensor, mode: int) -> torch.Tensor:
-    if mode == BRANCH_LEQ:
-        return values <= threshold
-    if mode == BRANCH_LT:
-        return values < threshold
-    if mode == BRANCH_GTE:
-        return values >= threshold
-    if mode == BRANCH_GT:
-        return values > threshold
-    if mode == BRANCH_EQ:
-        return values == threshold
-    if mode == BRANCH_NEQ:
-        return values != threshold
-    return torch.zeros(values.shape, dtype=torch.bool, device=values.device)
+    operator = _OPERATORS.get(mode)
+    if operator is None:
+        return torch.zeros(values.shape, dtype=torch.bool, device=values.device)
+    return operator(values, threshold)
