@@ -91,12 +91,7 @@ class LookupTrees(nn.Module):
             return slot
         flat, row_start = padded_rows(x, self.n_features, self.walk.feature.dtype,
                                       self.walk.missing_fill)
-        for width in self.active:
-            if width == self.n_trees:
-                slot = self.walk.step(flat, slot, row_start)
-            else:
-                slot[:width] = self.walk.step(flat, slot[:width], row_start)
-        return slot
+        return self.walk.walk(flat, slot, row_start, self.active)
 
     def outcomes(self, tested: torch.Tensor) -> torch.Tensor:
         """Outcome (0/1, floating) of every top test [7 * trees, N] on its fetched values."""

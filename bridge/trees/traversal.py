@@ -136,11 +136,47 @@ class TraversalTrees(nn.Module):
             slot = self.root_child + outcome.to(self.root_child.dtype)
         else:
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
-        for width in self.active[1:]:
-            if width == slot.shape[0]:
-                slot = self.step(values, slot, row_start)
+        return self.walk(values, slot, row_start, self.active[1:])
+
+    def walk(self, values: torch.Tensor, slot: torch.Tensor, row_start: torch.Tensor,
+             widths: list[int]) -> torch.Tensor:
+        """Advance ``slot`` [trees, N] one level per entry of ``widths`` (the number of
+        depth-sorted trees still walking at that level); may reuse ``slot``'s memory.
+
+        In eager mode the levels write into buffers allocated once per call: fresh outputs
+        for every op of every level cost page faults that measured a third of the time
+        (depth-20 tree, 100k rows: 14.4 vs 9.5 ms).
+        """
+        if (not widths or not self.tests.simple or row_start.dtype != slot.dtype
+                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            for width in widths:
+                if width == slot.shape[0]:
+                    slot = self.step(values, slot, row_start)
+                else:
+                    slot[:width] = self.step(values, slot[:width], row_start)
+            return slot
+        full, n_rows = slot.shape[0], slot.shape[1]
+        position, spare, outcome = (torch.empty(full * n_rows, dtype=slot.dtype,
+                                                device=slot.device) for _ in range(3))
+        value, threshold = (torch.empty(full * n_rows, dtype=values.dtype, device=slot.device)
+                            for _ in range(2))
+        table = self.tests.thresholds(values.dtype)
+        for width in widths:
+            size = width * n_rows  # buffers are flat: their prefixes stay contiguous
+            flat = slot.view(-1)[:size]
+            at, fetched, limit = position[:size], value[:size], threshold[:size]
+            torch.index_select(self.feature, 0, flat, out=at)
+            at.view(width, n_rows).add_(row_start)
+            torch.index_select(values, 0, at, out=fetched)
+            torch.index_select(table, 0, flat, out=limit)
+            test = outcome[:size].copy_(self.tests.compare_into(fetched, limit, fetched))
+            following = spare[:size]
+            torch.index_select(self.first_child, 0, flat, out=following)
+            following.add_(test)
+            if width == full:
+                slot, spare = following.view(full, n_rows), slot.view(-1)
             else:
-                slot[:width] = self.step(values, slot[:width], row_start)
+                flat.copy_(following)
         return slot
 
 
