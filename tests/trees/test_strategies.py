@@ -76,7 +76,11 @@ def test_rule_follows_the_measured_cpu_costs():
     assert choose_strategy(HGB, batch=10_000, device_type="cpu",
                            available=("traversal",)) == "traversal"
     # one deep tree: lookup's transposed copy of the input costs more than three levels
-    assert choose_strategy(DEEP, batch=100_000, device_type="cpu",
+    for batch in (100, 100_000):
+        assert choose_strategy(DEEP, batch=batch, device_type="cpu",
+                               available=("traversal", "lookup")) == "traversal"
+    # at one row the walk's launches decide (lookup's top launches as many ops)
+    assert choose_strategy(RF8, batch=1, device_type="cpu",
                            available=("traversal", "lookup")) == "traversal"
     assert (estimated_cpu_microseconds("lookup", GB3, 10_000)
             < estimated_cpu_microseconds("traversal", GB3, 10_000))
