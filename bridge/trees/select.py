@@ -30,7 +30,8 @@ PERFECT_MAX_PADDING = 4.0
 # CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
 # Fitted on eight forests at 100..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
 # ~9 ns for its three table-looked-up levels plus ~6 ns per further level walked;
-# 'bitvector' ~3 ns plus ~0.8 ns per feature group (1.6 with 64-bit words, > 32 leaves);
+# 'bitvector' ~3 ns plus ~1 ns per feature group (2 with 64-bit words, > 32 leaves; measured
+# 0.6-1.2 across the matrix, so boosting forests of depth 5 sit near the lookup/bitvector line);
 # 'lookup' also copies the input transposed (~1.5 ns per row and feature: visible for a
 # single deep tree, 100k rows: 17.9 vs 14.9 ms for the plain walk).
 OPERATION_US = 6.0
@@ -38,7 +39,7 @@ LOOKUP_TOP_NS = 9.0
 LOOKUP_COPY_NS = 1.5  # per row and feature: its transposed copy of the input
 WALK_LEVEL_NS = 6.0
 BITVECTOR_BASE_NS = 3.0
-BITVECTOR_GROUP_NS = 0.8
+BITVECTOR_GROUP_NS = 1.0
 
 
 @dataclass(frozen=True)
