@@ -41,7 +41,18 @@ def _staging_path(path: str) -> str:
     return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
 
 
-class Checkpoint(Callback):
+class _FileTargets(Callback):
+    """What Checkpoint and TrainEndCheckpoint share: open-ended ``f_*`` file parameters."""
+
+    def _get_param_names(self) -> list[str]:
+        # The f_<name> extras are parameters too (get_params, set_params, clone).
+        return sorted(key for key in vars(self) if not key.endswith("_"))
+
+    def _f_kwargs(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items() if key.startswith("f_")}
+
+
+class Checkpoint(_FileTargets):
     """Save the net's state at the end of every epoch in which ``monitor`` says so.
 
     With the default ``monitor='valid_loss_best'`` a checkpoint is written whenever the
@@ -126,13 +137,6 @@ class Checkpoint(Callback):
         self.load_best = load_best
         self.use_safetensors = use_safetensors
         vars(self).update(kwargs)
-
-    def _get_param_names(self) -> list[str]:
-        # The f_<name> extras are parameters too (get_params, set_params, clone).
-        return sorted(key for key in vars(self) if not key.endswith("_"))
-
-    def _f_kwargs(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if key.startswith("f_")}
 
     def _validate(self) -> None:
         owner = type(self).__name__
@@ -313,7 +317,7 @@ class Checkpoint(Callback):
             self.sink(text)
 
 
-class TrainEndCheckpoint(Callback):
+class TrainEndCheckpoint(_FileTargets):
     """Save the net's state once, when training ends (files prefixed ``'train_end_'``).
 
     Parameters
@@ -362,12 +366,9 @@ class TrainEndCheckpoint(Callback):
         self.sink = sink
         vars(self).update(kwargs)
 
-    def _get_param_names(self) -> list[str]:
-        return sorted(key for key in vars(self) if not key.endswith("_"))
-
     def as_checkpoint(self) -> Checkpoint:
         """The :class:`Checkpoint` (``monitor=None``, no event) that writes and reads the files."""
-        targets = {key: value for key, value in vars(self).items() if key.startswith("f_")}
+        targets = self._f_kwargs()
         return Checkpoint(
             monitor=None,
             fn_prefix=self.fn_prefix,
