@@ -40,7 +40,8 @@ PERFECT_LIMIT = 2**25
 LOOKUP_LIMIT = 2**24  # also keeps lookup's float32 table positions exact
 BITVECTOR_LIMIT = 2**23
 # Rows per chunk are sized so that one chunk's largest intermediate holds about this many
-# entries (keeps memory flat and caches warm for 100k-row batches).
+# entries (keeps memory flat and caches warm for 100k-row batches); lookup's tests and the
+# bit-vectors' masks (which chunk their AND pass themselves) measured best with more.
 CHUNK_ENTRIES = 2**19
 LOOKUP_CHUNK_ENTRIES = 2**20
 BITVECTOR_CHUNK_ENTRIES = 2**21
@@ -105,9 +106,19 @@ class TreeEnsembleModule(nn.Module):
             name: builders[name](ensemble) for name in wanted
             if name == "traversal" or sizes[name] <= limits[name]
         })
-        self.gemm_width: int = max(int(ensemble.nodes_per_tree().max()),
-                                   int(ensemble.leaves_per_tree().max()))
-        self.n_outputs: int = ensemble.n_outputs
+        # rows per chunk, so that a chunk's largest intermediate holds about the strategy's
+        # budget of entries; bit-vectors return rows first ([N, trees])
+        gemm_width = max(int(ensemble.nodes_per_tree().max()),
+                         int(ensemble.leaves_per_tree().max()))
+        budgets = {"gemm": (CHUNK_ENTRIES, gemm_width), "lookup": (LOOKUP_CHUNK_ENTRIES, 7),
+                   "bitvector": (BITVECTOR_CHUNK_ENTRIES, 1)}
+        default = (CHUNK_ENTRIES, 2 + ensemble.n_outputs)
+        self.chunk_rows: dict[str, int] = {}
+        for name in self.strategies:
+            budget, per_tree = budgets.get(name, default)
+            self.chunk_rows[name] = max(1, budget // max(1, self.n_trees * per_tree))
+        self.tree_dim: dict[str, int] = {name: 1 if name == "bitvector" else 0
+                                         for name in self.strategies}
         # one aggregator per strategy: a strategy may return its own terminal ids
         self.aggregators = nn.ModuleDict({
             name: LeafAggregator(ensemble, spec.aggregate, getattr(module, "terminal_leaf", None))
@@ -137,14 +148,7 @@ class TreeEnsembleModule(nn.Module):
         name = self.choose(x.shape[0], x.device.type)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
-        if name == "lookup":
-            rows = max(1, LOOKUP_CHUNK_ENTRIES // (7 * self.n_trees))
-        elif name == "bitvector":  # chunks its mask pass itself; rows first
-            rows = max(1, BITVECTOR_CHUNK_ENTRIES // self.n_trees)
-        else:
-            width = self.gemm_width if name == "gemm" else 2 + self.n_outputs
-            rows = max(1, CHUNK_ENTRIES // max(1, self.n_trees * width))
-        tree_dim = 1 if name == "bitvector" else 0
+        rows, tree_dim = self.chunk_rows[name], self.tree_dim[name]
         if x.shape[0] <= rows:
             return aggregator(strategy(x), accumulate, tree_dim)
         scores, flags = [], []

@@ -102,25 +102,31 @@ class TraversalTrees(nn.Module):
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
 
-    def step(self, values: torch.Tensor, slot: torch.Tensor,
-             row_start: torch.Tensor) -> torch.Tensor:
+    def step(self, values: torch.Tensor, slot: torch.Tensor, row_start: torch.Tensor,
+             scratch: list[torch.Tensor] | None = None) -> torch.Tensor:
         """One level for the walks at ``slot`` (any shape; ``row_start`` broadcasts to it).
 
         Three contiguous table gathers per level (feature, threshold, first child): on CPU
-        strided views of packed tables cost more than the gather they save.
+        strided views of packed tables cost more than the gather they save. With
+        ``scratch`` (see :meth:`walk`) every op writes into those flat buffers instead of a
+        fresh tensor; the result then lives in ``scratch[4]``.
         """
         flat = slot.reshape(-1)
-        position = self.feature.index_select(0, flat).view(slot.shape)
+        size = flat.shape[0]
+        buffers = [None] * 5 if scratch is None else [b[:size] for b in scratch]
+        position = _select(self.feature, flat, buffers[0]).view(slot.shape)
         position = (position.add_(row_start) if position.dtype == row_start.dtype
                     else position + row_start)
-        value = values.index_select(0, position.view(-1)).view(slot.shape)
+        value = _select(values, position.view(-1), buffers[1]).view(slot.shape)
         if self.tests.simple:
-            threshold = self.tests.thresholds(values.dtype).index_select(0, flat)
-            outcome = self.tests.compare_into(value, threshold.view(slot.shape), value)
+            table = self.tests.thresholds(values.dtype)
+            threshold = _select(table, flat, buffers[2]).view(slot.shape)
+            outcome = self.tests.compare_into(value, threshold, value)
         else:
             outcome = self.tests.outcome(value, slot)
-        return self.first_child.index_select(0, flat).view(slot.shape).add_(
-            outcome.to(self.first_child.dtype))
+        test = (outcome.to(self.first_child.dtype) if buffers[3] is None
+                else buffers[3].view(slot.shape).copy_(outcome))
+        return _select(self.first_child, flat, buffers[4]).view(slot.shape).add_(test)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
@@ -145,39 +151,33 @@ class TraversalTrees(nn.Module):
 
         In eager mode the levels write into buffers allocated once per call: fresh outputs
         for every op of every level cost page faults that measured a third of the time
-        (depth-20 tree, 100k rows: 14.4 vs 9.5 ms).
+        (depth-20 tree, 100k rows: 14.4 vs 9.5 ms). Traced and exported graphs keep plain
+        ops (a buffer sized from a traced shape would fix the batch).
         """
-        if (not widths or not self.tests.simple or row_start.dtype != slot.dtype
-                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
-            for width in widths:
-                if width == slot.shape[0]:
-                    slot = self.step(values, slot, row_start)
-                else:
-                    slot[:width] = self.step(values, slot[:width], row_start)
-            return slot
-        full, n_rows = slot.shape[0], slot.shape[1]
-        position, spare, outcome = (torch.empty(full * n_rows, dtype=slot.dtype,
-                                                device=slot.device) for _ in range(3))
-        value, threshold = (torch.empty(full * n_rows, dtype=values.dtype, device=slot.device)
-                            for _ in range(2))
-        table = self.tests.thresholds(values.dtype)
+        scratch = None
+        if (widths and row_start.dtype == slot.dtype and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()):
+            size, index = slot.numel(), slot.dtype
+            scratch = [torch.empty(size, dtype=dtype, device=slot.device)
+                       for dtype in (index, values.dtype, values.dtype, index, index)]
+        full = slot.shape[0]
         for width in widths:
-            size = width * n_rows  # buffers are flat: their prefixes stay contiguous
-            flat = slot.view(-1)[:size]
-            at, fetched, limit = position[:size], value[:size], threshold[:size]
-            torch.index_select(self.feature, 0, flat, out=at)
-            at.view(width, n_rows).add_(row_start)
-            torch.index_select(values, 0, at, out=fetched)
-            torch.index_select(table, 0, flat, out=limit)
-            test = outcome[:size].copy_(self.tests.compare_into(fetched, limit, fetched))
-            following = spare[:size]
-            torch.index_select(self.first_child, 0, flat, out=following)
-            following.add_(test)
-            if width == full:
-                slot, spare = following.view(full, n_rows), slot.view(-1)
-            else:
-                flat.copy_(following)
+            current = slot if width == full else slot[:width]
+            following = self.step(values, current, row_start, scratch)
+            if width < full:
+                current.copy_(following)
+            else:  # the old slots become the next level's output buffer
+                if scratch is not None:
+                    scratch[4] = slot.view(-1)
+                slot = following
         return slot
+
+
+def _select(table: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``table.index_select(0, index)``, into ``out`` when given."""
+    if out is None:
+        return table.index_select(0, index)
+    return torch.index_select(table, 0, index, out=out)
 
 
 def _missing_fill(mode: np.ndarray, threshold: np.ndarray,
