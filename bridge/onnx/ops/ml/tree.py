@@ -35,29 +35,21 @@ class OnnxTreeEnsembleClassifier(nn.Module):
 
 
 class OnnxTreeEnsembleRegressor(nn.Module):
-    """TreeEnsembleRegressor: predictions [N, targets] float32."""
+    """TreeEnsembleRegressor: predictions [N, targets] float32; with ``input_dtype``
+    (TreeEnsemble, ai.onnx.ml opset 5) in the input's floating dtype."""
 
-    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
+    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool,
+                 input_dtype: bool = False):
         super().__init__()
         self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
         self.output = RegressionOutput(spec)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores, has = self.trees(x)
-        return self.output(scores, has).float()
-
-
-class OnnxTreeEnsemble(nn.Module):
-    """TreeEnsemble (ai.onnx.ml opset 5): predictions [N, targets] in the input's dtype."""
-
-    def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
-        super().__init__()
-        self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
-        self.output = RegressionOutput(spec)
+        self.input_dtype = input_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores, has = self.trees(x)
         result = self.output(scores, has)
+        if not self.input_dtype:
+            return result.float()
         return result.to(x.dtype) if x.is_floating_point() else result
 
 
@@ -90,4 +82,5 @@ def convert_tree_ensemble_regressor(node: OnnxNode, context: ConversionContext) 
 def convert_tree_ensemble(node: OnnxNode, context: ConversionContext) -> nn.Module:
     strategy = _strategy(context)
     spec = parse_tree_ensemble(node)
-    return OnnxTreeEnsemble(spec, strategy, _is_double(node, "nodes_splits"))
+    return OnnxTreeEnsembleRegressor(spec, strategy, _is_double(node, "nodes_splits"),
+                                     input_dtype=True)
