@@ -125,7 +125,7 @@ class BitvectorTrees(nn.Module):
         self.terminal_leaf: np.ndarray = terminal_leaf  # forward returns tree * 64 + bit
         masks = torch.from_numpy(np.concatenate(tables))
         # 32-bit words when every tree has at most 32 leaves: half the memory traffic
-        word = torch.int32 if int(ensemble.leaves_per_tree().max()) <= 32 else torch.int64
+        word = torch.int32 if int(counts_per_tree.max()) <= 32 else torch.int64
         self.register_buffer("masks", masks.to(word) if word == torch.int32 else masks)
         self.register_buffer("group_feature", torch.tensor([f for _, f in keys]))
         self.levels: int = levels

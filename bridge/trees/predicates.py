@@ -120,13 +120,10 @@ class NodeTests(nn.Module):
             return _compare(values, threshold.view(node.shape), self.single_mode)
         return self.forward(values, node)
 
-    def compare(self, values: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-        """The test of a :attr:`simple` table against already-gathered thresholds."""
-        return _compare(values, threshold, self.single_mode)
-
     def compare_into(self, values: torch.Tensor, threshold: torch.Tensor,
                      out: torch.Tensor) -> torch.Tensor:
-        """:meth:`compare` written as 0/1 into the floating tensor ``out`` (may be ``values``).
+        """The test of a :attr:`simple` table against already-gathered thresholds, written as
+        0/1 into the floating tensor ``out`` (which may be ``values``).
 
         On CPU a comparison producing floats is several times faster than one producing
         bool (measured: 0.13 vs 0.63 ns per element, torch 2.13, AVX2), and reusing the
