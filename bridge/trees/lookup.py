@@ -19,7 +19,7 @@ from torch import nn
 
 from bridge.trees.ensemble import BRANCH_LEQ, BRANCH_MEMBER, TreeEnsemble
 from bridge.trees.predicates import NodeTests
-from bridge.trees.traversal import _NEVER_TRUE, TraversalTrees, padded_rows
+from bridge.trees.traversal import TERMINAL_THRESHOLD, TraversalTrees, flat_rows
 
 LEVELS = 3
 TESTS = 2**LEVELS - 1  # heap positions 0..6
@@ -55,11 +55,11 @@ class LookupTrees(nn.Module):
         safe = np.where(interior, rows, 0)
         fill = self.walk.missing_fill
         value_row = ensemble.feature + (
-            np.where(ensemble.missing_true, ensemble.n_features + 1, 0) if fill is not None
+            np.where(ensemble.missing_true, ensemble.n_features, 0) if fill is not None
             else 0)
-        # positions under a leaf (or absent) test the zero column and never hold
-        feature = np.where(interior, value_row[safe], ensemble.n_features)
-        threshold = np.where(interior, ensemble.threshold[safe], _NEVER_TRUE[never_mode])
+        # positions under a leaf are absent: their bits never decide an exit (see _walk_top)
+        feature = np.where(interior, value_row[safe], 0)
+        threshold = np.where(interior, ensemble.threshold[safe], TERMINAL_THRESHOLD)
         mode = np.where(interior, ensemble.mode[safe], never_mode)
         missing = interior & ensemble.missing_true[safe] & (fill is None)
         members = {r: ensemble.members[int(n)] for r, n in enumerate(rows.tolist())
@@ -89,8 +89,8 @@ class LookupTrees(nn.Module):
         slot = slot.view(self.n_trees, n_rows)
         if not self.active:
             return slot
-        flat, row_start = padded_rows(x, self.n_features, self.walk.feature.dtype,
-                                      self.walk.missing_fill)
+        flat, row_start = flat_rows(x, self.n_features, self.walk.feature.dtype,
+                                    self.walk.missing_fill)
         return self.walk.walk(flat, slot, row_start, self.active)
 
     def outcomes(self, tested: torch.Tensor) -> torch.Tensor:
@@ -134,16 +134,14 @@ def _walk_top(ensemble: TreeEnsemble, roots: np.ndarray, code: int) -> np.ndarra
 
 def transposed_rows(x: torch.Tensor, n_features: int,
                     missing_fill: float | None = None) -> torch.Tensor:
-    """``x`` [N, F] as ``[F + 1, N]`` with a zero row at ``F`` (the never-true tests' feature).
+    """``x`` [N, F] as ``[F, N]`` (a contiguous copy: the tests copy whole feature rows).
 
-    With ``missing_fill``, rows ``F + 1 .. 2F + 1`` repeat the features (and the zero) with
-    NaN replaced by ``missing_fill``.
+    With ``missing_fill``, rows ``F .. 2F - 1`` repeat the features with NaN replaced by
+    ``missing_fill``.
     """
-    n_rows = x.shape[0]
-    copies = 1 if missing_fill is None else 2
-    values = torch.zeros(copies, n_features + 1, n_rows, dtype=x.dtype, device=x.device)
-    values[0, :n_features] = x[:, :n_features].t()
+    features = x[:, :n_features]
     if missing_fill is not None:
-        values[1, :n_features] = torch.nan_to_num(
-            x[:, :n_features], nan=missing_fill, posinf=float("inf"), neginf=float("-inf")).t()
-    return values.view(copies * (n_features + 1), n_rows)
+        filled = torch.nan_to_num(features, nan=missing_fill, posinf=float("inf"),
+                                  neginf=float("-inf"))
+        features = torch.cat([features, filled], 1)
+    return features.t().contiguous()

@@ -14,7 +14,7 @@ from torch import nn
 
 from bridge.trees.ensemble import BRANCH_LEQ, BRANCH_MEMBER, TreeEnsemble
 from bridge.trees.predicates import NodeTests
-from bridge.trees.traversal import index_dtype, padded_rows
+from bridge.trees.traversal import flat_rows, index_dtype
 
 
 def perfect_size(ensemble: TreeEnsemble) -> int:
@@ -75,7 +75,7 @@ class PerfectTrees(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the leaf index [n_trees, N] of ``x`` [N, F] (in the comparison dtype)."""
         n_rows = x.shape[0]
-        values, row_start = padded_rows(x, self.n_features, self.feature.dtype)
+        values, row_start = flat_rows(x, self.n_features, self.feature.dtype)
         node = self.tree_base.expand(-1, n_rows).contiguous()  # the roots, tree-major
         shape = node.shape
         for _ in range(self.depth):

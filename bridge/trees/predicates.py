@@ -131,7 +131,7 @@ class NodeTests(nn.Module):
         """
         if torch.jit.is_tracing():  # a traced out= buffer would fix the batch size
             return _compare(values, threshold, self.single_mode).to(out.dtype)
-        operator = _OPERATORS.get(self.single_mode)
+        operator = COMPARISONS.get(self.single_mode)
         return out.zero_() if operator is None else operator(values, threshold, out=out)
 
     def _member(self, values: torch.Tensor, node: torch.Tensor | None) -> torch.Tensor:
@@ -146,12 +146,12 @@ class NodeTests(nn.Module):
 
 
 # the comparison of each ordering / equality mode (set membership is NodeTests._member)
-_OPERATORS = {BRANCH_LEQ: torch.le, BRANCH_LT: torch.lt, BRANCH_GTE: torch.ge,
+COMPARISONS = {BRANCH_LEQ: torch.le, BRANCH_LT: torch.lt, BRANCH_GTE: torch.ge,
               BRANCH_GT: torch.gt, BRANCH_EQ: torch.eq, BRANCH_NEQ: torch.ne}
 
 
 def _compare(values: torch.Tensor, threshold: torch.Tensor, mode: int) -> torch.Tensor:
-    operator = _OPERATORS.get(mode)
+    operator = COMPARISONS.get(mode)
     if operator is None:
         return torch.zeros(values.shape, dtype=torch.bool, device=values.device)
     return operator(values, threshold)

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from bridge.trees.ensemble import (
-    BRANCH_EQ,
     BRANCH_GT,
     BRANCH_GTE,
     BRANCH_LEQ,
@@ -24,11 +23,12 @@ from bridge.trees.ensemble import (
     BRANCH_NEQ,
     TreeEnsemble,
 )
-from bridge.trees.predicates import NodeTests
+from bridge.trees.predicates import COMPARISONS, NodeTests
 
-# A threshold that makes a terminal slot's test fail for the value 0 under each mode.
-_NEVER_TRUE = {BRANCH_LEQ: -np.inf, BRANCH_LT: -np.inf, BRANCH_GTE: np.inf,
-               BRANCH_GT: np.inf, BRANCH_EQ: 1.0, BRANCH_NEQ: 0.0}
+# A terminal slot's test compares feature 0 with a NaN threshold: every ordering and
+# equality test of a NaN is false, only "!=" is true, so its first child is the slot itself
+# (one before it under "!="), and a walk at a leaf stays there whatever the row holds.
+TERMINAL_THRESHOLD = float("nan")
 
 
 class TraversalTrees(nn.Module):
@@ -43,9 +43,10 @@ class TraversalTrees(nn.Module):
         modes = ensemble.modes_used
         terminal_mode = modes[0] if len(modes) == 1 and modes[0] != BRANCH_MEMBER else BRANCH_LEQ
         n_slots = ensemble.n_nodes + ensemble.n_leaves
+        stay = 1 if terminal_mode == BRANCH_NEQ else 0  # the terminal test's outcome
         first_child = np.zeros(n_slots, dtype=np.int64)
-        feature = np.full(n_slots, ensemble.n_features, dtype=np.int64)  # the zero column
-        threshold = np.full(n_slots, _NEVER_TRUE[terminal_mode])
+        feature = np.zeros(n_slots, dtype=np.int64)
+        threshold = np.full(n_slots, TERMINAL_THRESHOLD)
         mode = np.full(n_slots, terminal_mode, dtype=np.int64)
         missing = np.zeros(n_slots, dtype=bool)
         members: dict[int, np.ndarray] = {}
@@ -64,7 +65,7 @@ class TraversalTrees(nn.Module):
             while queue:
                 reference, slot = queue.popleft()
                 if reference < 0:
-                    first_child[slot] = slot
+                    first_child[slot] = slot - stay
                     slot_leaf[slot] = -1 - reference
                     self.leaf_slot[-1 - reference] = slot
                     continue
@@ -85,7 +86,7 @@ class TraversalTrees(nn.Module):
         if self.missing_fill is not None:
             # tests whose NaN goes to the true branch read a copy of x with NaN replaced by a
             # value that passes every such test: one comparison then decides every test
-            feature = np.where(missing, feature + ensemble.n_features + 1, feature)
+            feature = np.where(missing, feature + ensemble.n_features, feature)
             missing = np.zeros_like(missing)
         # trees still walking at each level (a prefix of the depth-sorted trees)
         self.active: list[int] = [int((depths > level).sum())
@@ -102,37 +103,29 @@ class TraversalTrees(nn.Module):
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
 
-    def step(self, values: torch.Tensor, slot: torch.Tensor, row_start: torch.Tensor,
-             scratch: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def step(self, values: torch.Tensor, slot: torch.Tensor,
+             row_start: torch.Tensor) -> torch.Tensor:
         """One level for the walks at ``slot`` (any shape; ``row_start`` broadcasts to it).
 
         Three contiguous table gathers per level (feature, threshold, first child): on CPU
-        strided views of packed tables cost more than the gather they save. With
-        ``scratch`` (see :meth:`walk`) every op writes into those flat buffers instead of a
-        fresh tensor; the result then lives in ``scratch[4]``.
+        strided views of packed tables cost more than the gather they save.
         """
         flat = slot.reshape(-1)
-        size = flat.shape[0]
-        buffers = [None] * 5 if scratch is None else [b[:size] for b in scratch]
-        position = _select(self.feature, flat, buffers[0]).view(slot.shape)
-        position = (position.add_(row_start) if position.dtype == row_start.dtype
-                    else position + row_start)
-        value = _select(values, position.view(-1), buffers[1]).view(slot.shape)
+        position = self.feature.index_select(0, flat).view(slot.shape) + row_start
+        value = values.index_select(0, position.view(-1)).view(slot.shape)
         if self.tests.simple:
-            table = self.tests.thresholds(values.dtype)
-            threshold = _select(table, flat, buffers[2]).view(slot.shape)
-            outcome = self.tests.compare_into(value, threshold, value)
+            threshold = self.tests.thresholds(values.dtype).index_select(0, flat)
+            outcome = self.tests.compare_into(value, threshold.view(slot.shape), value)
         else:
             outcome = self.tests.outcome(value, slot)
-        test = (outcome.to(self.first_child.dtype) if buffers[3] is None
-                else buffers[3].view(slot.shape).copy_(outcome))
-        return _select(self.first_child, flat, buffers[4]).view(slot.shape).add_(test)
+        test = outcome.to(self.first_child.dtype)
+        return self.first_child.index_select(0, flat).view(slot.shape) + test
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
         n_rows = x.shape[0]
-        values, row_start = padded_rows(x, self.n_features, self.feature.dtype,
-                                        self.missing_fill)
+        values, row_start = flat_rows(x, self.n_features, self.feature.dtype,
+                                      self.missing_fill)
         if self.tests.simple:  # every walk is at its root: no per-walk table lookups
             threshold = self.root_threshold64 if values.dtype == torch.float64 else (
                 self.root_threshold32.to(values.dtype))
@@ -147,37 +140,55 @@ class TraversalTrees(nn.Module):
     def walk(self, values: torch.Tensor, slot: torch.Tensor, row_start: torch.Tensor,
              widths: list[int]) -> torch.Tensor:
         """Advance ``slot`` [trees, N] one level per entry of ``widths`` (the number of
-        depth-sorted trees still walking at that level); may reuse ``slot``'s memory.
-
-        In eager mode the levels write into buffers allocated once per call: fresh outputs
-        for every op of every level cost page faults that measured a third of the time
-        (depth-20 tree, 100k rows: 14.4 vs 9.5 ms). Traced and exported graphs keep plain
-        ops (a buffer sized from a traced shape would fix the batch).
-        """
-        scratch = None
-        if (widths and row_start.dtype == slot.dtype and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()):
-            size, index = slot.numel(), slot.dtype
-            scratch = [torch.empty(size, dtype=dtype, device=slot.device)
-                       for dtype in (index, values.dtype, values.dtype, index, index)]
+        depth-sorted trees still walking at that level); may reuse ``slot``'s memory."""
+        if (widths and self.tests.simple and row_start.dtype == slot.dtype
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+            return self._walk_in_buffers(values, slot.contiguous(), row_start, widths)
         full = slot.shape[0]
         for width in widths:
-            current = slot if width == full else slot[:width]
-            following = self.step(values, current, row_start, scratch)
-            if width < full:
-                current.copy_(following)
-            else:  # the old slots become the next level's output buffer
-                if scratch is not None:
-                    scratch[4] = slot.view(-1)
-                slot = following
+            following = self.step(values, slot[:width], row_start)
+            slot = following if width == full else torch.cat([following, slot[width:]])
         return slot
 
+    def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor,
+                         row_start: torch.Tensor, widths: list[int]) -> torch.Tensor:
+        """:meth:`walk` for :attr:`NodeTests.simple` tests in eager mode: every op of every
+        level writes into flat buffers allocated once per call, through views made only
+        when the width changes.
 
-def _select(table: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    """``table.index_select(0, index)``, into ``out`` when given."""
-    if out is None:
-        return table.index_select(0, index)
-    return torch.index_select(table, 0, index, out=out)
+        Fresh outputs for every op cost page faults (measured a third of the time: depth-20
+        tree, 100k rows, 14.4 vs 9.5 ms), and at 10k rows the Python work of a general step
+        (reshapes, views, dispatch on the test kind) cost as much as the ops themselves
+        (depth-20 tree: 2.4 ms per call against 1.3 ms in this loop). Traced
+        and exported graphs take :meth:`step` (a buffer sized from a traced shape would fix
+        the batch).
+        """
+        compare = COMPARISONS[self.tests.single_mode]
+        feature, first_child = self.feature, self.first_child
+        threshold = self.tests.thresholds(values.dtype)
+        full, n_rows = slot.shape
+        current, spare = slot.view(-1), torch.empty_like(slot).view(-1)
+        at, outcome = torch.empty_like(current), torch.empty_like(current)
+        value = torch.empty(current.shape, dtype=values.dtype, device=values.device)
+        bound = torch.empty_like(value)
+        at_rows, walking = at.view(full, n_rows), full  # trees past walking are at leaves
+        for width in widths:
+            size = width * n_rows
+            if width < walking:  # keep the finished walks in both buffers; narrower views
+                spare[size:walking * n_rows].copy_(current[size:walking * n_rows])
+                at, value, bound, outcome = (at[:size], value[:size], bound[:size],
+                                             outcome[:size])
+                at_rows, walking = at.view(width, n_rows), width
+            now, following = ((current, spare) if width == full
+                              else (current[:size], spare[:size]))
+            torch.index_select(feature, 0, now, out=at)
+            at_rows.add_(row_start)
+            torch.index_select(values, 0, at, out=value)
+            torch.index_select(threshold, 0, now, out=bound)
+            compare(value, bound, out=outcome)
+            torch.index_select(first_child, 0, now, out=following).add_(outcome)
+            current, spare = spare, current
+        return current.view(slot.shape)
 
 
 def _missing_fill(mode: np.ndarray, threshold: np.ndarray,
@@ -205,25 +216,24 @@ def index_dtype(n_entries: int) -> torch.dtype:
     return torch.int32 if n_entries < 2**31 - 1 else torch.int64
 
 
-def padded_rows(x: torch.Tensor, n_features: int, index: torch.dtype,
-                missing_fill: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` [N, F] flattened with a zero column appended, and each row's start [1, N].
+def flat_rows(x: torch.Tensor, n_features: int, index: torch.dtype,
+              missing_fill: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` [N, F] flattened row-major, and each row's start [1, N].
 
     Feature ``f`` of row ``n`` is then ``values[row_start[n] + f]``: one add and one flat
-    ``index_select``, about twice as fast on CPU as ``gather`` along a dimension. With
-    ``missing_fill``, each row continues with a copy of its features (and a zero) in which
-    NaN is replaced by ``missing_fill``.
+    ``index_select``, about twice as fast on CPU as ``gather`` along a dimension. A
+    contiguous ``x`` is read in place (a copy costs page faults: 0.1 ms for 10k rows of 20
+    features). With ``missing_fill``, each row's first ``n_features`` values are followed
+    by a copy of them in which NaN is replaced by ``missing_fill``.
     """
     n_rows = x.shape[0]
-    width = n_features + 1
-    copies = 1 if missing_fill is None else 2
-    padded = torch.zeros(n_rows, copies, width, dtype=x.dtype, device=x.device)
-    padded[:, 0, :n_features] = x[:, :n_features]
-    if missing_fill is not None:
-        padded[:, 1, :n_features] = torch.nan_to_num(
-            x[:, :n_features], nan=missing_fill, posinf=float("inf"), neginf=float("-inf"))
-    stride = width * copies
+    if missing_fill is None:
+        values, stride = x.reshape(-1), x.shape[1]
+    else:
+        filled = torch.nan_to_num(x[:, :n_features], nan=missing_fill,
+                                  posinf=float("inf"), neginf=float("-inf"))
+        values, stride = torch.cat([x[:, :n_features], filled], 1).view(-1), 2 * n_features
     if n_rows * stride >= 2**31:  # flat positions would overflow int32
         index = torch.int64
     row_start = torch.arange(0, n_rows * stride, stride, dtype=index, device=x.device)
-    return padded.view(-1), row_start.unsqueeze(0)
+    return values, row_start.unsqueeze(0)

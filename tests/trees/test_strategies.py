@@ -287,3 +287,60 @@ def test_traversal_skips_finished_shallow_trees():
     x = torch.from_numpy(grid_inputs(rng, 300))
     torch.testing.assert_close(bridge.from_onnx(model, tree_strategy="traversal")(x),
                                bridge.from_onnx(model, tree_strategy="gemm")(x))
+
+
+def two_tree_model(mode):
+    """Two trees of one ``mode``: a stump on x2 and a depth-2 tree on x1 then x2 whose
+    false branch ends at depth 1 (that walk stays put for a level). Leaves read feature 0
+    in the walk's tables, so x0 is where NaN and infinities go to show that they never
+    move a walk off its leaf."""
+    from onnx import helper
+
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml",
+        nodes_treeids=[0, 0, 0, 1, 1, 1, 1, 1], nodes_nodeids=[0, 1, 2, 0, 1, 2, 3, 4],
+        nodes_featureids=[2, 0, 0, 1, 2, 0, 0, 0],
+        nodes_values=[-0.5, 0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 0.0],
+        nodes_modes=[mode, "LEAF", "LEAF", mode, mode, "LEAF", "LEAF", "LEAF"],
+        nodes_truenodeids=[1, 0, 0, 1, 3, 0, 0, 0], nodes_falsenodeids=[2, 0, 0, 2, 4, 0, 0, 0],
+        target_ids=[0] * 5, target_nodeids=[1, 2, 2, 3, 4], target_treeids=[0, 0, 1, 1, 1],
+        target_weights=[10.0, 20.0, 1.0, 2.0, 3.0], n_targets=1)
+    graph = helper.make_graph(
+        [node], "two", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT",
+                                  "BRANCH_EQ", "BRANCH_NEQ"])
+def test_leaves_hold_whatever_the_row_holds(mode):
+    # a terminal slot compares feature 0 with a NaN threshold (true only under "!=", where
+    # its first child is one slot back): NaN and infinities in x0 must not move a walk
+    model = two_tree_model(mode)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, 1.5, -3.0], np.float32)
+    grid = np.array(np.meshgrid(specials, [0.0, 1.5, 2.0, -1.0], [0.0, 1.0, -1.0]),
+                    np.float32).reshape(3, -1).T.copy()
+    expected = run_onnxruntime(model, {"X": grid})[0]
+    for strategy in ("gemm", "traversal", "perfect", "lookup"):
+        actual = bridge.from_onnx(model, tree_strategy=strategy)(torch.from_numpy(grid))
+        np.testing.assert_allclose(actual.numpy(), expected, rtol=1e-6, err_msg=strategy)
+
+
+def test_wide_and_strided_inputs_read_the_right_columns():
+    # the walk reads a contiguous x in place with its own row stride; other layouts are
+    # copied first
+    rng = np.random.RandomState(5)
+    model = legacy_model("regressor", rng, n_trees=7, depth=6)
+    x = grid_inputs(rng, 300)
+    expected = run_onnxruntime(model, {"X": x})[0]
+    wide = np.concatenate([x, rng.randn(300, 4).astype(np.float32)], 1)
+    transposed = torch.from_numpy(x.T.copy()).t()  # a non-contiguous [300, 3] view
+    for strategy in ("traversal", "perfect", "lookup"):
+        _, trees = forest_module(model, strategy)
+        for layout in (torch.from_numpy(wide), transposed):
+            scores, _ = trees(layout)
+            np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-6,
+                                       err_msg=strategy)
