@@ -157,7 +157,10 @@ def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
         if "perfect" in available and shape.padding_ratio <= PERFECT_MAX_PADDING:
             return "perfect"
         return "traversal"
-    candidates = [name for name in ("lookup", "bitvector", "traversal") if name in available]
-    if not candidates:
-        return "traversal"
-    return min(candidates, key=lambda name: estimated_cpu_microseconds(name, shape, batch))
+    best, best_cost = "traversal", float("inf")
+    for name in ("lookup", "bitvector", "traversal"):  # (a loop, not min(key=): torch.compile
+        if name in available:                         # traces this with fullgraph=True)
+            cost = estimated_cpu_microseconds(name, shape, batch)
+            if cost < best_cost:
+                best, best_cost = name, cost
+    return best
