@@ -13,7 +13,9 @@ float32 data; batches of 1, 100, 10k and 100k rows. For each it reports the fast
 repeated calls (backends interleaved round by round, so a noisy machine slows them alike),
 checks that every backend agrees with scikit-learn, and checks the targets of docs/trees.md
 ('auto' fastest or within 20% of the fastest strategy; at >= 10k rows no slower than
-onnxruntime; on the deep tree at least 2x faster than GEMM). ``--matrix`` times eight more
+onnxruntime; on the deep tree at least 2x faster than GEMM). At >= 10k rows it also times
+'auto' under ``torch.compile(fullgraph=True)`` (compiled once per batch size; the compile
+seconds are reported; ``--no-compile`` skips it). ``--matrix`` times eight more
 forest shapes (depth 3 to 14, 20 to 100 features, 100 to 300 trees) at 100 to 10k rows: the
 forests the CPU cost model of bridge/trees/select.py was fitted on.
 """
@@ -21,6 +23,7 @@ forests the CPU cost model of bridge/trees/select.py was fitted on.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -44,6 +47,7 @@ BATCHES = (1, 100, 10_000, 100_000)
 STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
 SKIP_ABOVE_SECONDS = 10.0  # do not start a run predicted to take longer than this
 WARM_UP_ROUNDS = 3
+COMPILE_FROM_BATCH = 10_000  # torch.compile'd 'auto' is timed at these batches too
 
 
 def cpu_model() -> str:
@@ -90,7 +94,7 @@ def cases(quick: bool):
     }
 
 
-def timed_together(functions: dict, budget: float = 0.5, rounds: int = 25) -> dict:
+def timed_together(functions: dict, budget: float = 0.5, rounds: int = 100) -> dict:
     """Fastest seconds per call of each function, calling them in turn, round by round.
 
     Three warm-up rounds first: the first calls at a new batch size pay for fresh memory
@@ -141,7 +145,33 @@ def build_strategies(onnx_model) -> tuple[dict, dict]:
     return modules, unavailable
 
 
-def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
+def trees_of(module) -> tree_module.TreeEnsembleModule:
+    """The tree ensemble inside a module imported from a one-node graph."""
+    return next(m for m in module.modules() if isinstance(m, tree_module.TreeEnsembleModule))
+
+
+def compiled_runner(module, x: torch.Tensor):
+    """``torch.compile`` of ``module`` for this batch (whole graph, static shapes): the
+    function to time and the seconds the first call (the compilation) took; ``(None,
+    reason)`` where compiling fails (inductor needs a C++ compiler)."""
+    try:
+        compiled = torch.compile(module, fullgraph=True, dynamic=False)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            compiled(x)
+        seconds = time.perf_counter() - t0
+    except Exception as error:  # noqa: BLE001 - reported in the results, not fatal
+        return None, f"torch.compile failed: {type(error).__name__}: {error}"[:300]
+
+    def call():
+        with torch.no_grad():
+            return compiled(x)
+
+    return call, seconds
+
+
+def run(quick: bool, threads: int, on_case=None, only=(), results=None,
+        compile_cpu: bool = True) -> dict:
     import onnxruntime
     from skl2onnx import to_onnx
 
@@ -169,11 +199,13 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
         session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
         modules, unavailable = build_strategies(onnx_model)
-        trees = modules["auto"].get_submodule(
-            [n for n, _ in modules["auto"].named_children()][0]).trees
+        on_device = {device: modules if device == "cpu" else
+                     {s: copy.deepcopy(m).to(device) for s, m in modules.items()}
+                     for device in devices}
+        trees = trees_of(modules["auto"])
         info = {"fit_seconds": round(fit_seconds, 2), "trees": trees.n_trees,
                 "depth": trees.depth, "timings": {}, "max_abs_error": {}, "auto_choice": {},
-                "unavailable": unavailable}
+                "unavailable": unavailable, "compile_seconds": {}}
         print(f"\n{name}: {trees.n_trees} trees, depth {trees.depth}", flush=True)
         previous: dict[str, tuple[float, int]] = {}
         for batch in BATCHES:
@@ -186,8 +218,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
             }
             for device in devices:
                 xt = torch.from_numpy(x).to(device)
-                for strategy in modules:
-                    module = modules[strategy].to(device)
+                for strategy, module in on_device[device].items():
 
                     def call(module=module, xt=xt, device=device):
                         with torch.no_grad():
@@ -196,8 +227,14 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
                             torch.cuda.synchronize()
                         return out
 
-                    key = f"torch-{device}-{strategy}"
-                    runners[key] = call
+                    runners[f"torch-{device}-{strategy}"] = call
+            if compile_cpu and batch >= COMPILE_FROM_BATCH:
+                function, seconds = compiled_runner(modules["auto"], torch.from_numpy(x))
+                if function is None:
+                    info["unavailable"]["compiled"] = seconds
+                else:
+                    runners["torch-cpu-compiled"] = function
+                    info["compile_seconds"][str(batch)] = round(seconds, 1)
             measured = {}
             for key, function in runners.items():
                 last = previous.get(key)
@@ -208,7 +245,9 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
                     error = float(np.abs(function().cpu().numpy().reshape(-1) - reference).max())
                     info["max_abs_error"][key] = max(info["max_abs_error"].get(key, 0.0), error)
                     if key.endswith("-auto"):
-                        info["auto_choice"][f"{key.split('-')[1]}-{batch}"] = trees.last_strategy
+                        device = key.split("-")[1]
+                        info["auto_choice"][f"{device}-{batch}"] = trees_of(
+                            on_device[device]["auto"]).last_strategy
                 measured[key] = function
             row.update(timed_together(measured))
             row = {key: row[key] for key in runners}  # keep the column order
@@ -218,8 +257,6 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None) -> dict:
             shown = "  ".join(f"{k}={v * 1e3:.2f}ms" if v is not None else f"{k}=skipped"
                               for k, v in row.items())
             print(f"  batch {batch}: {shown}", flush=True)
-        for module in modules.values():
-            module.to("cpu")
         results["cases"][name] = info
         if on_case is not None:
             on_case(results)
@@ -263,18 +300,22 @@ def markdown(results: dict) -> str:
         "'skipped' = predicted above 10 s.", ""]
     for name, info in results["cases"].items():
         lines += [f"## {name} ({info['trees']} trees, depth {info['depth']})", ""]
-        keys = list(next(iter(info["timings"].values())))
+        keys = list(dict.fromkeys(k for row in info["timings"].values() for k in row))
         lines.append("| backend | " + " | ".join(f"{b} rows" for b in info["timings"]) + " |")
         lines.append("|---|" + "---|" * len(info["timings"]))
         for key in keys:
             cells = []
             for row in info["timings"].values():
                 value, ort = row.get(key), row["onnxruntime"]
-                cells.append("skipped" if value is None else
+                cells.append("—" if key not in row else "skipped" if value is None else
                              f"{value * 1e3:.3g} ({value / ort:.2f}x)")
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         choices = ", ".join(f"{k}: {v}" for k, v in info["auto_choice"].items())
         lines += ["", f"auto chose: {choices}", ""]
+        if info.get("compile_seconds"):
+            spent = ", ".join(f"{b} rows {t} s" for b, t in info["compile_seconds"].items())
+            lines += [f"torch-cpu-compiled: `torch.compile(auto, fullgraph=True)`, compiled "
+                      f"per batch size ({spent})", ""]
         for strategy, reason in info.get("unavailable", {}).items():
             lines += [f"{strategy}: not applicable ({reason})", ""]
     lines += ["## Checks", "", "| case | batch | check | ratio | passed |", "|---|---|---|---|---|"]
@@ -409,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for torch and onnxruntime alike (default 1: shared CI "
                              "machines preempt thread pools, which distorts both)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip timing torch.compile'd 'auto' at >= 10k rows")
     parser.add_argument("--cases", nargs="*", default=(),
                         help="run only these cases, merging into an existing result file")
     args = parser.parse_args(argv)
@@ -432,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     existing = directory / f"{stem}.json"
     previous = json.loads(existing.read_text()) if args.cases and existing.exists() else None
     results = run(args.quick, args.threads, on_case=save, only=tuple(args.cases),
-                  results=previous)
+                  results=previous, compile_cpu=not args.no_compile)
     save(results)
     failed = [c for c in results["checks"] if not c["passed"]]
     print(f"\nwrote {directory / stem}.json/.md; {len(failed)} check(s) not met")
