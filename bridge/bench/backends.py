@@ -7,6 +7,7 @@ host→device transfer, compute, device→host transfer, each measured separatel
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,7 +173,10 @@ class TorchBackend(Backend):
                 return result[index] if isinstance(result, tuple) else result
 
             return call
-        converted = target.converted.to(self.device)
+        # a copy per device: Module.to moves in place, and the torch-cpu runner prepared
+        # before a torch-cuda one must keep its CPU module
+        converted = (target.converted if self.device == "cpu"
+                     else copy.deepcopy(target.converted).to(self.device))
         return getattr(converted, target.method)
 
 

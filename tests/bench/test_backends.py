@@ -1,0 +1,21 @@
+"""Backends prepared side by side keep their own devices."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+import bridge
+from bridge.bench.backends import Target, TorchBackend
+
+
+def test_a_second_device_does_not_move_the_first_runners_module():
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 4).astype(np.float32)
+    estimator = LogisticRegression().fit(X, X[:, 0] > 0)
+    converted = bridge.from_sklearn(estimator)
+    target = Target("logreg", "predict_proba", converted.onnx_model, 1, estimator, converted)
+    on_cpu = TorchBackend("cpu").prepare(target)
+    TorchBackend("meta").prepare(target)  # stands in for CUDA: another device, any machine
+    output, _ = on_cpu(X)
+    np.testing.assert_allclose(output, estimator.predict_proba(X), rtol=1e-4, atol=1e-5)
