@@ -195,6 +195,7 @@ def test_rotary_embedding_scripts():
     torch.testing.assert_close(torch.jit.script(module)(x, cos, sin), module(x, cos, sin))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_attention_and_rotary_run_on_cuda():
     inputs = _qkv(q_heads=4, kv_heads=2)

@@ -142,6 +142,7 @@ def test_deform_conv_with_zero_offsets_is_a_convolution():
     torch.testing.assert_close(module(x, weight, offset), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_image_ops_run_on_cuda():
     x, weight = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)

@@ -162,6 +162,7 @@ def test_quantize_dequantize_script_and_gradient():
     assert scale_grad.grad == 4.0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_integer_kernels_run_on_cuda():
     rng = np.random.default_rng(0)
