@@ -30,8 +30,13 @@ class LeafAggregator(nn.Module):
         leaf_has = torch.from_numpy(np.ascontiguousarray(ensemble.leaf_has[rows]))
         self.aggregate: str = aggregate
         self.n_outputs: int = ensemble.n_outputs
-        always = leaf_has.all(0)
-        never = ~leaf_has.any(0)
+        # an output is scored for every row when some tree scores it at each of its leaves
+        # (every row reaches one leaf per tree: gradient boosting's one-class trees), and for
+        # no row when no leaf scores it; otherwise the flags are gathered per call
+        covering = np.ones((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
+        np.logical_and.at(covering, ensemble.leaf_tree, ensemble.leaf_has.astype(bool))
+        always = torch.from_numpy(covering.any(0))
+        never = ~torch.from_numpy(ensemble.leaf_has.astype(bool).any(0))
         self.static_has: bool = bool((always | never).all())
         # one row per output: a 1-D index_select per output is ~4x faster on CPU than
         # selecting rows of a [leaves, outputs] table (1M leaves of one output: 0.8 vs 4.2 ms)
@@ -43,30 +48,36 @@ class LeafAggregator(nn.Module):
     def forward(self, leaf: torch.Tensor, dtype: torch.dtype,
                 tree_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and has-score flags [N, outputs] of leaf ids ``leaf`` ([trees, N], or
-        [N, trees] with ``tree_dim=1``)."""
+        [N, trees] with ``tree_dim=1``).
+
+        Output by output: one 1-D gather of the reached leaves' values and one reduction
+        over the trees, so no [trees, N, outputs] tensor is built.
+        """
         table = self.values64 if dtype == torch.float64 else self.values32
         flat = leaf.reshape(-1)
-        shape = (leaf.shape[0], leaf.shape[1], self.n_outputs)
-        gathered = _per_output(table, flat).view(shape)
+
+        def reached(row: torch.Tensor) -> torch.Tensor:  # one output's entry per (tree, row)
+            return row.index_select(0, flat).view(leaf.shape)
+
         if self.aggregate == "SUM" or self.aggregate == "AVERAGE":
-            scores = gathered.sum(tree_dim)
+            scores = _columns([reached(row).sum(tree_dim) for row in table.unbind(0)])
             if self.static_has:
                 has = self.constant_has.unsqueeze(0).expand(scores.shape[0], -1)
             else:
-                has = _per_output(self.leaf_has, flat).view(shape).any(tree_dim)
+                has = _columns([reached(row).any(tree_dim) for row in self.leaf_has.unbind(0)])
             return scores, has
-        leaf_has = _per_output(self.leaf_has, flat).view(shape)
-        if self.aggregate == "MIN":
-            scores = torch.where(leaf_has, gathered, torch.full_like(gathered, float("inf")))
-            scores = scores.amin(tree_dim)
-        else:
-            scores = torch.where(leaf_has, gathered, torch.full_like(gathered, float("-inf")))
-            scores = scores.amax(tree_dim)
-        has = leaf_has.any(tree_dim)
-        return torch.where(has, scores, torch.zeros_like(scores)), has
+        fill = float("inf") if self.aggregate == "MIN" else float("-inf")
+        scores, flags = [], []
+        for row, has_row in zip(table.unbind(0), self.leaf_has.unbind(0)):
+            value, has = reached(row), reached(has_row)
+            value = torch.where(has, value, torch.full_like(value, fill))
+            scores.append(value.amin(tree_dim) if self.aggregate == "MIN"
+                          else value.amax(tree_dim))
+            flags.append(has.any(tree_dim))
+        score, has = _columns(scores), _columns(flags)
+        return torch.where(has, score, torch.zeros_like(score)), has
 
 
-def _per_output(table: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """Entries ``flat`` of each row of ``table`` [outputs, leaves], as [len(flat), outputs]."""
-    columns = [row.index_select(0, flat) for row in table.unbind(0)]
+def _columns(columns: list[torch.Tensor]) -> torch.Tensor:
+    """Per-output results [N] side by side as [N, outputs]."""
     return columns[0].unsqueeze(-1) if len(columns) == 1 else torch.stack(columns, -1)

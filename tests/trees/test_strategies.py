@@ -344,3 +344,23 @@ def test_wide_and_strided_inputs_read_the_right_columns():
             scores, _ = trees(layout)
             np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-6,
                                        err_msg=strategy)
+
+
+def test_has_flags_are_static_when_a_tree_scores_an_output_at_every_leaf():
+    # gradient boosting's multiclass trees each score one class at every leaf, so every row
+    # has a score for every class and no flags need gathering; leaves that miss outputs at
+    # random (legacy_model's classifiers) leave the flags to be gathered per call
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.RandomState(2)
+    x = rng.randn(300, 4).astype(np.float32)
+    estimator = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(
+        x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
+    converted = bridge.from_sklearn(estimator)
+    trees = [m for m in converted.modules() if isinstance(m, TreeEnsembleModule)][0]
+    assert all(a.static_has for a in trees.aggregators.values())
+    np.testing.assert_allclose(converted.predict_proba(x), estimator.predict_proba(x),
+                               rtol=1e-4, atol=1e-5)
+    model = legacy_model("classifier", rng, n_outputs=3)
+    _, trees = forest_module(model, "traversal")
+    assert not trees.aggregators["traversal"].static_has
