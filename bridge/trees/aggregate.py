@@ -15,15 +15,18 @@ from bridge.trees.ensemble import TreeEnsemble
 
 
 class LeafAggregator(nn.Module):
-    """Turns leaf indices [trees, N] (tree-major, trees in any order) into scores [N, outputs].
+    """Turns leaf indices [trees, N] (tree-major) into scores [N, outputs].
 
     Also returns the has-score flags [N, outputs]. With ``terminal_leaf`` the indices are a
     strategy's own terminal ids, ``terminal_leaf[i]`` being the leaf of id ``i``: the tables
-    are laid out by terminal id, which spares the strategy one lookup pass.
+    are laid out by terminal id, which spares the strategy one lookup pass. ``tree_order``
+    gives the tree of each row of the indices (default: the forest's order); with it, an
+    output that only some trees score is summed over those trees alone (gradient boosting's
+    multiclass trees each score one class: a third of the gathers for three classes).
     """
 
     def __init__(self, ensemble: TreeEnsemble, aggregate: str,
-                 terminal_leaf: np.ndarray | None = None):
+                 terminal_leaf: np.ndarray | None = None, tree_order: np.ndarray | None = None):
         super().__init__()
         rows = slice(None) if terminal_leaf is None else terminal_leaf
         values = torch.from_numpy(np.ascontiguousarray(ensemble.leaf_values[rows]))
@@ -44,6 +47,19 @@ class LeafAggregator(nn.Module):
         self.register_buffer("values32", self.values64.float())
         self.register_buffer("leaf_has", leaf_has.t().contiguous())
         self.register_buffer("constant_has", always)
+        # per output, the rows of the index tensor whose trees score it (None: every row)
+        scoring = np.zeros((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
+        np.logical_or.at(scoring, ensemble.leaf_tree, ensemble.leaf_has.astype(bool))
+        order = np.arange(ensemble.n_trees) if tree_order is None else np.asarray(tree_order)
+        self.output_trees: list[str | None] = []
+        for output in range(ensemble.n_outputs):
+            rows = np.flatnonzero(scoring[order, output])
+            if 0 < len(rows) < ensemble.n_trees and aggregate in ("SUM", "AVERAGE"):
+                name = f"trees_of_output_{output}"
+                self.register_buffer(name, torch.from_numpy(rows))
+                self.output_trees.append(name)
+            else:  # all trees, or none (then every gathered value is 0 / has no score)
+                self.output_trees.append(None)
 
     def forward(self, leaf: torch.Tensor, dtype: torch.dtype,
                 tree_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,18 +70,22 @@ class LeafAggregator(nn.Module):
         over the trees, so no [trees, N, outputs] tensor is built.
         """
         table = self.values64 if dtype == torch.float64 else self.values32
-        flat = leaf.reshape(-1)
 
-        def reached(row: torch.Tensor) -> torch.Tensor:  # one output's entry per (tree, row)
-            return row.index_select(0, flat).view(leaf.shape)
+        def reached(row: torch.Tensor, among: torch.Tensor = leaf) -> torch.Tensor:
+            """One output's entry for each (tree, row) of ``among``."""
+            return row.index_select(0, among.reshape(-1)).view(among.shape)
 
         if self.aggregate == "SUM" or self.aggregate == "AVERAGE":
-            scores = _columns([reached(row).sum(tree_dim) for row in table.unbind(0)])
+            scores, flags = [], []
+            for output, name in enumerate(self.output_trees):
+                among = leaf if name is None else leaf.index_select(tree_dim, getattr(self, name))
+                scores.append(reached(table[output], among).sum(tree_dim))
+                if not self.static_has:
+                    flags.append(reached(self.leaf_has[output], among).any(tree_dim))
+            score = _columns(scores)
             if self.static_has:
-                has = self.constant_has.unsqueeze(0).expand(scores.shape[0], -1)
-            else:
-                has = _columns([reached(row).any(tree_dim) for row in self.leaf_has.unbind(0)])
-            return scores, has
+                return score, self.constant_has.unsqueeze(0).expand(score.shape[0], -1)
+            return score, _columns(flags)
         fill = float("inf") if self.aggregate == "MIN" else float("-inf")
         scores, flags = [], []
         for row, has_row in zip(table.unbind(0), self.leaf_has.unbind(0)):

@@ -72,6 +72,7 @@ class LookupTrees(nn.Module):
         self.n_features: int = ensemble.n_features
         self.active: list[int] = self.walk.active[LEVELS:]  # walks still going at level 3+
         self.terminal_leaf: np.ndarray = self.walk.terminal_leaf  # forward returns slots
+        self.tree_order: np.ndarray = self.walk.tree_order
         index = self.walk.feature.dtype
         self.register_buffer("feature", torch.from_numpy(feature))
         self.register_buffer("exits", torch.from_numpy(exits.reshape(-1)).to(index))

@@ -121,7 +121,8 @@ class TreeEnsembleModule(nn.Module):
                                          for name in self.strategies}
         # one aggregator per strategy: a strategy may return its own terminal ids
         self.aggregators = nn.ModuleDict({
-            name: LeafAggregator(ensemble, spec.aggregate, getattr(module, "terminal_leaf", None))
+            name: LeafAggregator(ensemble, spec.aggregate, getattr(module, "terminal_leaf", None),
+                                 getattr(module, "tree_order", None))
             for name, module in self.strategies.items()
         })
         self.last_strategy: str = ""

@@ -81,6 +81,7 @@ class TraversalTrees(nn.Module):
                 queue.append((int(ensemble.true_child[reference]), next_slot + 1))
                 next_slot += 2
         depths = ensemble.tree_depth[order]
+        self.tree_order: np.ndarray = order  # the tree of each row of forward's result
         self.n_features: int = ensemble.n_features
         self.missing_fill: float | None = _missing_fill(mode, threshold, missing)
         if self.missing_fill is not None:

@@ -346,19 +346,23 @@ def test_wide_and_strided_inputs_read_the_right_columns():
                                        err_msg=strategy)
 
 
-def test_has_flags_are_static_when_a_tree_scores_an_output_at_every_leaf():
-    # gradient boosting's multiclass trees each score one class at every leaf, so every row
-    # has a score for every class and no flags need gathering; leaves that miss outputs at
-    # random (legacy_model's classifiers) leave the flags to be gathered per call
+@pytest.mark.parametrize("strategy", ["gemm", "traversal", "perfect", "lookup", "bitvector"])
+def test_one_class_trees_give_static_flags_and_per_class_sums(strategy):
+    # gradient boosting's multiclass trees each score one class at every leaf: every row
+    # has a score for every class (no flags to gather), and each class sums only its own
+    # trees (found through each strategy's tree order); leaves that miss outputs at random
+    # (legacy_model's classifiers) leave the flags to be gathered per call
     from sklearn.ensemble import GradientBoostingClassifier
 
     rng = np.random.RandomState(2)
     x = rng.randn(300, 4).astype(np.float32)
-    estimator = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(
+    estimator = GradientBoostingClassifier(n_estimators=5, max_depth=4, random_state=0).fit(
         x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
-    converted = bridge.from_sklearn(estimator)
+    converted = bridge.from_sklearn(estimator, tree_strategy=strategy)
     trees = [m for m in converted.modules() if isinstance(m, TreeEnsembleModule)][0]
-    assert all(a.static_has for a in trees.aggregators.values())
+    aggregator = trees.aggregators[strategy]
+    assert aggregator.static_has
+    assert all(name is not None for name in aggregator.output_trees)
     np.testing.assert_allclose(converted.predict_proba(x), estimator.predict_proba(x),
                                rtol=1e-4, atol=1e-5)
     model = legacy_model("classifier", rng, n_outputs=3)
