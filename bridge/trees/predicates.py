@@ -147,7 +147,7 @@ class NodeTests(nn.Module):
 
 # the comparison of each ordering / equality mode (set membership is NodeTests._member)
 COMPARISONS = {BRANCH_LEQ: torch.le, BRANCH_LT: torch.lt, BRANCH_GTE: torch.ge,
-              BRANCH_GT: torch.gt, BRANCH_EQ: torch.eq, BRANCH_NEQ: torch.ne}
+               BRANCH_GT: torch.gt, BRANCH_EQ: torch.eq, BRANCH_NEQ: torch.ne}
 
 
 def _compare(values: torch.Tensor, threshold: torch.Tensor, mode: int) -> torch.Tensor:
