@@ -92,6 +92,13 @@ class TreeEnsemble:
         return sorted(int(m) for m in np.unique(self.mode))
 
     @property
+    def filler_mode(self) -> int:
+        """The mode of entries that are not real tests (leaves, padding): the forest's only
+        mode when it has one (so its tests stay one comparison), else ``<=``."""
+        modes = self.modes_used
+        return modes[0] if len(modes) == 1 and modes[0] != BRANCH_MEMBER else BRANCH_LEQ
+
+    @property
     def has_missing_tracks(self) -> bool:
         return bool(self.missing_true.any())
 

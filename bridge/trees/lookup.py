@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.trees.ensemble import BRANCH_LEQ, BRANCH_MEMBER, TreeEnsemble
+from bridge.trees.ensemble import TreeEnsemble
 from bridge.trees.predicates import NodeTests
 from bridge.trees.traversal import TERMINAL_THRESHOLD, TraversalTrees, flat_rows
 
@@ -45,8 +45,7 @@ class LookupTrees(nn.Module):
     def __init__(self, ensemble: TreeEnsemble, walk: TraversalTrees | None = None):
         super().__init__()
         self.walk = walk if walk is not None else TraversalTrees(ensemble)
-        modes = ensemble.modes_used
-        never_mode = modes[0] if len(modes) == 1 and modes[0] != BRANCH_MEMBER else BRANCH_LEQ
+        never_mode = ensemble.filler_mode
         order = np.argsort(-ensemble.tree_depth, kind="stable")  # the walk's tree order
         roots = ensemble.tree_root[order]
         heap = _heap_positions(ensemble, roots)  # [trees, 7] references, -1: none

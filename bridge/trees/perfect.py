@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.trees.ensemble import BRANCH_LEQ, BRANCH_MEMBER, TreeEnsemble
+from bridge.trees.ensemble import TreeEnsemble
 from bridge.trees.predicates import NodeTests
 from bridge.trees.traversal import flat_rows, index_dtype
 
@@ -29,8 +29,7 @@ class PerfectTrees(nn.Module):
         super().__init__()
         depth = ensemble.max_depth
         n_trees = ensemble.n_trees
-        modes = ensemble.modes_used
-        pad_mode = modes[0] if len(modes) == 1 and modes[0] != BRANCH_MEMBER else BRANCH_LEQ
+        pad_mode = ensemble.filler_mode
         n_internal = 2 ** depth - 1
         feature = np.zeros((n_trees, n_internal), dtype=np.int64)
         threshold = np.zeros((n_trees, n_internal))

@@ -19,7 +19,6 @@ from bridge.trees.ensemble import (
     BRANCH_GTE,
     BRANCH_LEQ,
     BRANCH_LT,
-    BRANCH_MEMBER,
     BRANCH_NEQ,
     TreeEnsemble,
 )
@@ -40,8 +39,7 @@ class TraversalTrees(nn.Module):
 
     def __init__(self, ensemble: TreeEnsemble):
         super().__init__()
-        modes = ensemble.modes_used
-        terminal_mode = modes[0] if len(modes) == 1 and modes[0] != BRANCH_MEMBER else BRANCH_LEQ
+        terminal_mode = ensemble.filler_mode
         n_slots = ensemble.n_nodes + ensemble.n_leaves
         stay = 1 if terminal_mode == BRANCH_NEQ else 0  # the terminal test's outcome
         first_child = np.zeros(n_slots, dtype=np.int64)
