@@ -19,7 +19,12 @@ from torch import nn
 
 from bridge.trees.ensemble import TreeEnsemble
 from bridge.trees.predicates import NodeTests
-from bridge.trees.traversal import TERMINAL_THRESHOLD, TraversalTrees, flat_rows
+from bridge.trees.traversal import (
+    TERMINAL_THRESHOLD,
+    TraversalTrees,
+    filled_rows,
+    flat_rows,
+)
 
 LEVELS = 3
 TESTS = 2**LEVELS - 1  # heap positions 0..6
@@ -81,7 +86,8 @@ class LookupTrees(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
         n_rows = x.shape[0]
-        values = transposed_rows(x, self.n_features, self.walk.missing_fill)
+        rows = filled_rows(x, self.n_features, self.walk.missing_fill)  # once, for both uses
+        values = transposed_rows(rows, self.n_features, self.walk.missing_fill)
         outcome = self.outcomes(values.index_select(0, self.feature))  # [7 * trees, N]
         code = torch.matmul(self.bits.to(outcome.dtype), outcome.view(TESTS, -1))
         position = code.view(self.n_trees, n_rows).add_(self.exit_base.to(code.dtype))
@@ -89,8 +95,7 @@ class LookupTrees(nn.Module):
         slot = slot.view(self.n_trees, n_rows)
         if not self.active:
             return slot
-        flat, row_start = flat_rows(x, self.n_features, self.walk.feature.dtype,
-                                    self.walk.missing_fill)
+        flat, row_start = flat_rows(rows, self.walk.feature.dtype)
         return self.walk.walk(flat, slot, row_start, self.active)
 
     def outcomes(self, tested: torch.Tensor) -> torch.Tensor:
@@ -132,16 +137,10 @@ def _walk_top(ensemble: TreeEnsemble, roots: np.ndarray, code: int) -> np.ndarra
     return reference
 
 
-def transposed_rows(x: torch.Tensor, n_features: int,
+def transposed_rows(rows: torch.Tensor, n_features: int,
                     missing_fill: float | None = None) -> torch.Tensor:
-    """``x`` [N, F] as ``[F, N]`` (a contiguous copy: the tests copy whole feature rows).
-
-    With ``missing_fill``, rows ``F .. 2F - 1`` repeat the features with NaN replaced by
-    ``missing_fill``.
-    """
-    features = x[:, :n_features]
-    if missing_fill is not None:
-        filled = torch.nan_to_num(features, nan=missing_fill, posinf=float("inf"),
-                                  neginf=float("-inf"))
-        features = torch.cat([features, filled], 1)
-    return features.t().contiguous()
+    """The feature columns of ``rows`` (from :func:`filled_rows`) as a contiguous ``[F, N]``
+    copy (the tests copy whole feature rows); with ``missing_fill``, rows ``F .. 2F - 1``
+    are the NaN-filled copy."""
+    width = n_features if missing_fill is None else 2 * n_features
+    return rows[:, :width].t().contiguous()

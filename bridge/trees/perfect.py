@@ -74,7 +74,7 @@ class PerfectTrees(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the leaf index [n_trees, N] of ``x`` [N, F] (in the comparison dtype)."""
         n_rows = x.shape[0]
-        values, row_start = flat_rows(x, self.n_features, self.feature.dtype)
+        values, row_start = flat_rows(x, self.feature.dtype)
         node = self.tree_base.expand(-1, n_rows).contiguous()  # the roots, tree-major
         shape = node.shape
         for _ in range(self.depth):
