@@ -127,7 +127,26 @@ def timed_together(functions: dict, budget: float = 0.5, rounds: int = 100) -> d
     return best
 
 
-def build_strategies(onnx_model) -> tuple[dict, dict]:
+def synthetic_target(x: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """The regression target every forest here is fitted to (non-linear in x0..x3, noisy)."""
+    return (x[:, 0] * 2 + np.sin(3 * x[:, 1]) + x[:, 2] * x[:, 3]
+            + 0.1 * rng.randn(len(x))).astype(np.float32)
+
+
+def onnx_and_session(model, x_sample: np.ndarray, options):
+    """The fitted ``model``'s ONNX graph (skl2onnx) and an onnxruntime CPU session on it."""
+    import onnxruntime
+    from skl2onnx import to_onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_model = to_onnx(model, x_sample, target_opset={"": 17, "ai.onnx.ml": 3})
+    session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    return onnx_model, session
+
+
+def build_strategies(onnx_model, strategies=STRATEGIES) -> tuple[dict, dict]:
     """``from_onnx`` modules per strategy, and the strategies that cannot run this forest."""
     # forced GEMM on a deep tree exceeds the table limit that "auto" respects; lift it so
     # that the comparison the targets ask for can be made
@@ -135,7 +154,7 @@ def build_strategies(onnx_model) -> tuple[dict, dict]:
     tree_module.GEMM_LIMIT = 2**29
     modules, unavailable = {}, {}
     try:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             try:
                 modules[strategy] = bridge.from_onnx(onnx_model, tree_strategy=strategy)
             except ConversionError as error:  # bit-vectors: > 64 leaves
@@ -173,7 +192,6 @@ def compiled_runner(module, x: torch.Tensor):
 def run(quick: bool, threads: int, on_case=None, only=(), results=None,
         compile_cpu: bool = True) -> dict:
     import onnxruntime
-    from skl2onnx import to_onnx
 
     register()
     torch.set_num_threads(threads)
@@ -182,8 +200,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
     rng = np.random.RandomState(0)
     n_train, n_features = (5_000, 20) if quick else (20_000, 20)
     x_train = rng.randn(n_train, n_features).astype(np.float32)
-    y_train = (x_train[:, 0] * 2 + np.sin(3 * x_train[:, 1]) + x_train[:, 2] * x_train[:, 3]
-               + 0.1 * rng.randn(n_train)).astype(np.float32)
+    y_train = synthetic_target(x_train, rng)
     x_all = rng.randn(max(BATCHES), n_features).astype(np.float32)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results = results or {"machine": dict(machine(), threads=threads), "cases": {}}
@@ -193,11 +210,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
         t0 = time.perf_counter()
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - t0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onnx_model = to_onnx(model, x_train[:1], target_opset={"": 17, "ai.onnx.ml": 3})
-        session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
+        onnx_model, session = onnx_and_session(model, x_train[:1], options)
         modules, unavailable = build_strategies(onnx_model)
         on_device = {device: modules if device == "cpu" else
                      {s: copy.deepcopy(m).to(device) for s, m in modules.items()}
@@ -361,7 +374,6 @@ def matrix_cases() -> dict:
 def run_matrix(threads: int) -> dict:
     """Time lookup, bit-vectors, the walk and 'auto' on :func:`matrix_cases`."""
     import onnxruntime
-    from skl2onnx import to_onnx
 
     register()
     torch.set_num_threads(threads)
@@ -371,22 +383,10 @@ def run_matrix(threads: int) -> dict:
     for name, (model, n_features) in matrix_cases().items():
         rng = np.random.RandomState(0)
         x = rng.randn(20_000, n_features).astype(np.float32)
-        y = (x[:, 0] * 2 + np.sin(3 * x[:, 1]) + x[:, 2] * x[:, 3]
-             + 0.1 * rng.randn(len(x))).astype(np.float32)
-        model.fit(x, y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onnx_model = to_onnx(model, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
-        session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
-        modules = {}
-        for strategy in MATRIX_STRATEGIES:
-            try:
-                modules[strategy] = bridge.from_onnx(onnx_model, tree_strategy=strategy)
-            except ConversionError:
-                pass
-        trees = [m for m in modules["auto"].modules()
-                 if isinstance(m, tree_module.TreeEnsembleModule)][0]
+        model.fit(x, synthetic_target(x, rng))
+        onnx_model, session = onnx_and_session(model, x[:1], options)
+        modules, _ = build_strategies(onnx_model, MATRIX_STRATEGIES)  # bit-vectors may not apply
+        trees = trees_of(modules["auto"])
         info = {"trees": trees.n_trees, "depth": trees.depth, "rows": {}}
         x_test = rng.randn(max(MATRIX_BATCHES), n_features).astype(np.float32)
         for batch in MATRIX_BATCHES:
