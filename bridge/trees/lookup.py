@@ -51,8 +51,7 @@ class LookupTrees(nn.Module):
         super().__init__()
         self.walk = walk if walk is not None else TraversalTrees(ensemble)
         never_mode = ensemble.filler_mode
-        order = np.argsort(-ensemble.tree_depth, kind="stable")  # the walk's tree order
-        roots = ensemble.tree_root[order]
+        roots = ensemble.tree_root[self.walk.tree_order]  # trees in the walk's order
         heap = _heap_positions(ensemble, roots)  # [trees, 7] references, -1: none
         rows = heap.T.reshape(-1)  # test row h * n_trees + t
         interior = rows >= 0
