@@ -22,6 +22,7 @@ from bridge.trees.predicates import NodeTests
 from bridge.trees.traversal import (
     TERMINAL_THRESHOLD,
     TraversalTrees,
+    filled_column,
     filled_rows,
     flat_rows,
 )
@@ -57,9 +58,8 @@ class LookupTrees(nn.Module):
         interior = rows >= 0
         safe = np.where(interior, rows, 0)
         fill = self.walk.missing_fill
-        value_row = ensemble.feature + (
-            np.where(ensemble.missing_true, ensemble.n_features, 0) if fill is not None
-            else 0)
+        value_row = (ensemble.feature if fill is None else
+                     filled_column(ensemble.feature, ensemble.missing_true, ensemble.n_features))
         # positions under a leaf are absent: their bits never decide an exit (see _walk_top)
         feature = np.where(interior, value_row[safe], 0)
         threshold = np.where(interior, ensemble.threshold[safe], TERMINAL_THRESHOLD)

@@ -85,7 +85,7 @@ class TraversalTrees(nn.Module):
         if self.missing_fill is not None:
             # tests whose NaN goes to the true branch read a copy of x with NaN replaced by a
             # value that passes every such test: one comparison then decides every test
-            feature = np.where(missing, feature + ensemble.n_features, feature)
+            feature = filled_column(feature, missing, ensemble.n_features)
             missing = np.zeros_like(missing)
         # trees still walking at each level (a prefix of the depth-sorted trees)
         self.active: list[int] = [int((depths > level).sum())
@@ -224,6 +224,12 @@ def filled_rows(x: torch.Tensor, n_features: int, missing_fill: float | None) ->
     filled = torch.nan_to_num(features, nan=missing_fill, posinf=float("inf"),
                               neginf=float("-inf"))
     return torch.cat([features, filled], 1)
+
+
+def filled_column(feature: np.ndarray, missing_true: np.ndarray, n_features: int) -> np.ndarray:
+    """The column of :func:`filled_rows`' layout each test reads: its feature, or for tests
+    tracking NaN to the true branch, that feature in the NaN-filled copy."""
+    return np.where(missing_true, feature + n_features, feature)
 
 
 def flat_rows(x: torch.Tensor, index: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
