@@ -36,10 +36,11 @@ class LeafAggregator(nn.Module):
         # an output is scored for every row when some tree scores it at each of its leaves
         # (every row reaches one leaf per tree: gradient boosting's one-class trees), and for
         # no row when no leaf scores it; otherwise the flags are gathered per call
+        scored = ensemble.leaf_has.astype(bool)  # [leaves, outputs]
         covering = np.ones((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
-        np.logical_and.at(covering, ensemble.leaf_tree, ensemble.leaf_has.astype(bool))
+        np.logical_and.at(covering, ensemble.leaf_tree, scored)
         always = torch.from_numpy(covering.any(0))
-        never = ~torch.from_numpy(ensemble.leaf_has.astype(bool).any(0))
+        never = ~torch.from_numpy(scored.any(0))
         self.static_has: bool = bool((always | never).all())
         # one row per output: a 1-D index_select per output is ~4x faster on CPU than
         # selecting rows of a [leaves, outputs] table (1M leaves of one output: 0.8 vs 4.2 ms)
@@ -49,7 +50,7 @@ class LeafAggregator(nn.Module):
         self.register_buffer("constant_has", always)
         # per output, the rows of the index tensor whose trees score it (None: every row)
         scoring = np.zeros((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
-        np.logical_or.at(scoring, ensemble.leaf_tree, ensemble.leaf_has.astype(bool))
+        np.logical_or.at(scoring, ensemble.leaf_tree, scored)
         order = np.arange(ensemble.n_trees) if tree_order is None else np.asarray(tree_order)
         self.output_trees: list[str | None] = []
         for output in range(ensemble.n_outputs):
