@@ -135,6 +135,19 @@ def test_lookup_and_bitvector_agree_with_float64_inputs():
             torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
+def one_node_model(node):
+    """A model of one TreeEnsembleRegressor ``node``: X [N, 3] float -> Y [N, 1]."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [node], "trees", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    return model
+
+
 def chain_model(leaves, rng):
     """One regressor tree with exactly ``leaves`` leaves, all reachable: a chain of tests on
     x0 with rising thresholds 0, 1, 2, ... (<= or > at random, some tracking NaN to the true
@@ -168,13 +181,7 @@ def chain_model(leaves, rng):
         target_ids=[0] * len(leaf_ids), target_nodeids=leaf_ids,
         target_treeids=[0] * len(leaf_ids), target_weights=[weights_of[n] for n in leaf_ids],
         n_targets=1)
-    graph = helper.make_graph(
-        [node], "chain", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 3])],
-        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    return model
+    return one_node_model(node)
 
 
 def test_auto_records_its_choice():
@@ -305,13 +312,7 @@ def two_tree_model(mode):
         nodes_truenodeids=[1, 0, 0, 1, 3, 0, 0, 0], nodes_falsenodeids=[2, 0, 0, 2, 4, 0, 0, 0],
         target_ids=[0] * 5, target_nodeids=[1, 2, 2, 3, 4], target_treeids=[0, 0, 1, 1, 1],
         target_weights=[10.0, 20.0, 1.0, 2.0, 3.0], n_targets=1)
-    graph = helper.make_graph(
-        [node], "two", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, 3])],
-        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 8
-    return model
+    return one_node_model(node)
 
 
 @pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT",
