@@ -112,7 +112,7 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
     ``bitvector`` or ``traversal``)."""
     walks = batch * shape.n_trees / 1000.0  # thousands of (row, tree) pairs
     if strategy == "lookup":
-        # its top three levels launch as many ops as the walk's (two input copies, the tests,
+        # its top three levels launch as many ops as the walk's (the transposed input, the tests,
         # the matmul and the exit lookup): measured about even at 1-100 rows
         launches = 11 + 8 * shape.depth
         per_walk = (LOOKUP_TOP_NS + WALK_LEVEL_NS * shape.mean_depth_below_top
