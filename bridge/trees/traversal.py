@@ -125,23 +125,28 @@ class TraversalTrees(nn.Module):
         n_rows = x.shape[0]
         values, row_start = flat_rows(filled_rows(x, self.n_features, self.missing_fill),
                                       self.feature.dtype)
+        if self._buffered(row_start):
+            return self._walk_in_buffers(values, None, row_start, self.active[1:])
         if self.tests.simple:  # every walk is at its root: no per-walk table lookups
-            threshold = self.root_threshold64 if values.dtype == torch.float64 else (
-                self.root_threshold32.to(values.dtype))
             position = (self.root_feature + row_start).view(-1)
             value = values.index_select(0, position).view(-1, n_rows)
-            outcome = self.tests.compare_into(value, threshold, value)
+            outcome = self.tests.compare_into(value, self.root_threshold(value.dtype), value)
             slot = self.root_child + outcome.to(self.root_child.dtype)
         else:
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
         return self.walk(values, slot, row_start, self.active[1:])
 
+    def root_threshold(self, dtype: torch.dtype) -> torch.Tensor:
+        """The roots' thresholds [trees, 1] in ``dtype``."""
+        if dtype == torch.float64:
+            return self.root_threshold64
+        return self.root_threshold32.to(dtype)
+
     def walk(self, values: torch.Tensor, slot: torch.Tensor, row_start: torch.Tensor,
              widths: list[int]) -> torch.Tensor:
         """Advance ``slot`` [trees, N] one level per entry of ``widths`` (the number of
         depth-sorted trees still walking at that level); may reuse ``slot``'s memory."""
-        if (widths and self.tests.simple and row_start.dtype == slot.dtype
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+        if widths and self._buffered(row_start):
             return self._walk_in_buffers(values, slot.contiguous(), row_start, widths)
         full = slot.shape[0]
         for width in widths:
@@ -149,11 +154,17 @@ class TraversalTrees(nn.Module):
             slot = following if width == full else torch.cat([following, slot[width:]])
         return slot
 
-    def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor,
+    def _buffered(self, row_start: torch.Tensor) -> bool:
+        """Whether :meth:`_walk_in_buffers` can run this call (eager mode, one comparison,
+        positions in the tables' index dtype)."""
+        return (self.tests.simple and row_start.dtype == self.feature.dtype
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+    def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor | None,
                          row_start: torch.Tensor, widths: list[int]) -> torch.Tensor:
-        """:meth:`walk` for :attr:`NodeTests.simple` tests in eager mode: every op of every
-        level writes into flat buffers allocated once per call, through views made only
-        when the width changes.
+        """:meth:`walk` for :attr:`NodeTests.simple` tests in eager mode, from ``slot`` or,
+        when it is None, from the roots: every op of every level writes into flat buffers
+        allocated once per call, through views made only when the width changes.
 
         Fresh outputs for every op cost page faults (measured a third of the time: depth-20
         tree, 100k rows, 14.4 vs 9.5 ms), and at 10k rows the Python work of a general step
@@ -165,12 +176,19 @@ class TraversalTrees(nn.Module):
         compare = COMPARISONS[self.tests.single_mode]
         feature, first_child = self.feature, self.first_child
         threshold = self.tests.thresholds(values.dtype)
-        full, n_rows = slot.shape
-        current, spare = slot.view(-1), torch.empty_like(slot).view(-1)
-        at, outcome = torch.empty_like(current), torch.empty_like(current)
+        full, n_rows = (self.roots.shape[0] if slot is None else slot.shape[0]), row_start.shape[1]
+        current = (torch.empty(full * n_rows, dtype=feature.dtype, device=values.device)
+                   if slot is None else slot.view(-1))
+        spare, at, outcome = (torch.empty_like(current) for _ in range(3))
         value = torch.empty(current.shape, dtype=values.dtype, device=values.device)
         bound = torch.empty_like(value)
         at_rows, walking = at.view(full, n_rows), full  # trees past walking are at leaves
+        if slot is None:  # the roots' tables are columns [trees, 1]: no per-walk lookups
+            torch.add(self.root_feature, row_start, out=at_rows)
+            torch.index_select(values, 0, at, out=value)
+            compare(value.view(full, n_rows), self.root_threshold(values.dtype),
+                    out=outcome.view(full, n_rows))
+            torch.add(self.root_child, outcome.view(full, n_rows), out=current.view(full, n_rows))
         for width in widths:
             size = width * n_rows
             if width < walking:  # keep the finished walks in both buffers; narrower views
@@ -187,7 +205,7 @@ class TraversalTrees(nn.Module):
             compare(value, bound, out=outcome)
             torch.index_select(first_child, 0, now, out=following).add_(outcome)
             current, spare = spare, current
-        return current.view(slot.shape)
+        return current.view(full, n_rows)
 
 
 def _missing_fill(mode: np.ndarray, threshold: np.ndarray,
