@@ -150,7 +150,7 @@ class BitvectorTrees(nn.Module):
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             return self.leaves(position)  # one pass: a traced batch must stay symbolic
         parts = [self.leaves(position[:, start:start + self.and_rows])
-                 for start in range(0, values.shape[1], self.and_rows)]
+                 for start in range(0, max(values.shape[1], 1), self.and_rows)]  # 0 rows: one
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def rank(self, values: torch.Tensor) -> torch.Tensor:

@@ -206,6 +206,18 @@ def test_forced_strategy_over_its_size_limit_raises(monkeypatch):
         bridge.from_onnx(legacy_model("regressor", rng, depth=4), tree_strategy="perfect")
 
 
+@pytest.mark.parametrize("strategy", EVERY + ("auto",))
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_an_empty_batch_gives_empty_outputs(strategy, kind):
+    model = legacy_model(kind, np.random.RandomState(0), n_outputs=3)
+    x = np.zeros((0, 3), dtype=np.float32)
+    expected = run_onnxruntime(model, {model.graph.input[0].name: x})
+    with torch.no_grad():
+        got = bridge.from_onnx(model, tree_strategy=strategy)(torch.from_numpy(x))
+    got = got if isinstance(got, tuple) else (got,)
+    assert [tuple(t.shape) for t in got] == [e.shape for e in expected]
+
+
 def test_too_few_features_is_a_clear_error():
     rng = np.random.RandomState(0)
     module = bridge.from_onnx(legacy_model("regressor", rng, n_features=3))
