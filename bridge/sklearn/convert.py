@@ -24,7 +24,7 @@ from bridge.onnx.importer import from_onnx
 from bridge.sklearn.converters import register_missing_converters
 from bridge.sklearn.inputs import InputSpec
 from bridge.sklearn.model import ConvertedModel
-from bridge.sklearn.plan import GraphPlan, final_estimator, plan_conversion
+from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
 from bridge.sklearn.rewrites import encode_string_class_lookups
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -118,7 +118,6 @@ def from_sklearn(
         modules[key] = from_onnx(graph, tree_strategy=tree_strategy)
     if len(initial_types) > 1:  # one input per named column
         input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True})
-    classes = getattr(final_estimator(estimator), "classes_", None)
     return ConvertedModel(
         estimator_name=name,
         graphs=graphs,
@@ -126,7 +125,7 @@ def from_sklearn(
         method_outputs=plan.method_outputs,
         unconverted_methods=plan.unconverted_methods,
         input_spec=input_spec,
-        classes=classes if isinstance(classes, np.ndarray) else None,
+        classes=label_values(estimator),
     )
 
 

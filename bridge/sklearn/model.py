@@ -51,7 +51,8 @@ class ConvertedModel(nn.Module):
     ``score_samples``; the others raise ``AttributeError`` as in scikit-learn.
 
     * numpy arrays, lists or pandas DataFrames in → numpy arrays out (class labels in the
-      estimator's own class values, strings included). Computation runs without autograd
+      estimator's own class values and dtype, strings included; component ids for
+      clusterers and mixtures). Computation runs without autograd
       on the module's device.
     * a ``torch.Tensor`` in → a ``torch.Tensor`` out on the same device, differentiable
       with respect to the input where the graph is. Class labels come back as an int64

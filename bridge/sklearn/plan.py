@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common._registration import get_converter
-from sklearn.base import is_classifier, is_outlier_detector, is_regressor
+from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, NuSVC
+from sklearn.utils import get_tags
 
 from bridge.sklearn.model import METHODS, MethodOutput
 
@@ -80,6 +81,28 @@ def without_probability_calibration(estimator):
     return estimator
 
 
+def is_mixture(estimator) -> bool:
+    """Whether ``estimator`` is a density model that predicts components (GaussianMixture,
+    BayesianGaussianMixture, or a pipeline ending in one)."""
+    return (get_tags(estimator).estimator_type == "density_estimator"
+            and hasattr(estimator, "predict") and hasattr(estimator, "predict_proba"))
+
+
+def label_values(estimator) -> np.ndarray | None:
+    """The values ``predict`` returns, in scikit-learn's dtype: a classifier's classes, a
+    clusterer's or mixture's component ids; None for other estimators."""
+    final = final_estimator(estimator)
+    classes = getattr(final, "classes_", None)
+    if isinstance(classes, np.ndarray):
+        return classes
+    if is_clusterer(estimator) and hasattr(final, "cluster_centers_"):
+        labels = getattr(final, "labels_", np.zeros(0, dtype=np.int32))
+        return np.arange(len(final.cluster_centers_), dtype=labels.dtype)
+    if is_mixture(estimator):
+        return np.arange(len(final.weights_), dtype=np.intp)  # predict's argmax
+    return None
+
+
 def plan_conversion(estimator) -> ConversionPlan:
     """Decide the graphs and method → output mapping for a fitted estimator."""
     available = [m for m in METHODS if hasattr(estimator, m)]
@@ -124,6 +147,21 @@ def plan_conversion(estimator) -> ConversionPlan:
     elif is_regressor(estimator):
         graphs["predictions"] = GraphPlan(estimator)
         outputs["predict"] = MethodOutput("predictions", 0, "values")
+    elif is_clusterer(estimator):
+        # skl2onnx's clusterers (KMeans, MiniBatchKMeans) give (label, distances to centers)
+        graphs["clusters"] = GraphPlan(estimator)
+        if "predict" in available:
+            outputs["predict"] = MethodOutput("clusters", 0, "label")
+        if "transform" in available:
+            outputs["transform"] = MethodOutput("clusters", 1, "matrix")
+    elif is_mixture(estimator):
+        # (label, membership probabilities[, per-sample log-likelihood])
+        wants_scores = "score_samples" in available and "score_samples" in allowed
+        graphs["mixture"] = GraphPlan(estimator, options(score_samples=wants_scores))
+        outputs["predict"] = MethodOutput("mixture", 0, "label")
+        outputs["predict_proba"] = MethodOutput("mixture", 1, "matrix")
+        if wants_scores:
+            outputs["score_samples"] = MethodOutput("mixture", 2, "values")
     elif "transform" in available:
         graphs["transform"] = GraphPlan(estimator)
         outputs["transform"] = MethodOutput("transform", 0, "matrix")

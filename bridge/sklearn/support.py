@@ -54,6 +54,12 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "KNeighborsClassifier": _entry(["predict", "predict_proba"],
                                    notes="pairwise distances run through the ai.onnx Scan operator"),
     "KNeighborsRegressor": _entry(_REGRESSOR, notes="pairwise distances run through the ai.onnx Scan operator"),
+    "KMeans": _entry(["predict", "transform"], notes=(
+        "predict gives cluster ids in scikit-learn's int32; transform the distances")),
+    "MiniBatchKMeans": _entry(["predict", "transform"], notes="as KMeans"),
+    "GaussianMixture": _entry(["predict", "predict_proba", "score_samples"], notes=(
+        "every covariance_type")),
+    "BayesianGaussianMixture": _entry(["predict", "predict_proba", "score_samples"]),
     "StandardScaler": _entry(_TRANSFORM, _F64),
     "MinMaxScaler": _entry(_TRANSFORM),
     "MaxAbsScaler": _entry(_TRANSFORM),

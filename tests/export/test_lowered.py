@@ -18,7 +18,6 @@ import onnxruntime
 import pytest
 import torch
 from sklearn import compose, decomposition, impute, kernel_approximation, pipeline, preprocessing
-from sklearn.base import is_classifier
 
 import bridge
 from bridge.errors import ConversionError
@@ -34,7 +33,7 @@ from bridge.onnx.ops.ml.svm import couple_pairwise_probabilities, couple_while_e
 from bridge.sklearn import SUPPORTED_ESTIMATORS
 from tests.parity import assert_parity, single_node_model
 from tests.sklearn.cases import CASES, get_dataset
-from tests.sklearn.checks import assert_method_matches
+from tests.sklearn.checks import assert_method_matches, predicts_labels
 
 PROBABILITIES = {0: "predict", 1: "predict_proba"}
 PREDICT = {0: "predict"}
@@ -96,6 +95,9 @@ FAMILIES = {
     "tree-ensemble": ("RandomForestClassifier", "strings", "predict_proba", PROBABILITIES),
     "transformed-target": ("TransformedTargetRegressor-func", "positive-regression", "predict",
                            PREDICT),
+    "clusters": ("KMeans", "features", "predict", {0: "predict", 1: "transform"}),
+    "mixture": ("GaussianMixture-full", "features", "predict",
+                {0: "predict", 1: "predict_proba", 2: "score_samples"}),
 }
 
 
@@ -169,14 +171,14 @@ def test_lowered_graph_is_standard_and_agrees(family):
     for position, sklearn_method in outputs.items():
         value = decode_output(lowered, names[position], lowered_outputs[position])
         expected = np.asarray(getattr(estimator, sklearn_method)(X))
-        if sklearn_method == "predict" and is_classifier(estimator):
+        if sklearn_method == "predict" and predicts_labels(estimator):
             value = value.reshape(-1).astype(expected.dtype)
         elif value.ndim == 2 and expected.ndim == 1:  # one column, or binary [-s, s]
             value = value[:, -1]
         answers[sklearn_method] = value
     for sklearn_method in outputs.values():
         assert_method_matches(estimator, _Answers(answers), sklearn_method, X,
-                              is_classifier(estimator))
+                              predicts_labels(estimator))
 
 
 def test_string_labels_decode_to_sklearn_labels_and_batch_is_dynamic():

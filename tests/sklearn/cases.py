@@ -7,6 +7,7 @@ from functools import cache
 
 import numpy as np
 from sklearn import (
+    cluster,
     compose,
     decomposition,
     dummy,
@@ -15,6 +16,7 @@ from sklearn import (
     impute,
     kernel_approximation,
     linear_model,
+    mixture,
     naive_bayes,
     neighbors,
     neural_network,
@@ -234,6 +236,19 @@ CASES: dict[str, tuple] = {
     ),
     "DummyRegressor": (dummy.DummyRegressor, REGRESSION),
     "DummyRegressor-median": (lambda: dummy.DummyRegressor(strategy="median"), REGRESSION),
+    # clusterers and mixtures: predict gives component ids
+    "KMeans": (lambda: cluster.KMeans(n_clusters=3, n_init=2, random_state=0), FEATURES),
+    "MiniBatchKMeans": (
+        lambda: cluster.MiniBatchKMeans(n_clusters=3, n_init=2, batch_size=64, random_state=0),
+        FEATURES,
+    ),
+    **{f"GaussianMixture-{kind}": (
+        (lambda kind=kind: mixture.GaussianMixture(3, covariance_type=kind, random_state=0)),
+        FEATURES,
+    ) for kind in ("full", "tied", "diag", "spherical")},
+    "BayesianGaussianMixture": (
+        lambda: mixture.BayesianGaussianMixture(n_components=3, random_state=0), FEATURES
+    ),
     # tree estimators (their ONNX ops come from bridge/onnx/ops/ml/tree.py)
     "DecisionTreeClassifier": (_small_trees(tree.DecisionTreeClassifier, max_depth=5),
                                CLASSIFICATION),

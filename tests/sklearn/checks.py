@@ -11,6 +11,8 @@ below). Labels must agree exactly, except on rows whose reference scores are tie
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import is_classifier, is_clusterer
+from sklearn.utils import get_tags
 
 from tests.parity import assert_parity, to_numpy
 
@@ -34,6 +36,12 @@ def _tie_rows(estimator, X, margin: float = TIE_MARGIN) -> np.ndarray:
     return np.zeros(len(X), dtype=bool)
 
 
+def predicts_labels(estimator) -> bool:
+    """Whether ``predict`` gives labels (classes, cluster or mixture component ids)."""
+    return (is_classifier(estimator) or is_clusterer(estimator)
+            or get_tags(estimator).estimator_type == "density_estimator")
+
+
 def assert_labels_match(estimator, X, actual, expected, loose: float = 1.0) -> None:
     """Exact label agreement except documented float32 ties."""
     actual = to_numpy(actual)
@@ -48,12 +56,13 @@ def assert_labels_match(estimator, X, actual, expected, loose: float = 1.0) -> N
         )
 
 
-def assert_method_matches(estimator, model, method: str, X, is_classifier: bool,
+def assert_method_matches(estimator, model, method: str, X, predicts_labels: bool,
                           loose: float = 1.0) -> None:
-    """Compare ``model.method(X)`` with ``estimator.method(X)`` under the module's tolerances."""
+    """Compare ``model.method(X)`` with ``estimator.method(X)`` under the module's tolerances
+    (``predicts_labels``: classifiers, clusterers, mixtures)."""
     expected = np.asarray(getattr(estimator, method)(X))
     actual = getattr(model, method)(X)
-    if method == "predict" and is_classifier:
+    if method == "predict" and predicts_labels:
         assert isinstance(actual, np.ndarray), "numpy in must give numpy out"
         assert actual.dtype == expected.dtype, f"label dtype {actual.dtype} != {expected.dtype}"
         assert_labels_match(estimator, X, actual, expected, loose)

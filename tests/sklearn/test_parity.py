@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.base import is_classifier
 
 import bridge
 from tests.parity import assert_parity, run_onnxruntime
 from tests.sklearn.cases import LOOSE_TOLERANCE, case_params, fitted
-from tests.sklearn.checks import assert_method_matches
+from tests.sklearn.checks import assert_method_matches, predicts_labels
 
 PARAMS = case_params()
 
@@ -33,7 +32,7 @@ def test_matches_sklearn_and_onnxruntime(case, data_name):
     converted = [m for m in expected_methods if m in model._method_outputs]
     assert converted, f"{case}: no method converted"
     for method in converted:
-        assert_method_matches(estimator, model, method, X, is_classifier(estimator), loose)
+        assert_method_matches(estimator, model, method, X, predicts_labels(estimator), loose)
     # the same graphs in onnxruntime give the same raw outputs
     graphs = model.onnx_model if isinstance(model.onnx_model, dict) else {
         converted[0]: model.onnx_model
