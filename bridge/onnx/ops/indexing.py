@@ -11,9 +11,31 @@ from bridge.onnx.ops.shape import optional_int_input, tensor_to_ints, unsupporte
 from bridge.onnx.registry import Converted, converter
 
 
-def _wrap_negative(indices: Tensor, length: int) -> Tensor:
-    """Return int64 indices with negative entries counted from the end of an axis of ``length``."""
+def check_indices(indices: Tensor, low: int, high: int, op: str) -> None:
+    """Raise ``IndexError`` naming ``op`` when an index lies outside ``[low, high)``.
+
+    Checked in eager CPU runs only: on a GPU the test would wait for the device (its kernels
+    assert on their own), and traced or compiled graphs must not branch on data.
+    """
+    if (indices.numel() == 0 or indices.device.type != "cpu" or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        return
+    smallest, largest = torch.aminmax(indices)
+    if smallest < low or largest >= high:
+        bad = int(smallest) if smallest < low else int(largest)
+        raise IndexError(
+            f"{op}: index {bad} is out of range for an axis of length {max(high, 0)}; "
+            f"valid indices are {low}..{high - 1}"
+        )
+
+
+def _wrap_negative(indices: Tensor, length: int, op: str) -> Tensor:
+    """Return int64 indices with negative entries counted from the end of an axis of ``length``.
+
+    Raises ``IndexError`` naming ``op`` for indices outside ``[-length, length)``.
+    """
     indices = indices.to(torch.int64)
+    check_indices(indices, -length, length, op)
     return torch.where(indices < 0, indices + length, indices)
 
 
@@ -26,7 +48,7 @@ class OnnxGather(nn.Module):
 
     def forward(self, x: Tensor, indices: Tensor) -> Tensor:
         axis = self.axis + x.dim() if self.axis < 0 else self.axis
-        flat = _wrap_negative(indices, x.shape[axis]).reshape(-1)
+        flat = _wrap_negative(indices, x.shape[axis], "Gather").reshape(-1)
         taken = x.index_select(axis, flat)
         shape = list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1:])
         return taken.reshape(shape)
@@ -46,7 +68,7 @@ class OnnxGatherElements(nn.Module):
 
     def forward(self, x: Tensor, indices: Tensor) -> Tensor:
         axis = self.axis + x.dim() if self.axis < 0 else self.axis
-        return torch.gather(x, axis, _wrap_negative(indices, x.shape[axis]))
+        return torch.gather(x, axis, _wrap_negative(indices, x.shape[axis], "GatherElements"))
 
 
 @converter("GatherElements", versions=(11, 13))
@@ -54,11 +76,11 @@ def convert_gather_elements(node: OnnxNode, context: ConversionContext) -> nn.Mo
     return OnnxGatherElements(node.attribute("axis", 0))
 
 
-def _linear_index(indices: Tensor, dims: list[int]) -> Tensor:
+def _linear_index(indices: Tensor, dims: list[int], op: str) -> Tensor:
     """Row-major flat index of index tuples (last axis of ``indices``) into ``dims``."""
     linear = torch.zeros(indices.shape[:-1], dtype=torch.int64, device=indices.device)
     for position, length in enumerate(dims):
-        linear = linear * length + _wrap_negative(indices[..., position], length)
+        linear = linear * length + _wrap_negative(indices[..., position], length, op)
     return linear
 
 
@@ -82,7 +104,7 @@ class OnnxGatherND(nn.Module):
         for dim in addressed:
             size *= dim
         data = x.reshape([batch, size] + rest)
-        linear = _linear_index(indices.reshape(batch, -1, depth), addressed)
+        linear = _linear_index(indices.reshape(batch, -1, depth), addressed, "GatherND")
         rows = torch.arange(batch, device=x.device).unsqueeze(1)
         picked = data[rows, linear]
         return picked.reshape(list(indices.shape[:-1]) + rest)
@@ -184,7 +206,7 @@ class OnnxScatterElements(nn.Module):
 
     def forward(self, x: Tensor, indices: Tensor, updates: Tensor) -> Tensor:
         axis = self.axis + x.dim() if self.axis < 0 else self.axis
-        index = _wrap_negative(indices, x.shape[axis])
+        index = _wrap_negative(indices, x.shape[axis], "ScatterElements")
         return _scatter(x, axis, index, updates, self.reduction)
 
 
@@ -226,7 +248,7 @@ class OnnxScatterND(nn.Module):
         for dim in addressed:
             size *= dim
         data = x.reshape([size] + rest)
-        linear = _linear_index(indices, addressed).reshape(-1)
+        linear = _linear_index(indices, addressed, "ScatterND").reshape(-1)
         values = updates.reshape([linear.shape[0]] + rest)
         index = linear.reshape([linear.shape[0]] + [1] * len(rest)).expand(values.shape)
         return _scatter(data, 0, index, values, self.reduction).reshape(x.shape)

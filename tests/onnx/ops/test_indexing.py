@@ -37,6 +37,22 @@ def test_gather_with_negative_and_matrix_indices(axis):
     check("Gather", {"x": randn(3, 4, 3), "i": indices}, attributes={"axis": axis})
 
 
+@pytest.mark.parametrize(("op", "indices"), [
+    ("Gather", np.array([0, 3], dtype=I64)),
+    ("GatherElements", np.array([[0, -4, 1]], dtype=I64)),
+    ("GatherND", np.array([[3, 0]], dtype=I64)),
+    ("ScatterElements", np.array([[0, 3, 1]], dtype=I64)),
+])
+def test_index_out_of_range_names_the_operator_and_the_valid_range(op, indices):
+    x = randn(3, 3)
+    inputs = {"x": x, "i": indices}
+    if op == "ScatterElements":
+        inputs["u"] = randn(*indices.shape)
+    module = bridge.from_onnx(single_node_model(op, inputs, ("y",), opset=18))
+    with pytest.raises(IndexError, match=rf"{op}: index -?\d+ is out of range .* -3\.\.2"):
+        module(*(torch.from_numpy(v) for v in inputs.values()))
+
+
 def test_gather_with_int32_and_scalar_indices():
     check("Gather", {"x": randn(5, 2), "i": np.array([-2, 4], dtype=np.int32)})
     x = torch.randn(5, 2)

@@ -13,6 +13,7 @@ from torch import nn
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
+from bridge.onnx.ops.indexing import check_indices
 from bridge.onnx.registry import Converted, converter
 
 NORMS = ("MAX", "L1", "L2")
@@ -154,7 +155,9 @@ class OnnxArrayFeatureExtractor(nn.Module):
     """Select entries of the last axis; a vector input gives a ``[1, k]`` result."""
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        selected = torch.index_select(x, x.dim() - 1, indices.reshape(-1).to(torch.int64))
+        indices = indices.reshape(-1).to(torch.int64)
+        check_indices(indices, 0, x.shape[-1], "ArrayFeatureExtractor")  # no negative ones
+        selected = torch.index_select(x, x.dim() - 1, indices)
         if x.dim() == 1:
             return selected.unsqueeze(0)
         return selected

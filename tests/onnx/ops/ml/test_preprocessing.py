@@ -104,6 +104,16 @@ def test_array_feature_extractor_with_run_time_indices_and_strings():
     assert_matches_onnxruntime(model, {"x": data, "i": indices}, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("bad", [-1, 4])
+def test_array_feature_extractor_index_out_of_range_is_a_clear_error(bad):
+    data = np.arange(12, dtype=np.int64).reshape(3, 4)
+    indices = np.array([2, bad], dtype=np.int64)
+    module = bridge.from_onnx(ml_model("ArrayFeatureExtractor", {"x": data, "i": indices}, {},
+                                       TensorProto.INT64))
+    with pytest.raises(IndexError, match=rf"ArrayFeatureExtractor: index {bad} .* 0\.\.3"):
+        module(torch.from_numpy(data), torch.from_numpy(indices))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 def test_feature_vectorizer_cuts_and_pads(x, dtype):
     inputs = {"a": x[:, :2].astype(dtype), "b": x[:, :3].astype(dtype), "c": x.astype(dtype)}
