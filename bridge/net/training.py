@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from bridge.dataset import get_len, unpack_data
@@ -18,6 +19,11 @@ from bridge.net.validation import cast_floating, check_input
 from bridge.utils import is_dataset, to_tensor
 
 __all__ = ["TrainingMixin"]
+
+
+def _is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (numpy's included), not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 class _FirstStepAccumulator:
@@ -83,7 +89,12 @@ class TrainingMixin:
         prefix = "iterator_train" if training else "iterator_valid"
         iterator = self.iterator_train if training else self.iterator_valid
         kwargs = self.get_params_for(prefix)
+        name = f"{prefix}__batch_size" if "batch_size" in kwargs else "batch_size"
         kwargs.setdefault("batch_size", self.batch_size)
+        size = kwargs["batch_size"]
+        if size is not None and (not _is_int(size) or (size < 1 and size != -1)):
+            raise ValueError(f"{name}={size!r} is not valid; expected a positive integer, or -1 "
+                             "for all rows in one batch")
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
         fast = fast_iterator_for(dataset, iterator, kwargs, self.device)
@@ -173,7 +184,9 @@ class TrainingMixin:
     def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:
         """Train for ``epochs`` (default ``max_epochs``) on already validated ``(X, y)``; returns self."""
         self.check_data(X, y)
-        epochs = self.max_epochs if epochs is None else epochs
+        name, epochs = ("max_epochs", self.max_epochs) if epochs is None else ("epochs", epochs)
+        if not _is_int(epochs) or epochs < 0:
+            raise ValueError(f"{name}={epochs!r} is not valid; expected a non-negative integer")
         dataset_train, dataset_valid = self.get_split_datasets(X, y, **fit_params)
         epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
         iterator_train = self.get_iterator(dataset_train, training=True)

@@ -220,6 +220,25 @@ def test_not_fitted_and_device_errors(iris):
             make_classifier(device="cuda").fit(*iris)
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"batch_size": 0}, "batch_size=0 is not valid"),
+    ({"batch_size": -2}, "batch_size=-2 is not valid"),
+    ({"batch_size": 2.5}, "batch_size=2.5 is not valid"),
+    ({"iterator_train__batch_size": "8"}, "iterator_train__batch_size='8' is not valid"),
+    ({"max_epochs": -1}, "max_epochs=-1 is not valid"),
+    ({"max_epochs": 2.0}, "max_epochs=2.0 is not valid"),
+])
+def test_bad_batch_size_or_epochs_are_named(iris, params, message):
+    with pytest.raises(ValueError, match=message):
+        make_classifier(**params).fit(*iris)
+
+
+def test_batch_size_minus_one_and_numpy_integers_are_accepted(iris):
+    net = make_classifier(batch_size=-1, max_epochs=np.int64(1)).fit(*iris)
+    assert net.history[-1, "train_batch_count"] == 1
+    make_classifier(iterator_valid__batch_size=np.int32(7)).fit(*iris).predict(iris[0])
+
+
 def test_device_none_leaves_tensors_where_they_are(iris):
     X, y = iris
     net = make_classifier(device=None).fit(torch.from_numpy(X), torch.from_numpy(y))
