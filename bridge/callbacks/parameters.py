@@ -3,6 +3,7 @@ apply any function to the parameters whose names match a pattern, at a chosen ep
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
 from typing import Any
@@ -142,8 +143,16 @@ class ParamMapper(Callback):
             return
         if map_fn is None:
             return
+        matched = 0
         for _, param in self.filter_parameters(self.patterns_, self.named_parameters(net)):
             map_fn(param)
+            matched += 1
+        if not matched:  # most likely a misspelt pattern: say so rather than train as if applied
+            names = [name for name, _ in self.named_parameters(net)]
+            shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            warnings.warn(f"{type(self).__name__}: the patterns {self.patterns_!r} match none of "
+                          f"the net's learnable parameters ({shown}); nothing was changed",
+                          UserWarning, stacklevel=2)
 
 
 class Freezer(ParamMapper):

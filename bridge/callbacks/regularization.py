@@ -45,6 +45,11 @@ class GradientNormClipping(Callback):
         """Clip the gradients of ``named_parameters`` in place."""
         if self.gradient_clip_value is None:
             return
+        value = self.gradient_clip_value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            # torch would scale the gradients by a negative factor: gradient ascent
+            raise ValueError(f"gradient_clip_value={value!r} is not valid; expected a positive "
+                             "number, or None for no clipping")
         norm_type = self.gradient_clip_norm_type
         if isinstance(norm_type, str):
             if norm_type != "inf":

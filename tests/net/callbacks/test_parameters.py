@@ -49,6 +49,12 @@ def test_freezer_keeps_matching_parameters(iris, patterns):
     assert net.module_.output.weight.requires_grad
 
 
+def test_patterns_matching_nothing_warn(iris):
+    with pytest.warns(UserWarning, match=r"match none of the net's learnable parameters \(dense0"):
+        _, states = fit(iris, [Freezer("dense_0.*")], max_epochs=1)
+    assert changed(states, "dense0.weight", 1)
+
+
 def test_unfreezer_at_epoch(iris):
     _, states = fit(iris, [Freezer("dense0.*"), Unfreezer("dense0.*", at=3)], max_epochs=4)
     assert [changed(states, "dense0.weight", e) for e in (1, 2, 3, 4)] == [False, False, True, True]

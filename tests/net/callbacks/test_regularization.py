@@ -69,3 +69,11 @@ def test_invalid_norm_type(iris):
     )
     with pytest.raises(ValueError, match="fro"):
         net.fit(X, y)
+
+
+@pytest.mark.parametrize("value", [-1.0, 0, "1", True])
+def test_a_clip_value_that_is_not_positive_is_named(iris, value):
+    net = NeuralNetClassifier(MLP, max_epochs=1, verbose=0, train_split=None,
+                              callbacks=[GradientNormClipping(gradient_clip_value=value)])
+    with pytest.raises(ValueError, match=f"gradient_clip_value={value!r} is not valid"):
+        net.fit(*iris)
