@@ -52,8 +52,9 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         Builds the dataset from ``(X, y)``; default :class:`bridge.dataset.Dataset`.
     train_split : callable or None
         ``train_split(dataset, y) -> (dataset_train, dataset_valid)``; None trains on all data.
-    callbacks : list or None
-        Callback instances, classes or ``(name, callback)`` pairs, run after the defaults.
+    callbacks : list, None or 'disable'
+        Callback instances, classes or ``(name, callback)`` pairs, run after the defaults;
+        ``'disable'`` runs no callback at all, defaults included (as in skorch).
     predict_nonlinearity : 'auto', callable or None
         Applied to the module output in ``predict_proba``; 'auto' picks softmax for
         ``CrossEntropyLoss``, sigmoid for ``BCEWithLogitsLoss``, identity otherwise.
@@ -174,6 +175,11 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         return self._default_callbacks
 
     def _collect_callbacks(self) -> list[tuple[str, Any]]:
+        if isinstance(self.callbacks, str) and self.callbacks == "disable":
+            return []
+        if self.callbacks is not None and not isinstance(self.callbacks, list | tuple):
+            raise TypeError(f"callbacks={self.callbacks!r} is not valid; expected a list of "
+                            "callbacks or (name, callback) pairs, None, or 'disable'")
         named: list[tuple[str, Any]] = list(self.get_default_callbacks())
         user: list[tuple[str, Any]] = []
         for item in self.callbacks or []:
@@ -350,6 +356,7 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
             warnings.warn("iterator_valid__shuffle=True shuffles the rows of predict and predict_proba; "
                           "this is most likely not what you want", UserWarning, stacklevel=2)
         check_device(self.device)
+        _check_components(self)
         self.initialize_callbacks()
         self.initialize_module()
         self.initialize_criterion()
@@ -398,3 +405,19 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         body = ",\n  ".join(f"{k}={v!r}" for k, v in shown.items())
         state = "initialized" if self.initialized_ else "uninitialized"
         return f"<class '{type(self).__module__}.{type(self).__name__}'>[{state}](\n  {body},\n)"
+
+
+def _check_components(net: Any) -> None:
+    """Raise TypeError naming ``module``, ``criterion``, ``optimizer`` or ``train_split`` when
+    it is not something the net can build or call (a string, say)."""
+    wanted = {"module": "a torch.nn.Module instance, class or factory",
+              "criterion": "a loss module instance, class or callable",
+              "optimizer": "a torch.optim.Optimizer class or factory"}
+    for name, expected in wanted.items():
+        value = getattr(net, name)
+        if not (callable(value) or isinstance(value, torch.nn.Module)):
+            raise TypeError(f"{name}={value!r} is not valid; expected {expected}")
+    split = net.train_split
+    if split is not None and split is not False and not callable(split):
+        raise TypeError(f"train_split={split!r} is not valid; expected a callable such as "
+                        "bridge.dataset.ValidSplit(0.2), or None for no validation split")

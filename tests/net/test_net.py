@@ -233,6 +233,28 @@ def test_bad_batch_size_or_epochs_are_named(iris, params, message):
         make_classifier(**params).fit(*iris)
 
 
+def test_a_module_of_the_wrong_type_is_named(iris):
+    with pytest.raises(TypeError, match="module='mlp' is not valid"):
+        NeuralNetClassifier("mlp", max_epochs=1, verbose=0).fit(*iris)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"criterion": "ce"}, "criterion='ce' is not valid"),
+    ({"optimizer": "sgd"}, "optimizer='sgd' is not valid"),
+    ({"train_split": 0.2}, "train_split=0.2 is not valid"),
+    ({"callbacks": EpochScoring("accuracy")}, "callbacks=.* is not valid"),
+])
+def test_components_of_the_wrong_type_are_named(iris, params, message):
+    with pytest.raises(TypeError, match=message):
+        make_classifier(**params).fit(*iris)
+
+
+def test_callbacks_disable_runs_no_callback(iris, capsys):
+    net = make_classifier(callbacks="disable", verbose=1).fit(*iris)
+    assert net.callbacks_ == [] and capsys.readouterr().out == ""
+    assert "train_loss" not in net.history[-1] and len(net.history) == 3
+
+
 def test_batch_size_minus_one_and_numpy_integers_are_accepted(iris):
     net = make_classifier(batch_size=-1, max_epochs=np.int64(1)).fit(*iris)
     assert net.history[-1, "train_batch_count"] == 1
