@@ -297,6 +297,23 @@ def open_file_like(f: str | os.PathLike | IO, mode: str) -> Any:
     return contextlib.nullcontext(f)
 
 
+def check_writable_path(path: str | os.PathLike) -> str:
+    """Return the folder of ``path``, a file to be written.
+
+    Raises
+    ------
+    IsADirectoryError, FileNotFoundError
+        When ``path`` is a folder, or its folder does not exist.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a folder; give a file name in it")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: the folder {folder!r} does not exist")
+    return folder
+
+
 def atomic_write(path: str | os.PathLike | IO, writer: Callable[[IO[bytes]], Any]) -> None:
     """Write a file atomically: a temp file in the same folder, fsync, then ``os.replace``.
 
@@ -312,12 +329,17 @@ def atomic_write(path: str | os.PathLike | IO, writer: Callable[[IO[bytes]], Any
     Returns
     -------
     None
+
+    Raises
+    ------
+    IsADirectoryError, FileNotFoundError
+        From :func:`check_writable_path` (naming ``path``, not the temporary file).
     """
     if not isinstance(path, (str, os.PathLike)):
         writer(path)
         return
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = check_writable_path(path)
     fd, tmp_path = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -18,7 +18,7 @@ from bridge.export.lowering import (
     ml_operators,
     output_vocabularies,
 )
-from bridge.export.modules import export_module
+from bridge.export.modules import check_opset, default_opset, export_module
 from bridge.export.net import net_head, sample_array, sample_for, sample_tensor
 
 __all__ = [
@@ -114,6 +114,13 @@ def _graph_of(model, method: str | None) -> onnx.ModelProto:
 
 def _export_graph(graph: onnx.ModelProto, X_sample, opset, exporter, lowered):
     if not lowered:
+        check_opset(opset)
+        if opset is not None and opset != default_opset(graph):
+            raise ExportError(
+                f"opset={opset} applies to lowered exports; this ONNX-ML graph is written at "
+                f"opset {default_opset(graph)} (from_sklearn's target_opset sets it), so pass "
+                "lowered=True or leave opset out"
+            )
         return set_metadata(onnx.ModelProto.FromString(graph.SerializeToString()),
                             {"bridge.form": "onnx-ml"})
     return _lower_graph(graph, X_sample, opset, exporter)

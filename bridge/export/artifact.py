@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 
 from bridge.errors import ExportError
+from bridge.utils import atomic_write, check_writable_path
 
 PRODUCER_NAME = "bridge"
 # Protobuf cannot serialize a message over 2 GiB: larger models keep tensors in a side file.
@@ -60,6 +61,7 @@ def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> on
         )
     try:
         if large:
+            check_writable_path(path)
             target = Path(path)
             onnx.save_model(model, str(target), save_as_external_data=True,
                             all_tensors_to_one_file=True, location=target.name + ".data")
@@ -69,18 +71,6 @@ def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> on
     except onnx.checker.ValidationError as error:
         raise ExportError(f"the exported graph fails onnx.checker: {error}") from error
     if path is not None:
-        _write_atomically(model.SerializeToString(), Path(path))
+        data = model.SerializeToString()
+        atomic_write(path, lambda handle: handle.write(data))
     return model
-
-
-def _write_atomically(data: bytes, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -50,6 +50,7 @@ def export_module(
     """
     if exporter not in EXPORTERS:
         raise ExportError(f"exporter={exporter!r} is not known; valid: {', '.join(EXPORTERS)}")
+    check_opset(opset)
     module = module.eval()
     if sample.shape[0] < 2:  # a batch of one would be specialised to a constant 1
         sample = torch.cat([sample, sample])
@@ -61,14 +62,36 @@ def export_module(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
-                return _export_dynamo(module, sample, input_name, list(output_names), opset)
-            return _export_torchscript(module, sample, input_name, list(output_names), opset)
+                model = _export_dynamo(module, sample, input_name, list(output_names), opset)
+            else:
+                model = _export_torchscript(module, sample, input_name, list(output_names), opset)
     except ExportError:
         raise
     except Exception as error:
         raise ExportError(_explain(error, exporter, opset)) from error
     finally:
         registration_log.setLevel(previous_level)
+    produced = default_opset(model)
+    if opset is not None and produced != opset:  # torch's converter falls back silently
+        raise ExportError(f"torch's {exporter} exporter produced opset {produced}, not the "
+                          f"requested opset {opset}; pick an opset it can convert to")
+    return model
+
+
+def check_opset(opset: int | None) -> None:
+    """Raise ExportError unless ``opset`` is None or an ai.onnx opset the installed onnx
+    package knows."""
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)
+                              or not 1 <= opset <= newest):
+        raise ExportError(f"opset={opset!r} is not valid; expected an integer from 1 to {newest} "
+                          f"(the newest ai.onnx opset onnx {onnx.__version__} knows)")
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    """The model's ai.onnx (default domain) opset version."""
+    return next((entry.version for entry in model.opset_import
+                 if entry.domain in ("", "ai.onnx")), None)
 
 
 def _export_dynamo(module, sample, input_name, output_names, opset) -> onnx.ModelProto:

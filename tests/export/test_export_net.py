@@ -148,6 +148,40 @@ def test_opset_too_old_is_a_clear_error(iris):
         bridge.to_onnx(net, opset=9)
 
 
+@pytest.mark.parametrize("opset", [0, 99, 18.0, "18"])
+def test_an_opset_onnx_does_not_know_is_refused(iris, opset):
+    net = _classifier().fit(*iris)
+    with pytest.raises(ExportError, match=f"opset={opset!r} is not valid"):
+        bridge.to_onnx(net, opset=opset)
+
+
+def test_a_newer_opset_is_produced_as_asked(iris):
+    net = _classifier().fit(*iris)
+    model = bridge.to_onnx(net, opset=21)
+    assert [entry.version for entry in model.opset_import if entry.domain == ""] == [21]
+
+
+def test_opset_of_an_onnx_ml_graph_applies_only_when_lowered(iris):
+    from sklearn.linear_model import LogisticRegression
+
+    converted = bridge.from_sklearn(LogisticRegression(max_iter=300).fit(*iris))
+    written = [e.version for e in converted.onnx_model["predict"].opset_import if e.domain == ""]
+    assert bridge.to_onnx(converted, opset=written[0]).opset_import  # the same opset: fine
+    with pytest.raises(ExportError, match="applies to lowered exports"):
+        bridge.to_onnx(converted, opset=written[0] - 1)
+    lowered = bridge.to_onnx(converted, opset=20, lowered=True)
+    assert [e.version for e in lowered.opset_import if e.domain == ""] == [20]
+
+
+def test_a_path_to_a_folder_or_into_a_missing_folder_is_named(iris, tmp_path):
+    net = _classifier().fit(*iris)
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        bridge.to_onnx(net, tmp_path)
+    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+        bridge.to_onnx(net, tmp_path / "missing" / "net.onnx")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
 def test_objects_of_other_types_are_rejected():
     with pytest.raises(ExportError, match="cannot export a str; accepted"):
         bridge.to_onnx("model.pkl")
