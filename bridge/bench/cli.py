@@ -15,6 +15,7 @@ from bridge.bench.backends import DEFAULT_BACKENDS, Target, all_backends
 from bridge.bench.report import format_markdown, format_table, write_json, write_plot
 from bridge.bench.runner import onnx_output_for, run_benchmark, run_target
 from bridge.bench.suite import CASES, SUITES
+from bridge.utils import check_writable_path
 
 DESCRIPTION = """\
 Time the same models on scikit-learn (CPU), onnxruntime (CPU/CUDA) and torch
@@ -142,9 +143,18 @@ def _user_target(args, parser):
         index = next((i for i, n in enumerate(outputs) if "prob" in n.lower()), 0)
         name = os.path.basename(args.model)
         return Target(name, "run", model, index), features
-    with open(args.pickle, "rb") as handle:
-        estimator = pickle.load(handle)  # the user vouches for this file (see --help)
+    try:
+        with open(args.pickle, "rb") as handle:
+            estimator = pickle.load(handle)  # the user vouches for this file (see --help)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+        parser.error(f"--pickle: cannot load {args.pickle!r}: {type(error).__name__}: {error}")
+    from sklearn.base import BaseEstimator
+
     from bridge.sklearn.convert import from_sklearn
+
+    if not isinstance(estimator, BaseEstimator):
+        parser.error(f"--pickle: {args.pickle!r} holds a {type(estimator).__name__}, not a fitted "
+                     "scikit-learn estimator")
 
     features = getattr(estimator, "n_features_in_", args.features)
     sample = np.zeros((1, features), dtype=np.float32)
@@ -162,6 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("backends: " + ", ".join(all_backends()))
         print("suites:   " + ", ".join(f"{n}: {', '.join(s['models'])}" for n, s in SUITES.items()))
         return 0
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:  # before the run, so that a typo does not cost its results
+            try:
+                check_writable_path(path)
+            except OSError as error:
+                parser.error(f"{option}: {error}")
     suite = SUITES[args.suite]
     batch_sizes = args.batch_sizes or suite["batch_sizes"]
     repeats = args.repeats or suite["repeats"]

@@ -70,6 +70,9 @@ def test_plot_is_a_png(tiny_run):
         (["--backends", "tensorflow"], "valid: sklearn"),
         (["--batch-sizes", "0"], "must be ≥ 1"),
         (["--batch-sizes", "ten"], "not an integer"),
+        (["--json", "/no/such/folder/results.json"], "the folder '/no/such/folder' does not exist"),
+        (["--plot", "."], "it is a folder"),
+        (["--pickle", "/no/such/model.pkl"], "--pickle: cannot load '/no/such/model.pkl'"),
     ],
 )
 def test_bad_arguments_name_the_valid_values(arguments, message, capsys):
@@ -85,6 +88,16 @@ def test_a_file_that_is_not_onnx_is_rejected(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--model", str(path)])
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_a_pickle_that_is_not_an_estimator_is_rejected(tmp_path, capsys):
+    import pickle
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2]}))
+    with pytest.raises(SystemExit):
+        main(["--pickle", str(path)])
+    assert "holds a dict, not a fitted scikit-learn estimator" in capsys.readouterr().err
 
 
 def test_a_users_onnx_file_is_timed_against_onnxruntime(tmp_path, capsys):
