@@ -50,7 +50,7 @@ _LABELS_INPUT = f"{_VERIFIED}; its input is y (1-D integer labels)"
 
 # estimator class name → (lowering works, note), for every name in SUPPORTED_ESTIMATORS.
 # Measured over every case of tests/sklearn/cases.py (all kernels, binary and string-label
-# data, every method's graph): 137 graphs, one dataset each; tests/export/test_lowered.py
+# data, every method's graph): 138 graphs, one dataset each; tests/export/test_lowered.py
 # keeps one estimator per family under test.
 LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
     **{name: (True, _LINEAR) for name in (
@@ -80,6 +80,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "GaussianMixture", "BayesianGaussianMixture",
     )},
     "OneHotEncoder": (True, _ENCODER),
+    "OrdinalEncoder": (True, _ENCODER),
     "KBinsDiscretizer": (True, _ENCODER),
     "LabelBinarizer": (True, _LABELS_INPUT),
     "ColumnTransformer": (True, f"{_VERIFIED}; {_NAMED_COLUMNS}"),

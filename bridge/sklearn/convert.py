@@ -7,12 +7,18 @@ for decoding and the expected input width, never the results themselves.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import onnx
 from onnx import helper
 from skl2onnx import to_onnx
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
+from skl2onnx.common.data_types import (
+    DoubleTensorType,
+    FloatTensorType,
+    Int64TensorType,
+    StringTensorType,
+)
 from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
@@ -22,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from bridge.errors import ConversionError, NotFittedError, UnsupportedEstimatorError
 from bridge.onnx.importer import from_onnx
 from bridge.sklearn.converters import register_missing_converters
-from bridge.sklearn.inputs import InputSpec
+from bridge.sklearn.inputs import InputSpec, parts, text_columns
 from bridge.sklearn.model import ConvertedModel
 from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
 from bridge.sklearn.rewrites import encode_string_class_lookups
@@ -100,6 +106,7 @@ def from_sklearn(
             f"dtype={numpy_dtype} is not supported; supported: float32, float64"
         )
     register_missing_converters()
+    _warn_about_lenient_parts(estimator)
     plan = plan_conversion(estimator)
     if not plan.graphs:
         raise UnsupportedEstimatorError(
@@ -109,15 +116,18 @@ def from_sklearn(
     if target_opset is None and type(final_estimator(estimator)).__name__ == "IsolationForest":
         target_opset = dict(ISOLATION_FOREST_OPSET)
     input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
+    text = text_columns(estimator, X_sample)
     graphs, modules = {}, {}
     for key, graph_plan in plan.graphs.items():
         graph, initial_types = _convert_graph(
-            estimator, graph_plan, initial_types, options, target_opset, numpy_dtype
+            estimator, graph_plan, initial_types, options, target_opset, numpy_dtype, text
         )
         graphs[key] = graph
         modules[key] = from_onnx(graph, tree_strategy=tree_strategy)
     if len(initial_types) > 1:  # one input per named column
-        input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True})
+        strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
+        input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True,
+                                  "text_columns": strings})
     return ConvertedModel(
         estimator_name=name,
         graphs=graphs,
@@ -127,6 +137,17 @@ def from_sklearn(
         input_spec=input_spec,
         classes=label_values(estimator),
     )
+
+
+def _warn_about_lenient_parts(estimator) -> None:
+    """Warn where the converted graph accepts what scikit-learn refuses."""
+    for part in parts(estimator):
+        if type(part).__name__ == "OrdinalEncoder" and part.handle_unknown == "error":
+            warnings.warn(
+                "OrdinalEncoder(handle_unknown='error') converts to a lookup that gives -1 for "
+                "an unknown category where scikit-learn raises (skl2onnx's graph cannot fail); "
+                "use handle_unknown='use_encoded_value', unknown_value=-1 to make both agree",
+                UserWarning, stacklevel=3)
 
 
 def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
@@ -157,7 +178,7 @@ def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
 
 
 def _convert_graph(estimator, plan: GraphPlan, initial_types, user_options, target_opset,
-                   dtype) -> tuple[onnx.ModelProto, list]:
+                   dtype, text: set[str]) -> tuple[onnx.ModelProto, list]:
     name = type(estimator).__name__
     final = final_estimator(plan.estimator)
     options = dict(user_options or {})
@@ -171,9 +192,11 @@ def _convert_graph(estimator, plan: GraphPlan, initial_types, user_options, targ
             columns = getattr(estimator, "feature_names_in_", None)
             if _COLUMN_NAME_ERROR not in str(error) or columns is None or len(initial_types) > 1:
                 raise
-            # ColumnTransformer selecting columns by name: one (N, 1) input per column
+            # ColumnTransformer selecting columns by name: one (N, 1) input per column,
+            # text columns as strings
             column_type = initial_types[0][1].__class__
-            initial_types = [(str(c), column_type([None, 1])) for c in columns]
+            initial_types = [(str(c), (StringTensorType if str(c) in text else column_type)(
+                [None, 1])) for c in columns]
             graph = to_onnx(plan.estimator, initial_types=initial_types,
                             options=options or None, target_opset=target_opset)
     except (MissingShapeCalculator, MissingConverter) as error:

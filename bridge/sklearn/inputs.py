@@ -32,6 +32,9 @@ class InputSpec:
         The graph takes one ``(N, 1)`` input per column (string column selectors).
     estimator_name : str
         Shown in error messages.
+    text_columns : tuple of str
+        Columns (with ``per_column``) that hold text: they go in as int64 indices into the
+        graph input's vocabulary, -1 for a value outside it.
     """
 
     dtype: np.dtype
@@ -41,9 +44,14 @@ class InputSpec:
     feature_names: tuple[str, ...] | None
     per_column: bool
     estimator_name: str
+    text_columns: tuple[str, ...] = ()
 
-    def prepare(self, X, device: torch.device) -> tuple[list[torch.Tensor], bool]:
+    def prepare(self, X, device: torch.device,
+                vocabularies: dict[str, list] | None = None) -> tuple[list[torch.Tensor], bool]:
         """Validate ``X`` and return the graph inputs plus whether ``X`` was not a tensor.
+
+        ``vocabularies`` maps the text columns to the labels their indices stand for (the
+        graph module's ``input_vocabularies``).
 
         Raises
         ------
@@ -52,6 +60,8 @@ class InputSpec:
             columns that differ from the fitted ones, or NaN/infinity where the
             estimator rejects them.
         """
+        if self.text_columns:
+            return self._text_and_numbers(X, device, vocabularies or {}), True
         is_tensor = isinstance(X, torch.Tensor)
         if is_tensor:
             tensor = self._from_tensor(X, device)
@@ -63,6 +73,41 @@ class InputSpec:
         if self.per_column:
             return [tensor[:, i : i + 1] for i in range(tensor.shape[1])], not is_tensor
         return [tensor], not is_tensor
+
+    def _text_and_numbers(self, X, device: torch.device,
+                          vocabularies: dict[str, list]) -> list[torch.Tensor]:
+        """One ``(N, 1)`` input per column of a DataFrame (or 2-D array) mixing text and
+        numbers: text as vocabulary indices, numbers in the graph's float dtype."""
+        if isinstance(X, torch.Tensor):
+            raise ValueError(
+                f"{self.estimator_name} (converted) reads text columns "
+                f"{list(self.text_columns)}, which a tensor cannot hold; pass a pandas "
+                "DataFrame or a 2-D object array"
+            )
+        if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+            self._check_columns(list(X.columns))
+            X = X.to_numpy(dtype=object)
+        values = np.asarray(X, dtype=object)
+        self._check_shape(values.shape)
+        inputs = []
+        for position, name in enumerate(self.feature_names or ()):
+            column = values[:, position]
+            if name in self.text_columns:
+                index = {label: i for i, label in enumerate(vocabularies.get(name, ()))}
+                codes = np.fromiter((index.get(v, -1) for v in column), np.int64, len(column))
+                inputs.append(torch.from_numpy(codes).view(-1, 1).to(device))
+                continue
+            try:
+                numbers = column.astype(self.dtype)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"column {name!r} of {self.estimator_name} (converted) holds numbers; got "
+                    f"values such as {column[:3].tolist()} that are not"
+                ) from None
+            tensor = torch.from_numpy(numbers).view(-1, 1).to(device)
+            self._check_finite(tensor)
+            inputs.append(tensor)
+        return inputs
 
     def _from_array(self, X) -> np.ndarray:
         if hasattr(X, "columns") and hasattr(X, "to_numpy"):  # pandas DataFrame
@@ -125,3 +170,42 @@ class InputSpec:
             raise ValueError(
                 f"Input X contains infinity or a value too large for {tensor.dtype}."
             )
+
+
+def text_columns(estimator, X_sample=None) -> set[str]:
+    """Names of the columns that hold text: a DataFrame sample's non-numeric columns, else
+    the columns whose first fitted step (in any ColumnTransformer of ``estimator``) learnt
+    text categories or text fill values (OneHotEncoder, OrdinalEncoder, SimpleImputer)."""
+    if hasattr(X_sample, "dtypes") and hasattr(X_sample, "columns"):
+        return {str(c) for c, t in zip(X_sample.columns, X_sample.dtypes)
+                if getattr(t, "kind", "O") not in "biuf"}  # pandas' own dtypes have a kind too
+    from sklearn.compose import ColumnTransformer
+
+    names: set[str] = set()
+    for part in parts(estimator):
+        if not isinstance(part, ColumnTransformer):
+            continue
+        for _, transformer, columns in part.transformers_:
+            first = transformer
+            while hasattr(first, "steps"):
+                first = first.steps[0][1]
+            if _learnt_text(first) and isinstance(columns, list | tuple):
+                names.update(str(c) for c in columns)
+    return names
+
+
+def parts(estimator):
+    """``estimator`` and every estimator nested in it (pipeline steps, transformers)."""
+    yield estimator
+    for _, step in getattr(estimator, "steps", []):
+        yield from parts(step)
+    for entry in getattr(estimator, "transformers_", []):
+        yield from parts(entry[1])
+
+
+def _learnt_text(step) -> bool:
+    categories = getattr(step, "categories_", None)
+    if categories is not None:
+        return any(np.asarray(c).dtype.kind in "OUS" for c in categories)
+    statistics = getattr(step, "statistics_", None)
+    return statistics is not None and np.asarray(statistics).dtype.kind in "OUS"

@@ -101,9 +101,10 @@ class ConvertedModel(nn.Module):
     def raw_outputs(self, method: str, X) -> tuple[torch.Tensor, ...]:
         """Run the graph behind ``method`` and return all its outputs undecoded (for parity checks)."""
         output = self._output_of(method)
-        inputs, _ = self._input_spec.prepare(X, self._device())
+        module = self.graph_modules[output.graph]
+        inputs, _ = self._input_spec.prepare(X, self._device(), module.input_vocabularies)
         with torch.no_grad():
-            result = self.graph_modules[output.graph](*inputs)
+            result = module(*inputs)
         return result if isinstance(result, tuple) else (result,)
 
     def to_onnx(self, path=None, **kwargs):
@@ -177,8 +178,8 @@ class ConvertedModel(nn.Module):
 
     def _run(self, method: str, X):
         output = self._output_of(method)
-        inputs, as_numpy = self._input_spec.prepare(X, self._device())
         module = self.graph_modules[output.graph]
+        inputs, as_numpy = self._input_spec.prepare(X, self._device(), module.input_vocabularies)
         grad_context = torch.no_grad() if as_numpy else contextlib.nullcontext()
         with grad_context:
             result = module(*inputs)

@@ -68,7 +68,12 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "Binarizer": _entry(_TRANSFORM),
     "PolynomialFeatures": _entry(_TRANSFORM),
     "SimpleImputer": _entry(_TRANSFORM, notes="NaN inputs accepted"),
-    "OneHotEncoder": _entry(_TRANSFORM, notes="numeric categories, sparse_output=False"),
+    "OrdinalEncoder": _entry(_TRANSFORM, notes=(
+        "numeric or text categories, as OneHotEncoder; with handle_unknown='error' an unknown "
+        "category gives -1 instead of an error (from_sklearn warns)")),
+    "OneHotEncoder": _entry(_TRANSFORM, notes=(
+        "numeric categories, or text ones in a ColumnTransformer selecting columns by name; "
+        "sparse_output=False")),
     "KBinsDiscretizer": _entry(_TRANSFORM, notes="encode='onehot-dense' or 'ordinal'"),
     "LabelBinarizer": _entry(_TRANSFORM, notes="integer class labels; input is y (1-D)"),
     "PCA": _entry(_TRANSFORM, notes="score_samples has no ONNX conversion"),
@@ -80,7 +85,8 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "VarianceThreshold": _entry(_TRANSFORM),
     "Pipeline": _entry(_CLASSIFIER + _TRANSFORM, notes="the methods of its last step"),
     "ColumnTransformer": _entry(_TRANSFORM, notes=(
-        "columns by position, or by name (then one graph input per column)")),
+        "columns by position, or by name (then one graph input per column; text columns "
+        "go in as strings, from a DataFrame)")),
     "FeatureUnion": _entry(_TRANSFORM),
     "StackingClassifier": _entry(_CLASSIFIER, notes=(
         "bridge fixes binary stacks mixing predict_proba and decision_function; "

@@ -132,6 +132,10 @@ CASES: dict[str, tuple] = {
     "Binarizer": (preprocessing.Binarizer, FEATURES),
     "PolynomialFeatures": (preprocessing.PolynomialFeatures, FEATURES),
     "SimpleImputer": (impute.SimpleImputer, FEATURES),
+    "OrdinalEncoder": (
+        lambda: preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+        ("categories",),
+    ),
     "OneHotEncoder": (
         lambda: preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False), ("categories",)
     ),

@@ -98,6 +98,68 @@ def test_column_transformer_selecting_columns_by_name():
     assert_parity(model.transform(frame), estimator.transform(frame), rtol=1e-5, atol=1e-5)
 
 
+def _text_frame(pandas, rows=160):
+    rng = np.random.default_rng(5)
+    frame = pandas.DataFrame({
+        "city": rng.choice(["paris", "rome", "oslo"], rows), "x": rng.normal(size=rows),
+        "kind": rng.choice(["u", "v"], rows), "y": rng.normal(size=rows),
+    })
+    return frame, ((frame.x + (frame.city == "rome")) > 0.3).astype(int)
+
+
+@pytest.mark.parametrize("final", ["LogisticRegression", "RandomForestClassifier"])
+def test_text_columns_of_a_dataframe_go_in_as_strings(final):
+    pandas = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    frame, target = _text_frame(pandas)
+    columns = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                                 ("kind", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                         unknown_value=-1), ["kind"]),
+                                 ("numbers", StandardScaler(), ["x", "y"])])
+    classifier = {"LogisticRegression": LogisticRegression(),
+                  "RandomForestClassifier": RandomForestClassifier(8, max_depth=4,
+                                                                   random_state=0)}[final]
+    estimator = make_pipeline(columns, classifier).fit(frame, target)
+    model = bridge.from_sklearn(estimator)
+    assert model._input_spec.text_columns == ("city", "kind")
+    unseen = frame.copy()
+    unseen.loc[:4, "city"] = "tokyo"  # one-hot of an unknown city: all zeros, as in sklearn
+    for rows in (frame, unseen):
+        np.testing.assert_array_equal(model.predict(rows), estimator.predict(rows))
+        assert_parity(model.predict_proba(rows), estimator.predict_proba(rows), rtol=0,
+                      atol=1e-4)
+    with pytest.raises(ValueError, match="reads text columns"):
+        model.predict(torch.zeros(3, 4))
+    broken = frame.head(3).astype({"x": object})
+    broken.loc[1, "x"] = "n/a"
+    with pytest.raises(ValueError, match="column 'x' .* holds numbers"):
+        model.predict(broken)
+
+
+def test_an_ordinal_encoder_that_would_raise_on_unknowns_warns():
+    from sklearn.preprocessing import OrdinalEncoder
+
+    encoder = OrdinalEncoder().fit(np.array([[1.0], [2.0]]))
+    with pytest.warns(UserWarning, match="gives -1 for an unknown category"):
+        model = bridge.from_sklearn(encoder)
+    np.testing.assert_array_equal(model.transform(np.array([[7.0]])), [[-1.0]])
+
+
+def test_text_columns_are_read_from_a_dataframe_sample():
+    pandas = pytest.importorskip("pandas")
+    from bridge.sklearn.inputs import text_columns
+
+    frame, _ = _text_frame(pandas, rows=4)
+    frame["level"] = pandas.Categorical(["a", "b", "a", "b"])
+    frame["count"] = pandas.array([1, 2, None, 4], dtype="Int64")
+    assert text_columns(None, frame) == {"city", "kind", "level"}
+
+
 @pytest.mark.parametrize("case", ["LogisticRegression", "StandardScaler", "SVR-rbf",
                                   "DummyClassifier-prior", "Nystroem-rbf"])
 def test_float64_graphs(case):
