@@ -8,6 +8,7 @@ other run-time inputs as constants whenever the graph allows it.
 
 from __future__ import annotations
 
+import copy
 import operator
 import os
 import re
@@ -57,8 +58,20 @@ class OnnxGraphModule(fx.GraphModule):
     string-typed values at the graph edges, ``input_vocabularies`` /
     ``output_vocabularies`` (name → the labels their int64 indices stand for). They are
     plain attributes, set by :func:`from_onnx`; no class-level annotations, which
-    ``torch.jit.script`` would try to read.
+    ``torch.jit.script`` would try to read. ``copy.deepcopy`` keeps them (fx's own deepcopy
+    rebuilds the module from its graph and code alone).
     """
+
+    def __deepcopy__(self, memo: dict) -> OnnxGraphModule:
+        copied = super().__deepcopy__(memo)
+        for name in EDGE_ATTRIBUTES:
+            if name in self.__dict__:
+                setattr(copied, name, copy.deepcopy(self.__dict__[name], memo))
+        return copied
+
+
+EDGE_ATTRIBUTES = ("input_names", "output_names", "opsets", "input_vocabularies",
+                   "output_vocabularies")
 
 
 class _GraphBuilder:

@@ -19,3 +19,14 @@ def test_a_second_device_does_not_move_the_first_runners_module():
     TorchBackend("meta").prepare(target)  # stands in for CUDA: another device, any machine
     output, _ = on_cpu(X)
     np.testing.assert_allclose(output, estimator.predict_proba(X), rtol=1e-4, atol=1e-5)
+
+
+def test_a_device_copy_of_a_converted_model_runs():
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 4).astype(np.float32)
+    estimator = LogisticRegression().fit(X, X[:, 0] > 0)
+    converted = bridge.from_sklearn(estimator)
+    target = Target("logreg", "predict_proba", converted.onnx_model, 1, estimator, converted)
+    copied = TorchBackend("cpu:0").prepare(target)  # not "cpu": a deep copy, as for CUDA
+    output, _ = copied(X)
+    np.testing.assert_allclose(output, estimator.predict_proba(X), rtol=1e-4, atol=1e-5)

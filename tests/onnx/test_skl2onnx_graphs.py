@@ -9,6 +9,7 @@ of the class labels that bridge records as the output's vocabulary.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -168,8 +169,12 @@ def test_one_hot_encoder_string_categories():
     model = convert(estimator, x, zipmap=None)
     (result,) = assert_agrees(model, unseen)
     np.testing.assert_allclose(result, estimator.transform(unseen).toarray())
-    assert set(bridge.from_onnx(model).input_vocabularies[model.graph.input[0].name]) == {
-        "red", "green", "blue"}
+    module = bridge.from_onnx(model)
+    assert set(module.input_vocabularies[model.graph.input[0].name]) == {"red", "green", "blue"}
+    copied = copy.deepcopy(module)  # fx's deepcopy alone drops these attributes
+    for name in ("input_names", "output_names", "opsets", "input_vocabularies",
+                 "output_vocabularies"):
+        assert getattr(copied, name) == getattr(module, name)
 
 
 @pytest.mark.cuda
