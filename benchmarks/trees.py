@@ -455,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", default=(),
                         help="run only these cases, merging into an existing result file")
     args = parser.parse_args(argv)
+    if args.output and Path(args.output).name != args.output:
+        parser.error(f"--output is a file name stem under benchmarks/results (e.g. trees-vm); "
+                     f"got the path {args.output!r}")
+    unknown = sorted(set(args.cases) - set(cases(args.quick)))
+    if unknown:  # checked before the run, which would otherwise time nothing
+        parser.error(f"unknown case(s) {unknown}; valid: {', '.join(cases(args.quick))}")
     host = platform.node().split(".")[0].lower().replace(" ", "-")
     directory = Path(__file__).resolve().parent / "results"
     directory.mkdir(parents=True, exist_ok=True)
