@@ -54,6 +54,12 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "KNeighborsClassifier": _entry(["predict", "predict_proba"],
                                    notes="pairwise distances run through the ai.onnx Scan operator"),
     "KNeighborsRegressor": _entry(_REGRESSOR, notes="pairwise distances run through the ai.onnx Scan operator"),
+    "FixedThresholdClassifier": _entry(_PROBA_ONLY, notes=(
+        "bridge converter; binary; labels threshold the positive class's probability or "
+        "decision value; decision_function has no conversion")),
+    "TunedThresholdClassifierCV": _entry(_PROBA_ONLY, notes=(
+        "bridge converter while skl2onnx's ignores the tuned threshold; as "
+        "FixedThresholdClassifier")),
     "KMeans": _entry(["predict", "transform"], notes=(
         "predict gives cluster ids in scikit-learn's int32; transform the distances")),
     "MiniBatchKMeans": _entry(["predict", "transform"], notes="as KMeans"),

@@ -17,6 +17,7 @@ from sklearn import (
     kernel_approximation,
     linear_model,
     mixture,
+    model_selection,
     naive_bayes,
     neighbors,
     neural_network,
@@ -240,6 +241,22 @@ CASES: dict[str, tuple] = {
     ),
     "DummyRegressor": (dummy.DummyRegressor, REGRESSION),
     "DummyRegressor-median": (lambda: dummy.DummyRegressor(strategy="median"), REGRESSION),
+    # decision-threshold classifiers (binary only): labels from the positive class's score
+    "FixedThresholdClassifier": (
+        lambda: model_selection.FixedThresholdClassifier(linear_model.LogisticRegression(),
+                                                         threshold=0.3),
+        ("binary",),
+    ),
+    "FixedThresholdClassifier-svm": (
+        lambda: model_selection.FixedThresholdClassifier(svm.LinearSVC(random_state=0),
+                                                         threshold=0.4),
+        ("binary",),
+    ),
+    "TunedThresholdClassifierCV": (
+        lambda: model_selection.TunedThresholdClassifierCV(linear_model.LogisticRegression(),
+                                                           cv=3),
+        ("binary",),
+    ),
     # clusterers and mixtures: predict gives component ids
     "KMeans": (lambda: cluster.KMeans(n_clusters=3, n_init=2, random_state=0), FEATURES),
     "MiniBatchKMeans": (

@@ -35,6 +35,9 @@ def test_registration_is_idempotent():
         ("DummyClassifier-prior", "multiclass", "predict_proba"),
         ("VotingClassifier-soft", "multiclass", "predict_proba"),
         ("StackingClassifier", "binary", "predict_proba"),
+        ("FixedThresholdClassifier", "binary", "predict"),
+        ("FixedThresholdClassifier-svm", "binary", "predict"),
+        ("TunedThresholdClassifierCV", "binary", "predict"),
     ],
 )
 def test_custom_converter_graph_matches_sklearn_in_onnxruntime(case, data_name, method):
@@ -49,6 +52,36 @@ def test_custom_converter_graph_matches_sklearn_in_onnxruntime(case, data_name, 
     if actual.ndim == 2 and expected.ndim == 1:
         actual = actual.ravel()
     assert_parity(actual, expected, rtol=1e-4, atol=1e-4, what=case)
+
+
+def test_threshold_labels_follow_the_threshold_and_pos_label():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    import bridge
+
+    data = fitted("LogisticRegression", "binary")[1]
+    labels = np.where(data.y == 1, "yes", "no")
+    argmax = LogisticRegression().fit(data.X, labels).predict(data.X)
+    for threshold, positive in [(0.05, None), (0.95, None), (0.9, "no")]:
+        estimator = FixedThresholdClassifier(LogisticRegression(), threshold=threshold,
+                                             pos_label=positive).fit(data.X, labels)
+        predicted = bridge.from_sklearn(estimator).predict(data.X)
+        np.testing.assert_array_equal(predicted, estimator.predict(data.X))
+        assert (predicted != argmax).any()  # the threshold moved some labels
+
+
+def test_a_threshold_on_decision_values_of_a_probabilistic_model_is_refused():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    import bridge
+
+    data = fitted("LogisticRegression", "binary")[1]
+    estimator = FixedThresholdClassifier(LogisticRegression(), threshold=0.0,
+                                         response_method="decision_function")
+    with pytest.raises(UnsupportedEstimatorError, match="response_method='decision_function'"):
+        bridge.from_sklearn(estimator.fit(data.X, data.y))
 
 
 def test_random_dummy_strategy_is_refused():

@@ -18,6 +18,7 @@ CONVERTER_MODULES = (
     "target",
     "voting",
     "hist_gradient_boosting",
+    "threshold",
 )
 
 _registered: dict[str, object] | None = None
