@@ -50,7 +50,7 @@ _LABELS_INPUT = f"{_VERIFIED}; its input is y (1-D integer labels)"
 
 # estimator class name → (lowering works, note), for every name in SUPPORTED_ESTIMATORS.
 # Measured over every case of tests/sklearn/cases.py (all kernels, binary and string-label
-# data, every method's graph): 141 graphs, one dataset each; tests/export/test_lowered.py
+# data, every method's graph): 142 graphs, one dataset each; tests/export/test_lowered.py
 # keeps one estimator per family under test.
 LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
     **{name: (True, _LINEAR) for name in (
@@ -78,7 +78,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "Pipeline", "StackingClassifier", "StackingRegressor", "VotingClassifier",
         "VotingRegressor", "TransformedTargetRegressor", "KMeans", "MiniBatchKMeans",
         "GaussianMixture", "BayesianGaussianMixture", "FixedThresholdClassifier",
-        "TunedThresholdClassifierCV",
+        "TunedThresholdClassifierCV", "RFE",
     )},
     "OneHotEncoder": (True, _ENCODER),
     "OrdinalEncoder": (True, _ENCODER),

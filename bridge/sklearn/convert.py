@@ -124,6 +124,7 @@ def from_sklearn(
         )
         graphs[key] = graph
         modules[key] = from_onnx(graph, tree_strategy=tree_strategy)
+    _check_outputs(name, plan, graphs)
     if len(initial_types) > 1:  # one input per named column
         strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
         input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True,
@@ -225,8 +226,28 @@ def _convert_graph(estimator, plan: GraphPlan, initial_types, user_options, targ
     return graph, initial_types
 
 
+def _check_outputs(name: str, plan, graphs: dict[str, onnx.ModelProto]) -> None:
+    """Raise UnsupportedEstimatorError where a graph lacks the output a method reads, or a
+    label output holds no labels: skl2onnx laid the graph out unlike the estimator's kind
+    (RFE, a classifier in scikit-learn, converts as its feature selection alone)."""
+    label_types = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.STRING}
+    for method, output in plan.method_outputs.items():
+        declared = graphs[output.graph].graph.output
+        fits = output.output < len(declared) and (
+            output.kind != "label"
+            or declared[output.output].type.tensor_type.elem_type in label_types)
+        if not fits:
+            raise UnsupportedEstimatorError(
+                f"{name}.{method} cannot be converted: skl2onnx's graph has the outputs "
+                f"{[o.name for o in declared]}, not the layout bridge reads {method} from "
+                "(see SUPPORTED.md for the supported estimators)"
+            )
+
+
 def _append_log_output(model: onnx.ModelProto, position: int) -> None:
     """Add ``Log`` of graph output ``position`` as a new last output (predict_log_proba)."""
+    if position >= len(model.graph.output):
+        return  # no probabilities there: _check_outputs names the problem
     source = model.graph.output[position]
     log_name = f"{source.name}_log"
     model.graph.node.append(helper.make_node("Log", [source.name], [log_name], name="bridge_log"))

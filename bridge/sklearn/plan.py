@@ -13,6 +13,7 @@ import numpy as np
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common._registration import get_converter
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
+from sklearn.feature_selection import SelectorMixin
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, NuSVC
 from sklearn.utils import get_tags
@@ -114,7 +115,14 @@ def plan_conversion(estimator) -> ConversionPlan:
     graphs: dict[str, GraphPlan] = {}
     outputs: dict[str, MethodOutput] = {}
     missing: dict[str, str] = {}
-    if is_classifier(estimator):
+    if isinstance(final_estimator(estimator), SelectorMixin) and "transform" in available:
+        # skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel, ...) as the
+        # selection alone, even where the selector also predicts through its estimator
+        graphs["transform"] = GraphPlan(estimator)
+        outputs["transform"] = MethodOutput("transform", 0, "matrix")
+        missing.update({m: "skl2onnx converts a feature selector's transform only"
+                        for m in available if m != "transform"})
+    elif is_classifier(estimator):
         base = options(zipmap=False)
         if "predict_proba" in available:
             wants_log = "predict_log_proba" in available

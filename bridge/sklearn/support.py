@@ -88,6 +88,9 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "Nystroem": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; kernels linear, rbf, laplacian, poly, sigmoid, cosine")),
     "SelectKBest": _entry(_TRANSFORM),
+    "RFE": _entry(_TRANSFORM, notes=(
+        "transform only: skl2onnx converts the feature selection, not the predictions made "
+        "through the selected estimator")),
     "VarianceThreshold": _entry(_TRANSFORM),
     "Pipeline": _entry(_CLASSIFIER + _TRANSFORM, notes="the methods of its last step"),
     "ColumnTransformer": _entry(_TRANSFORM, notes=(

@@ -241,6 +241,10 @@ CASES: dict[str, tuple] = {
     ),
     "DummyRegressor": (dummy.DummyRegressor, REGRESSION),
     "DummyRegressor-median": (lambda: dummy.DummyRegressor(strategy="median"), REGRESSION),
+    "RFE": (
+        lambda: feature_selection.RFE(linear_model.LogisticRegression(), n_features_to_select=3),
+        ("binary",),
+    ),
     # decision-threshold classifiers (binary only): labels from the positive class's score
     "FixedThresholdClassifier": (
         lambda: model_selection.FixedThresholdClassifier(linear_model.LogisticRegression(),

@@ -121,3 +121,17 @@ def test_supported_table_covers_every_tested_family():
     assert names <= set(SUPPORTED_ESTIMATORS)
     for name, entry in SUPPORTED_ESTIMATORS.items():
         assert entry["methods"] and set(entry["dtypes"]) <= {"float32", "float64"}, name
+
+
+def test_a_graph_without_the_output_a_method_reads_is_refused(monkeypatch):
+    import bridge.sklearn.convert as convert
+    from bridge.sklearn.model import MethodOutput
+    from bridge.sklearn.plan import ConversionPlan, GraphPlan
+
+    estimator, _ = fitted("StandardScaler", "features")
+    wrong = ConversionPlan({"g": GraphPlan(estimator)},
+                           {"predict": MethodOutput("g", 0, "label"),
+                            "predict_proba": MethodOutput("g", 1, "matrix")}, {})
+    monkeypatch.setattr(convert, "plan_conversion", lambda _: wrong)
+    with pytest.raises(UnsupportedEstimatorError, match="StandardScaler.predict cannot be"):
+        bridge.from_sklearn(estimator)
