@@ -159,6 +159,21 @@ class ConvertedModel(nn.Module):
         """Per-sample scores (e.g. IsolationForest's opposite anomaly score)."""
         return self._run("score_samples", X)
 
+    def _apply(self, fn, *args, **kwargs):
+        """``Module._apply`` (behind ``.to()``, ``.cuda()``, ``.double()``, ...), refusing a
+        change of float dtype: the graph computes in the dtypes skl2onnx declared, and
+        float64 or float16 tables would meet float32 inputs deep inside it."""
+        for dtype in (torch.float32, torch.float64):
+            probe = fn(torch.empty(0, dtype=dtype))
+            if isinstance(probe, torch.Tensor) and probe.dtype != dtype:
+                raise TypeError(
+                    f"the converted {self.estimator_name} computes in the dtypes of its ONNX "
+                    f"graph; its {dtype} tensors cannot become {probe.dtype}. For a "
+                    "double-precision graph convert with bridge.from_sklearn(estimator, "
+                    "dtype=numpy.float64); .to(device) moves it"
+                )
+        return super()._apply(fn, *args, **kwargs)
+
     def _device(self) -> torch.device:
         for tensor in self.graph_modules.buffers():
             return tensor.device

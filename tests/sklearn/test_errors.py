@@ -135,3 +135,13 @@ def test_a_graph_without_the_output_a_method_reads_is_refused(monkeypatch):
     monkeypatch.setattr(convert, "plan_conversion", lambda _: wrong)
     with pytest.raises(UnsupportedEstimatorError, match="StandardScaler.predict cannot be"):
         bridge.from_sklearn(estimator)
+
+
+@pytest.mark.parametrize("change", ["double", "half", "float", "to_float64"])
+def test_changing_the_float_dtype_of_a_converted_model_is_refused(change):
+    estimator, data = fitted("LogisticRegression", "binary")
+    model = bridge.from_sklearn(estimator)
+    with pytest.raises(TypeError, match="computes in the dtypes of its ONNX graph"):
+        model.to(torch.float64) if change == "to_float64" else getattr(model, change)()
+    model.to("cpu")  # a move is fine, and the model still answers
+    np.testing.assert_array_equal(model.predict(data.X), estimator.predict(data.X))
