@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
                  np.dtype(np.int64): torch.int64}
 
 
@@ -125,14 +125,14 @@ class InputSpec:
         if X.is_complex() or X.dtype == torch.bool:
             raise ValueError(
                 f"{self.estimator_name} (converted) takes real numeric tensors; got "
-                f"{X.dtype}, expected {_TORCH_DTYPES[self.dtype]} (other real dtypes are cast)"
+                f"{X.dtype}, expected {TORCH_DTYPES[self.dtype]} (other real dtypes are cast)"
             )
         if X.device != device:
             raise ValueError(
                 f"input tensor is on {X.device} but the converted {self.estimator_name} is on "
                 f"{device}; move one of them with .to()"
             )
-        return X.to(_TORCH_DTYPES[self.dtype])
+        return X.to(TORCH_DTYPES[self.dtype])
 
     def _check_columns(self, columns: list) -> None:
         if self.feature_names is None:

@@ -159,6 +159,13 @@ class ConvertedModel(nn.Module):
         """Per-sample scores (e.g. IsolationForest's opposite anomaly score)."""
         return self._run("score_samples", X)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script(model)`` compiles: the methods on tensors alone (see
+        :mod:`bridge.sklearn.scripting`)."""
+        from bridge.sklearn.scripting import scriptable
+
+        return scriptable(self)
+
     def _apply(self, fn, *args, **kwargs):
         """``Module._apply`` (behind ``.to()``, ``.cuda()``, ``.double()``, ...), refusing a
         change of float dtype: the graph computes in the dtypes skl2onnx declared, and
