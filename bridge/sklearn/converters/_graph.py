@@ -57,3 +57,21 @@ def broadcast_rows(scope, container, input_name: str, row, proto_type: int, outp
     container.add_node(
         "Expand", [constant, target], [output], name=scope.get_unique_operator_name("Expand")
     )
+
+
+def add_class_labels(scope, container, index: str, classes, output: str) -> None:
+    """Write into ``output`` the class ``classes[i]`` of each index ``i`` in ``index`` (int64):
+    a Gather from the integer classes, or a LabelEncoder to the string ones."""
+    classes = list(classes)
+    if all(isinstance(c, (int, np.integer)) for c in classes):
+        values = add_constant(scope, container, "class_values", [int(c) for c in classes],
+                              TensorProto.INT64)
+        container.add_node("Gather", [values, index], [output], axis=0,
+                           name=scope.get_unique_operator_name("Gather"))
+        return
+    container.add_node(
+        "LabelEncoder", [index], [output], op_domain="ai.onnx.ml", op_version=2,
+        name=scope.get_unique_operator_name("LabelEncoder"),
+        keys_int64s=list(range(len(classes))), values_strings=[str(c) for c in classes],
+        default_string="",
+    )

@@ -20,7 +20,12 @@ from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from bridge.sklearn.converters._graph import add_constant, add_node, proto_float_of
+from bridge.sklearn.converters._graph import (
+    add_class_labels,
+    add_constant,
+    add_node,
+    proto_float_of,
+)
 
 OPTIONS = {
     "zipmap": [True, False, "columns"],
@@ -72,19 +77,7 @@ def convert_stacking_classifier_binary_safe(scope, operator, container) -> None:
                        name=scope.get_unique_operator_name("Identity"))
     index = add_node(scope, container, "ArgMax", [final_scores], "stack_index", axis=1,
                      keepdims=0)
-    classes = list(model.classes_)
-    if all(isinstance(c, (int, np.integer)) for c in classes):
-        values = add_constant(scope, container, "stack_classes", [int(c) for c in classes],
-                              TensorProto.INT64)
-        container.add_node("Gather", [values, index], [operator.outputs[0].full_name], axis=0,
-                           name=scope.get_unique_operator_name("Gather"))
-        return
-    container.add_node(
-        "LabelEncoder", [index], [operator.outputs[0].full_name], op_domain="ai.onnx.ml",
-        op_version=2, name=scope.get_unique_operator_name("LabelEncoder"),
-        keys_int64s=list(range(len(classes))), values_strings=[str(c) for c in classes],
-        default_string="",
-    )
+    add_class_labels(scope, container, index, model.classes_, operator.outputs[0].full_name)
 
 
 def skl2onnx_mishandles_binary_mixed_stacking() -> bool:

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 
 from bridge.errors import UnsupportedEstimatorError
-from bridge.sklearn.converters._graph import add_constant, add_node
+from bridge.sklearn.converters._graph import add_class_labels, add_constant, add_node
 
 OPTIONS = {"zipmap": [True, False, "columns"], "nocl": [True, False],
            "output_class_labels": [False, True]}
@@ -106,20 +106,9 @@ def convert_threshold_classifier(scope, operator, container) -> None:
                      to=TensorProto.INT64)
     index = add_node(scope, container, "Reshape", [index, add_constant(
         scope, container, "flat_shape", [-1], TensorProto.INT64)], "threshold_index_flat")
-    # reached → the positive class, else the other one
     other = classes[0] if positive == classes[1] else classes[1]
-    labels = [other, positive]
-    if all(isinstance(c, (int, np.integer)) for c in classes):
-        values = add_constant(scope, container, "threshold_classes", [int(c) for c in labels],
-                              TensorProto.INT64)
-        container.add_node("Gather", [values, index], [operator.outputs[0].full_name], axis=0,
-                           name=scope.get_unique_operator_name("Gather"))
-        return
-    container.add_node(
-        "LabelEncoder", [index], [operator.outputs[0].full_name], op_domain="ai.onnx.ml",
-        op_version=2, name=scope.get_unique_operator_name("LabelEncoder"),
-        keys_int64s=[0, 1], values_strings=[str(c) for c in labels], default_string="",
-    )
+    add_class_labels(scope, container, index, [other, positive],  # reached: the positive
+                     operator.outputs[0].full_name)
 
 
 def skl2onnx_ignores_tuned_threshold() -> bool:
