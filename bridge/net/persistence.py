@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import warnings
 from typing import Any
 
@@ -101,7 +102,15 @@ class PersistenceMixin:
         extra = dict(self.torch_load_kwargs or {})
         extra.pop("weights_only", None)
         with open_file_like(source, "rb") as handle:
-            return torch.load(handle, map_location=map_location, weights_only=True, **extra)
+            try:
+                return torch.load(handle, map_location=map_location, weights_only=True, **extra)
+            except pickle.UnpicklingError as error:  # torch's text suggests weights_only=False
+                text = str(error)
+                reason = text.split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
+                raise pickle.UnpicklingError(
+                    f"{source!r} is not a file of tensors that save_params wrote, or holds "
+                    f"objects other than tensors, which bridge never unpickles ({reason})"
+                ) from error
 
     def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
                     f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False, **kwargs: Any) -> None:

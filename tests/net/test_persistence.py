@@ -69,6 +69,14 @@ def test_load_params_refuses_pickled_code(iris, tmp_path):
         net.load_params(f_params=path)
 
 
+def test_load_params_names_a_file_that_holds_no_tensors(iris, tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(b"not a tensor file")
+    with pytest.raises(pickle.UnpicklingError, match="notes.pt' is not a file of tensors") as caught:
+        fitted(iris).load_params(f_params=path)
+    assert "weights_only" not in str(caught.value)  # no advice to unpickle untrusted code
+
+
 def test_load_params_from_checkpoint(iris, tmp_path):
     checkpoint = Checkpoint(dirname=str(tmp_path), monitor=None)
     net = fitted(iris, callbacks=[checkpoint])
