@@ -107,8 +107,9 @@ class PersistenceMixin:
             except pickle.UnpicklingError as error:  # torch's text suggests weights_only=False
                 text = str(error)
                 reason = text.split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
+                name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else source
                 raise pickle.UnpicklingError(
-                    f"{source!r} is not a file of tensors that save_params wrote, or holds "
+                    f"{name!r} is not a file of tensors that save_params wrote, or holds "
                     f"objects other than tensors, which bridge never unpickles ({reason})"
                 ) from error
 
