@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+import onnx
 
 from bridge.bench.backends import DEFAULT_BACKENDS, Target, all_backends
 from bridge.bench.report import format_markdown, format_table, write_json, write_plot
@@ -136,7 +137,16 @@ def _user_target(args, parser):
             model = load_model(args.model)
         except InvalidModelError as error:
             parser.error(f"--model: {error}")
-        graph_input = model.graph.input[0]
+        initialized = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initialized]
+        float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+        if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type not in float_types:
+            kinds = [(i.name, onnx.helper.tensor_dtype_to_np_dtype(
+                i.type.tensor_type.elem_type).name if i.type.tensor_type.elem_type else "?")
+                for i in inputs]
+            parser.error(f"--model: bridge-bench times graphs with one floating-point input "
+                         f"(a batch of rows); this one takes {kinds}")
+        graph_input = inputs[0]
         dims = graph_input.type.tensor_type.shape.dim
         features = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else args.features
         outputs = [o.name for o in model.graph.output]

@@ -90,6 +90,20 @@ def test_a_file_that_is_not_onnx_is_rejected(tmp_path, capsys):
     assert "not a readable ONNX model" in capsys.readouterr().err
 
 
+def test_a_graph_without_one_float_input_is_rejected(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 3]) for n in "ab"]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", inputs, [output])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph), path)
+    with pytest.raises(SystemExit):
+        main(["--model", str(path)])
+    assert "one floating-point input" in capsys.readouterr().err
+
+
 def test_a_pickle_that_is_not_an_estimator_is_rejected(tmp_path, capsys):
     import pickle
 
