@@ -52,8 +52,7 @@ class ConvertedModel(nn.Module):
 
     * numpy arrays, lists or pandas DataFrames in → numpy arrays out (class labels in the
       estimator's own class values and dtype, strings included; component ids for
-      clusterers and mixtures). Computation runs without autograd
-      on the module's device.
+      clusterers and mixtures). Computation runs without autograd on the module's device.
     * a ``torch.Tensor`` in → a ``torch.Tensor`` out on the same device, differentiable
       with respect to the input where the graph is. Class labels come back as an int64
       tensor of the class values; when the classes are strings torch cannot hold them,
