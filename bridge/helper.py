@@ -38,6 +38,10 @@ class SliceDict(dict):
     """
 
     def __init__(self, **kwargs: Any):
+        unsized = [key for key, value in kwargs.items() if not hasattr(value, "__len__")]
+        if unsized:
+            raise TypeError(f"SliceDict values must be arrays (one entry per row); {unsized} "
+                            "are not")
         lengths = {len(value) for value in kwargs.values()}
         if len(lengths) > 1:
             raise ValueError(f"all values of a SliceDict must have the same length; got lengths {sorted(lengths)}")
@@ -136,6 +140,9 @@ class SliceDataset(Sequence):
 
     def _select_item(self, row: int) -> Any:
         item = self.dataset[int(self.indices_[row])]
+        if isinstance(item, (tuple, list)) and not -len(item) <= self.idx < len(item):
+            raise IndexError(f"SliceDataset(idx={self.idx}): the dataset's items have "
+                             f"{len(item)} parts (valid idx: 0..{len(item) - 1})")
         return self.transform(item[self.idx])
 
     def __getitem__(self, i: Any) -> Any:

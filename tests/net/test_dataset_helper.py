@@ -72,6 +72,8 @@ def test_slice_dict_slices_rows():
         sd["c"] = np.zeros(5)
     with pytest.raises(TypeError):
         SliceDict.fromkeys(["a"])
+    with pytest.raises(TypeError, match=r"must be arrays .*\['n'\] are not"):
+        SliceDict(a=np.zeros(2), n=5)
     import pickle
 
     assert pickle.loads(pickle.dumps(sd))["a"].shape == (3, 2)
@@ -87,6 +89,8 @@ def test_slice_dataset_indexes_like_an_array():
     assert np.asarray(y_view[1:3]).tolist() == [1, 2]
     with pytest.raises(IndexError):
         X_view["a"]
+    with pytest.raises(IndexError, match=r"idx=2\): the dataset's items have 2 parts"):
+        SliceDataset(tensors, idx=2)[0]
 
 
 def test_predefined_split_returns_given_validation():
