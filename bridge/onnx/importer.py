@@ -62,6 +62,17 @@ class OnnxGraphModule(fx.GraphModule):
     rebuilds the module from its graph and code alone).
     """
 
+    def __call__(self, *args, **kwargs):
+        """Run the graph; in eager calls, first check the inputs against the graph's
+        declared ones (count, tensors, rank, fixed sizes past the batch axis), as
+        onnxruntime does, so a wrong input fails here rather than deep inside an op."""
+        shapes = self.__dict__.get("input_shapes")
+        if shapes is not None and not kwargs and not (
+                torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or torch.compiler.is_exporting()):
+            check_inputs(self.input_names, shapes, args)
+        return super().__call__(*args, **kwargs)
+
     def __deepcopy__(self, memo: dict) -> OnnxGraphModule:
         copied = super().__deepcopy__(memo)
         for name in EDGE_ATTRIBUTES:
@@ -71,7 +82,37 @@ class OnnxGraphModule(fx.GraphModule):
 
 
 EDGE_ATTRIBUTES = ("input_names", "output_names", "opsets", "input_vocabularies",
-                   "output_vocabularies")
+                   "output_vocabularies", "input_shapes")
+
+
+def check_inputs(names: list[str], shapes: list, args: tuple) -> None:
+    """Raise TypeError/ValueError naming the graph input that ``args`` do not fit.
+
+    ``shapes`` holds, per input, its declared dims (int for a fixed size, None otherwise)
+    or None when the graph declares no shape. Checked: the count, that each is a tensor,
+    no more axes than declared, and the fixed sizes of the trailing axes. The first axis
+    is left free (graphs exported with a fixed batch size run at any batch size here), and
+    so is a missing leading axis (tree ensembles take one row as a vector).
+    """
+    if len(args) != len(names):
+        raise TypeError(f"the graph takes {len(names)} input(s) {names}; got {len(args)}")
+    for name, shape, value in zip(names, shapes, args):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"graph input {name!r} must be a torch.Tensor; got "
+                            f"{type(value).__name__} (torch.from_numpy converts an array)")
+        if shape is None:
+            continue
+        if value.dim() > len(shape):
+            raise ValueError(f"graph input {name!r} has rank {len(shape)} (shape "
+                             f"{_shown(shape)}); got shape {tuple(value.shape)}")
+        for back in range(1, min(len(shape), value.dim() + 1)):
+            if shape[-back] is not None and value.shape[-back] != shape[-back]:
+                raise ValueError(f"graph input {name!r} has shape {_shown(shape)}; got "
+                                 f"{tuple(value.shape)} (axis {len(shape) - back} differs)")
+
+
+def _shown(shape: list) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
 class _GraphBuilder:
@@ -147,6 +188,7 @@ class _GraphBuilder:
             module.input_vocabularies, module.output_vocabularies = {}, {}
             return module
         module.input_vocabularies = self._edge_vocabularies(self.graph.inputs, "input")
+        module.input_shapes = [self._declared_shape(name) for name in self.graph.inputs]
         module.output_vocabularies = self._edge_vocabularies(self.graph.outputs, "output")
         return module
 
@@ -159,6 +201,13 @@ class _GraphBuilder:
             else:
                 self.values[name] = self.fx_graph.placeholder(_python_name(name, self.names))
                 self.outer_inputs.append(name)
+
+    def _declared_shape(self, name: str) -> list | None:
+        """The input's declared dims (fixed sizes as ints, others None), or None."""
+        value_type = self.graph.type_of(name)
+        if value_type is None or value_type.shape is None:
+            return None
+        return [d if isinstance(d, int) and d > 0 else None for d in value_type.shape]
 
     def _edge_vocabularies(self, names: list[str], role: str) -> dict[str, list]:
         vocabularies = {}

@@ -221,8 +221,11 @@ def test_an_empty_batch_gives_empty_outputs(strategy, kind):
 def test_too_few_features_is_a_clear_error():
     rng = np.random.RandomState(0)
     module = bridge.from_onnx(legacy_model("regressor", rng, n_features=3))
+    with pytest.raises(ValueError, match=r"graph input 'X' has shape \(\?, 3\); got \(2, 1\)"):
+        module(torch.zeros(2, 1))  # the graph's declared width, checked on entry
+    trees = [m for m in module.modules() if isinstance(m, TreeEnsembleModule)][0]
     with pytest.raises(ValueError, match="F >= "):
-        module(torch.zeros(2, 1))
+        trees(torch.zeros(2, 1))  # the tree module alone checks its own width
 
 
 def test_integer_inputs_compare_as_float():

@@ -1,0 +1,45 @@
+"""Imported modules check their inputs against the graph's declared ones on entry."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import bridge
+
+
+def add_model(batch: int | str = "N"):
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, 3]) for n in "ab"]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", inputs, [output])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("args", "error", "message"), [
+    ((torch.ones(2, 3),), TypeError, r"takes 2 input\(s\) \['a', 'b'\]; got 1"),
+    ((np.ones((2, 3), np.float32), torch.ones(2, 3)), TypeError, "'a' must be a torch.Tensor"),
+    ((torch.ones(2, 3), torch.ones(2, 4)), ValueError, r"'b' has shape \(\?, 3\); got \(2, 4\)"),
+    ((torch.ones(2, 3), torch.ones(1, 2, 3)), ValueError, "'b' has rank 2"),
+])
+def test_inputs_that_do_not_fit_the_graph_are_named(args, error, message):
+    module = bridge.from_onnx(add_model())
+    with pytest.raises(error, match=message):
+        module(*args)
+
+
+def test_a_fixed_batch_size_and_a_single_row_still_run():
+    module = bridge.from_onnx(add_model(batch=1))  # exported with a fixed batch of one
+    assert module(torch.ones(4, 3), torch.ones(4, 3)).shape == (4, 3)
+    assert module(torch.ones(3), torch.ones(3)).shape == (3,)
+
+
+def test_the_check_survives_a_deep_copy_and_stays_out_of_traces():
+    module = copy.deepcopy(bridge.from_onnx(add_model()))
+    with pytest.raises(ValueError, match="axis 1 differs"):
+        module(torch.ones(2, 3), torch.ones(2, 5))
+    traced = torch.jit.trace(module, (torch.ones(2, 3), torch.ones(2, 3)))
+    assert torch.equal(traced(torch.ones(5, 3), torch.ones(5, 3)), torch.full((5, 3), 2.0))
