@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -61,11 +62,7 @@ def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> on
         )
     try:
         if large:
-            check_writable_path(path)
-            target = Path(path)
-            onnx.save_model(model, str(target), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=target.name + ".data")
-            onnx.checker.check_model(str(target), full_check=True)
+            _save_with_external_data(model, Path(path))
             return model
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as error:
@@ -74,3 +71,18 @@ def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> on
         data = model.SerializeToString()
         atomic_write(path, lambda handle: handle.write(data))
     return model
+
+
+def _save_with_external_data(model: onnx.ModelProto, target: Path) -> None:
+    """Write ``target`` and its ``.data`` file in a staging folder beside it, check them
+    there, then move both into place (the data first): a failed check or write leaves any
+    earlier files untouched."""
+    folder = check_writable_path(target)
+    data_name = target.name + ".data"
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-", dir=folder) as staging:
+        staged = Path(staging) / target.name
+        onnx.save_model(model, str(staged), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name)
+        onnx.checker.check_model(str(staged), full_check=True)
+        os.replace(Path(staging) / data_name, target.with_name(data_name))
+        os.replace(staged, target)

@@ -37,6 +37,19 @@ def test_a_model_over_the_protobuf_limit_is_written_with_external_data(tmp_path,
     assert numpy_helper.to_array(loaded.graph.initializer[0]).sum() == 64 * 64
 
 
+def test_a_large_model_that_fails_the_checker_leaves_earlier_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifact, "EXTERNAL_DATA_THRESHOLD", 1000)
+    path = tmp_path / "large.onnx"
+    artifact.check_and_save(_model(), path)
+    before = path.read_bytes(), (tmp_path / "large.onnx.data").read_bytes()
+    broken = _model()
+    broken.graph.node[0].input[0] = "nowhere"  # reads a value nothing defines
+    with pytest.raises(ExportError, match="onnx.checker"):
+        artifact.check_and_save(broken, path)
+    assert (path.read_bytes(), (tmp_path / "large.onnx.data").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large.onnx", "large.onnx.data"]
+
+
 def test_a_large_model_without_a_path_is_refused(monkeypatch):
     monkeypatch.setattr(artifact, "EXTERNAL_DATA_THRESHOLD", 1000)
     with pytest.raises(ExportError, match="give a path"):
