@@ -114,6 +114,11 @@ class InputSpec:
             self._check_columns(list(X.columns))
             X = X.to_numpy()
         array = np.asarray(X)
+        if array.dtype.kind == "O":  # numbers held as objects (a mixed DataFrame's values)
+            try:
+                array = array.astype(self.dtype)
+            except (TypeError, ValueError):
+                pass
         if array.dtype.kind not in "biuf":
             raise ValueError(
                 f"{self.estimator_name} (converted) takes numeric input; got dtype "

@@ -145,3 +145,14 @@ def test_changing_the_float_dtype_of_a_converted_model_is_refused(change):
         model.to(torch.float64) if change == "to_float64" else getattr(model, change)()
     model.to("cpu")  # a move is fine, and the model still answers
     np.testing.assert_array_equal(model.predict(data.X), estimator.predict(data.X))
+
+
+def test_numbers_held_as_objects_are_accepted_and_text_is_not():
+    estimator, data = fitted("StandardScaler", "features")
+    model = bridge.from_sklearn(estimator)
+    np.testing.assert_allclose(model.transform(data.X.astype(object)),
+                               estimator.transform(data.X), rtol=1e-5, atol=1e-5)
+    text = data.X.astype(object)
+    text[0, 0] = "n/a"
+    with pytest.raises(ValueError, match="takes numeric input; got dtype object"):
+        model.transform(text)
