@@ -39,6 +39,20 @@ class MethodOutput:
     kind: str
 
 
+def shaped(values: torch.Tensor, kind: str, binary: bool) -> torch.Tensor:
+    """A method's tensor result from its graph output (see :class:`MethodOutput`): labels
+    flat, a binary problem's decision scores as the positive class's column, one-column
+    values flat. Label outputs hold the class values themselves (or vocabulary indices).
+    TorchScript compiles this too (:mod:`bridge.sklearn.scripting`)."""
+    if kind == "label":
+        return values.reshape(-1)
+    if kind == "decision" and binary and values.dim() == 2 and values.shape[1] == 2:
+        values = values[:, 1]
+    if kind != "matrix" and values.dim() == 2 and values.shape[1] == 1:
+        values = values.reshape(-1)
+    return values
+
+
 def _has_method(name: str):
     return lambda self: name in self._method_outputs or name in self._unconverted_methods
 
@@ -209,14 +223,10 @@ class ConvertedModel(nn.Module):
         return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
 
     def _decode(self, output: MethodOutput, values: torch.Tensor, vocabulary, as_numpy: bool):
+        binary = self._classes is not None and len(self._classes) == 2
+        values = shaped(values, output.kind, binary)
         if output.kind == "label":
-            return self._decode_labels(values.reshape(-1), vocabulary, as_numpy)
-        if output.kind == "decision" and values.dim() == 2:
-            binary = self._classes is not None and len(self._classes) == 2
-            if binary and values.shape[1] == 2:
-                values = values[:, 1]
-        if output.kind in ("values", "decision") and values.dim() == 2 and values.shape[1] == 1:
-            values = values.reshape(-1)
+            return self._decode_labels(values, vocabulary, as_numpy)
         return values.detach().cpu().numpy() if as_numpy else values
 
     def _decode_labels(self, indices: torch.Tensor, vocabulary, as_numpy: bool):

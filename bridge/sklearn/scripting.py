@@ -11,35 +11,25 @@ from __future__ import annotations
 
 import operator
 
-import numpy as np
 import torch
 from torch import fx, nn
 
 from bridge.errors import UnsupportedEstimatorError
+from bridge.sklearn.inputs import TORCH_DTYPES
+from bridge.sklearn.model import METHODS, shaped
 
 
 class Decode(nn.Module):
-    """Turn one graph output into the method's tensor result (see ``MethodOutput.kind``)."""
+    """Turn one graph output into the method's tensor result, as the eager model does
+    (:func:`bridge.sklearn.model.shaped`)."""
 
-    def __init__(self, kind: str, binary: bool, labels: torch.Tensor | None):
+    def __init__(self, kind: str, binary: bool):
         super().__init__()
         self.kind = kind
         self.binary = binary
-        self.has_labels = labels is not None
-        self.register_buffer("labels", labels if labels is not None
-                             else torch.zeros(0, dtype=torch.int64))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        if self.kind == "label":
-            values = values.reshape(-1)
-            if self.has_labels:
-                return self.labels.index_select(0, values)
-            return values
-        if self.kind == "decision" and values.dim() == 2 and self.binary and values.shape[1] == 2:
-            values = values[:, 1]
-        if self.kind != "matrix" and values.dim() == 2 and values.shape[1] == 1:
-            values = values.reshape(-1)
-        return values
+        return shaped(values, self.kind, self.binary)
 
 
 class Missing(nn.Module):
@@ -134,9 +124,6 @@ def scriptable(model) -> ScriptableModel:
         For models whose input is not one tensor (text columns, one input per column) or
         whose labels are strings (a tensor cannot hold them).
     """
-    from bridge.sklearn.inputs import TORCH_DTYPES
-    from bridge.sklearn.model import METHODS
-
     spec = model._input_spec
     name = model.estimator_name
     if spec.per_column:
@@ -155,11 +142,6 @@ def scriptable(model) -> ScriptableModel:
                     "torch.compile(model.graph_modules[...], fullgraph=True)"
                 )
     classes = model._classes
-    labels = None
-    if classes is not None and classes.dtype.kind in "biu":
-        labels = torch.from_numpy(np.asarray(classes, dtype=np.int64))
-    elif classes is not None:
-        labels = "strings"
     binary = classes is not None and len(classes) == 2
     methods: dict[str, nn.Module] = {}
     for method in METHODS:
@@ -168,12 +150,11 @@ def scriptable(model) -> ScriptableModel:
             reason = model._unconverted_methods.get(method, "the estimator has no such method")
             methods[method] = Missing(f"{name}.{method} has no conversion: {reason}")
             continue
-        if output.kind == "label" and isinstance(labels, str):
+        graph = model.graph_modules[output.graph]
+        if graph.output_names[output.output] in graph.output_vocabularies:
             methods[method] = Missing(
                 f"{name}.{method} returns string labels, which a tensor cannot hold")
             continue
-        graph = model.graph_modules[output.graph]
-        methods[method] = method_module(
-            graph, len(graph.output_names), output.output, TORCH_DTYPES[spec.dtype],
-            Decode(output.kind, binary, labels if output.kind == "label" else None))
+        methods[method] = method_module(graph, len(graph.output_names), output.output,
+                                        TORCH_DTYPES[spec.dtype], Decode(output.kind, binary))
     return ScriptableModel(methods, model.main_method)

@@ -44,6 +44,15 @@ def test_scripted_methods_match_scikit_learn_after_save_and_load(case, data_name
     np.testing.assert_allclose(loaded(X).numpy(), getattr(loaded, main)(X).numpy())
 
 
+def test_scripted_labels_are_the_class_values():
+    estimator, data = fitted("LogisticRegression", "binary")
+    shifted = np.where(data.y == 1, 7, 3)  # class values that are not 0..k-1
+    estimator.fit(data.X, shifted)
+    scripted = script(bridge.from_sklearn(estimator))
+    np.testing.assert_array_equal(scripted.predict(torch.from_numpy(data.X)).numpy(),
+                                  estimator.predict(data.X))
+
+
 def test_methods_without_a_tensor_answer_raise_their_reason():
     estimator, data = fitted("LogisticRegression", "strings")
     scripted = script(bridge.from_sklearn(estimator))
