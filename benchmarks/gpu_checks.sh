@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script for a session that is lent a GPU machine (see the device tool).
 # Prepare here first:  echo /.whl/ >> .git/info/exclude, then download the wheels the device
-# image lacks into .whl/ (skl2onnx, onnxscript, onnx-ir, safetensors, tqdm, ... for Python 3.12).
+# image lacks into .whl/ (Python 3.12: skl2onnx, and scikit-learn 1.9.1 and skorch to match the
+# CPU results).
 # Run there (carry .whl):  bash benchmarks/gpu_checks.sh [steps]   — results land in $OUT (or
-# ./gpu-results). Steps (default: all, in this order, most important first): tests trees bench
-# train. A lent machine has ~15 minutes in all, at most 10 per command: run the steps in two
-# calls if needed (e.g. "tests trees", then "bench train").
+# ./gpu-results) as gpu-results.tar.gz. Steps (default: all, in this order, most important first):
+#   tests     the CUDA tests (the rest of the suite runs in CI)
+#   trees     benchmarks/trees.py on CUDA: issue 4's GPU target (>= 10x onnxruntime CPU at
+#             >= 10k rows; onnxruntime with 1 thread and with every core) and the CUDA rule
+#   matrix    the strategies on eight more forest shapes on CUDA (the CUDA rule's calibration)
+#   bench     bridge-bench, full suite, every backend that runs there
+#   compiled  the deep tree with torch.compile (mode='reduce-overhead') on CUDA
+#   train     training and prediction overhead on CUDA
+# Each step has a time limit (a lent machine has ~15 minutes in all, at most 10 per command)
+# and archives what it wrote to $OUT as soon as it ends, so a step cut short loses only itself.
 set -uo pipefail
-steps="${*:-tests trees bench train}"
+steps="${*:-tests trees matrix bench compiled train}"
 want() { [[ " $steps " == *" $1 "* ]]; }
-out="${OUT:-gpu-results}"
-mkdir -p "$out"
+final="${OUT:-gpu-results}"  # at most 8 files come back: everything travels as one archive
+out=/tmp/gpu-results
+mkdir -p "$out" "$final"
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
-python3 -m pip install -q --no-deps -e . || exit 1
+python3 -m pip install -q --no-deps --no-build-isolation -e . || export PYTHONPATH=$PWD:${PYTHONPATH:-}
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-
-# tests: the CUDA tests (the rest of the suite runs in CI)
-want tests && python3 -m pytest -q -p no:cacheprovider -m cuda 2>&1 | tail -30 | tee "$out/pytest.txt"
-# trees: tree strategies on CUDA (issue 4's GPU target: >= 10x onnxruntime CPU at >= 10k rows)
-if want trees; then
-    python3 benchmarks/trees.py --no-compile --output trees-gpu > "$out/trees-gpu.txt" 2>&1
-    cp benchmarks/results/trees-gpu.* "$out/" 2>/dev/null
-fi
-# bench: bridge-bench, every backend that runs here
-want bench && bridge-bench --suite full --batch-sizes 1,100,10000,100000 \
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, sklearn, onnx, onnxruntime, skl2onnx, numpy, os
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'sklearn', sklearn.__version__,
+      'onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__, 'skl2onnx',
+      skl2onnx.__version__, 'numpy', numpy.__version__, 'cores', os.cpu_count())"
+  lscpu | grep -E "Model name|^CPU\(s\)"; } 2>&1 | tee "$out/machine.txt"
+step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $out/NAME.txt
+    local name=$1 limit=$2; shift 2
+    echo "== $name (limit ${limit}s) $(date +%T)"
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1; echo "exit $?" >> "$out/$name.txt"
+    tail -4 "$out/$name.txt"
+    cp benchmarks/results/*gpu* "$out/" 2>/dev/null
+    tar -czf "$final/gpu-results.tar.gz" -C "$out" .
+}
+want tests && step pytest 90 python3 -m pytest -q -p no:cacheprovider -m cuda
+want trees && step trees 160 python3 benchmarks/trees.py --devices cuda --no-compile \
+    --ort-all-cores --output trees-gpu
+want matrix && step matrix 140 python3 benchmarks/trees.py --matrix --devices cuda \
+    --output trees-matrix-gpu
+want bench && step bench 85 python3 -m bridge.bench --suite full --batch-sizes 1,100,10000 \
     --backends sklearn,onnxruntime-cpu,onnxruntime-cuda,torch-cpu,torch-cuda \
-    --json "$out/bench-full-gpu.json" --plot "$out/bench-full-gpu.png" --markdown \
-    > "$out/bench-full-gpu.txt" 2>&1
-# train: training overhead on the GPU
-want train && python3 benchmarks/train_overhead.py --device cuda > "$out/train_overhead-gpu.txt" 2>&1
-ls -la "$out"
+    --json "$out/bench-full-gpu.json" --plot "$out/bench-full-gpu.png" --markdown
+want compiled && step compiled 55 python3 benchmarks/trees.py --devices cuda \
+    --cases deep_tree_20 --output trees-gpu-compiled
+want train && step train 45 python3 benchmarks/train_overhead.py --device cuda --repeats 1
+tar -czf "$final/gpu-results.tar.gz" -C "$out" . && ls -la "$out"

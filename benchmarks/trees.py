@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -48,6 +49,8 @@ STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
 SKIP_ABOVE_SECONDS = 10.0  # do not start a run predicted to take longer than this
 WARM_UP_ROUNDS = 3
 COMPILE_FROM_BATCH = 10_000  # torch.compile'd 'auto' is timed at these batches too
+# --ort-all-cores: a second onnxruntime session with its default thread count (every core)
+ORT_ALL_CORES = "onnxruntime-all-cores"
 
 
 def cpu_model() -> str:
@@ -172,25 +175,57 @@ def trees_of(module) -> tree_module.TreeEnsembleModule:
 def compiled_runner(module, x: torch.Tensor):
     """``torch.compile`` of ``module`` for this batch (whole graph, static shapes): the
     function to time and the seconds the first call (the compilation) took; ``(None,
-    reason)`` where compiling fails (inductor needs a C++ compiler)."""
-    try:
-        compiled = torch.compile(module, fullgraph=True, dynamic=False)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            compiled(x)
-        seconds = time.perf_counter() - t0
-    except Exception as error:  # noqa: BLE001 - reported in the results, not fatal
-        return None, f"torch.compile failed: {type(error).__name__}: {error}"[:300]
+    reason)`` where compiling fails (inductor needs a C++ compiler). On CUDA the mode is
+    "reduce-overhead" (the compiled kernels replayed as one CUDA graph)."""
+    cuda = x.device.type == "cuda"
+    mode = "reduce-overhead" if cuda else None
 
     def call():
         with torch.no_grad():
-            return compiled(x)
+            out = compiled(x)
+        if cuda:
+            torch.cuda.synchronize()
+        return out
 
+    try:
+        compiled = torch.compile(module, fullgraph=True, dynamic=False, mode=mode)
+        t0 = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - t0
+    except Exception as error:  # noqa: BLE001 - reported in the results, not fatal
+        return None, f"torch.compile failed: {type(error).__name__}: {error}"[:300]
     return call, seconds
 
 
+def cuda_graph_runner(module, x: torch.Tensor):
+    """'auto' captured once as a CUDA graph for this batch and replayed (no compiler: what
+    a CUDA graph alone saves in kernel launches). The function raises on first call where
+    the capture fails (a step that synchronizes with the host)."""
+    graph, outputs = None, None
+
+    def call():
+        nonlocal graph, outputs
+        if graph is None:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), torch.no_grad():
+                for _ in range(3):  # warm-up off the default stream, as capture requires
+                    module(x)
+            torch.cuda.current_stream().wait_stream(stream)
+            captured = torch.cuda.CUDAGraph()
+            with torch.no_grad(), torch.cuda.graph(captured):
+                outputs = module(x)
+            graph = captured
+        graph.replay()
+        torch.cuda.synchronize()
+        return outputs
+
+    return call
+
+
 def run(quick: bool, threads: int, on_case=None, only=(), results=None,
-        compile_cpu: bool = True) -> dict:
+        compile_cpu: bool = True, devices: tuple[str, ...] = ("cpu",),
+        ort_all_cores: bool = False) -> dict:
     import onnxruntime
 
     register()
@@ -202,7 +237,6 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
     x_train = rng.randn(n_train, n_features).astype(np.float32)
     y_train = synthetic_target(x_train, rng)
     x_all = rng.randn(max(BATCHES), n_features).astype(np.float32)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results = results or {"machine": dict(machine(), threads=threads), "cases": {}}
     for name, model in cases(quick).items():
         if only and name not in only:
@@ -211,6 +245,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - t0
         onnx_model, session = onnx_and_session(model, x_train[:1], options)
+        all_cores = onnx_and_session(model, x_train[:1], None)[1] if ort_all_cores else None
         modules, unavailable = build_strategies(onnx_model)
         on_device = {device: modules if device == "cpu" else
                      {s: copy.deepcopy(m).to(device) for s, m in modules.items()}
@@ -218,7 +253,8 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
         trees = trees_of(modules["auto"])
         info = {"fit_seconds": round(fit_seconds, 2), "trees": trees.n_trees,
                 "depth": trees.depth, "timings": {}, "max_abs_error": {}, "auto_choice": {},
-                "unavailable": unavailable, "compile_seconds": {}}
+                "unavailable": unavailable, "compile_seconds": {},
+                "shape": dataclasses.asdict(trees.shape)}
         print(f"\n{name}: {trees.n_trees} trees, depth {trees.depth}", flush=True)
         previous: dict[str, tuple[float, int]] = {}
         for batch in BATCHES:
@@ -229,6 +265,8 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
                 "sklearn": lambda x=x, model=model: model.predict(x),
                 "onnxruntime": lambda x=x, session=session: session.run(None, {"X": x}),
             }
+            if all_cores is not None:
+                runners[ORT_ALL_CORES] = lambda x=x, s=all_cores: s.run(None, {"X": x})
             for device in devices:
                 xt = torch.from_numpy(x).to(device)
                 for strategy, module in on_device[device].items():
@@ -241,13 +279,18 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
                         return out
 
                     runners[f"torch-{device}-{strategy}"] = call
-            if compile_cpu and batch >= COMPILE_FROM_BATCH:
-                function, seconds = compiled_runner(modules["auto"], torch.from_numpy(x))
+            for device in devices if compile_cpu and batch >= COMPILE_FROM_BATCH else ():
+                function, seconds = compiled_runner(on_device[device]["auto"],
+                                                    torch.from_numpy(x).to(device))
                 if function is None:
-                    info["unavailable"]["compiled"] = seconds
+                    info["unavailable"][f"{device}-compiled"] = seconds
                 else:
-                    runners["torch-cpu-compiled"] = function
-                    info["compile_seconds"][str(batch)] = round(seconds, 1)
+                    runners[f"torch-{device}-compiled"] = function
+                    info["compile_seconds"][f"{device}-{batch}"] = round(seconds, 1)
+
+            if "cuda" in devices and batch >= COMPILE_FROM_BATCH:
+                runners["torch-cuda-graph"] = cuda_graph_runner(
+                    on_device["cuda"]["auto"], torch.from_numpy(x).to("cuda"))
             measured = {}
             for key, function in runners.items():
                 last = previous.get(key)
@@ -255,7 +298,13 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
                     row[key] = None  # predicted too slow: skipped, reported as such
                     continue
                 if key.startswith("torch-"):
-                    error = float(np.abs(function().cpu().numpy().reshape(-1) - reference).max())
+                    try:
+                        out = function().cpu().numpy().reshape(-1)
+                    except Exception as error:  # noqa: BLE001 - one failing runner is reported
+                        info["unavailable"][f"{key}-{batch}"] = f"{type(error).__name__}: {error}"
+                        row[key] = None
+                        continue
+                    error = float(np.abs(out - reference).max())
                     info["max_abs_error"][key] = max(info["max_abs_error"].get(key, 0.0), error)
                     if key.endswith("-auto"):
                         device = key.split("-")[1]
@@ -278,31 +327,48 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
 
 
 def checks(results: dict) -> list[dict]:
-    """The targets of docs/trees.md, evaluated on the CPU timings."""
+    """The targets of docs/trees.md, evaluated on each device's timings: auto's pick within
+    20% of the fastest strategy; at >= 10k rows no slower than onnxruntime (CPU) or at least
+    10x faster than it (CUDA; against every onnxruntime column timed); on the deep tree at
+    least 2x faster than GEMM."""
     found = []
     for name, info in results["cases"].items():
         for batch, row in info["timings"].items():
-            strategies = {s: row[f"torch-cpu-{s}"] for s in STRATEGIES if s != "auto"
-                          and row.get(f"torch-cpu-{s}") is not None}
-            best = min(strategies.values())
-            auto = row["torch-cpu-auto"]
-            # the rule's pick, timed as its forced strategy: 'auto' runs the same code, and
-            # comparing two timings of one code path would only measure the machine's noise
-            chosen = info["auto_choice"].get(f"cpu-{batch}")
-            picked = strategies.get(chosen, auto)
-            found.append({"case": name, "batch": int(batch),
-                          "check": f"auto's pick ({chosen}) within 20% of best",
-                          "ratio": round(picked / best, 3), "passed": picked <= 1.2 * best})
-            if int(batch) >= 10_000:
-                ratio = auto / row["onnxruntime"]
-                found.append({"case": name, "batch": int(batch),
-                              "check": "auto no slower than onnxruntime", "ratio": round(ratio, 3),
-                              "passed": ratio <= 1.0})
-            if name.startswith("deep_tree") and row.get("torch-cpu-gemm") is not None:
-                ratio = row["torch-cpu-gemm"] / auto
-                found.append({"case": name, "batch": int(batch),
-                              "check": "auto >= 2x faster than gemm", "ratio": round(ratio, 2),
-                              "passed": ratio >= 2.0})
+            for device in ("cpu", "cuda"):
+                if row.get(f"torch-{device}-auto") is not None:
+                    found += device_checks(name, info, int(batch), row, device)
+    return found
+
+
+def device_checks(name: str, info: dict, batch: int, row: dict, device: str) -> list[dict]:
+    """:func:`checks` for one case, batch and device."""
+    found = []
+
+    def check(text: str, ratio: float, passed: bool) -> None:
+        found.append({"case": name, "batch": batch, "device": device, "check": text,
+                      "ratio": round(ratio, 3), "passed": bool(passed)})
+
+    strategies = {s: row[f"torch-{device}-{s}"] for s in STRATEGIES if s != "auto"
+                  and row.get(f"torch-{device}-{s}") is not None}
+    best = min(strategies.values())
+    auto = row[f"torch-{device}-auto"]
+    # the rule's pick, timed as its forced strategy: 'auto' runs the same code, and
+    # comparing two timings of one code path would only measure the machine's noise
+    chosen = info["auto_choice"].get(f"{device}-{batch}")
+    picked = strategies.get(chosen, auto)
+    check(f"auto's pick ({chosen}) within 20% of best", picked / best, picked <= 1.2 * best)
+    if batch >= 10_000:
+        for reference in ("onnxruntime", ORT_ALL_CORES):
+            if row.get(reference) is None:
+                continue
+            ratio = auto / row[reference]
+            if device == "cpu":
+                check(f"auto no slower than {reference}", ratio, ratio <= 1.0)
+            else:
+                check(f"auto >= 10x faster than {reference} (CPU)", 1 / ratio, ratio <= 0.1)
+    if name.startswith("deep_tree") and row.get(f"torch-{device}-gemm") is not None:
+        ratio = row[f"torch-{device}-gemm"] / auto
+        check("auto >= 2x faster than gemm", ratio, ratio >= 2.0)
     return found
 
 
@@ -326,20 +392,24 @@ def markdown(results: dict) -> str:
         choices = ", ".join(f"{k}: {v}" for k, v in info["auto_choice"].items())
         lines += ["", f"auto chose: {choices}", ""]
         if info.get("compile_seconds"):
-            spent = ", ".join(f"{b} rows {t} s" for b, t in info["compile_seconds"].items())
-            lines += [f"torch-cpu-compiled: `torch.compile(auto, fullgraph=True)`, compiled "
-                      f"per batch size ({spent})", ""]
+            spent = ", ".join(f"{b.replace('-', ', ')} rows {t} s" if "-" in b else
+                              f"cpu, {b} rows {t} s" for b, t in info["compile_seconds"].items())
+            lines += ["torch-*-compiled: `torch.compile(auto, fullgraph=True)` (on CUDA with "
+                      f"mode='reduce-overhead'), compiled per batch size ({spent})", ""]
         for strategy, reason in info.get("unavailable", {}).items():
             lines += [f"{strategy}: not applicable ({reason})", ""]
-    lines += ["## Checks", "", "| case | batch | check | ratio | passed |", "|---|---|---|---|---|"]
+    lines += ["## Checks", "", "| case | batch | device | check | ratio | passed |",
+              "|---|---|---|---|---|---|"]
     for check in results["checks"]:
-        lines.append(f"| {check['case']} | {check['batch']} | {check['check']} | "
-                     f"{check['ratio']} | {'yes' if check['passed'] else 'NO'} |")
+        lines.append(f"| {check['case']} | {check['batch']} | {check.get('device', 'cpu')} | "
+                     f"{check['check']} | {check['ratio']} | "
+                     f"{'yes' if check['passed'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
 MATRIX_BATCHES = (100, 1_000, 10_000)
 MATRIX_STRATEGIES = ("traversal", "lookup", "bitvector", "auto")
+CUDA_MATRIX_BATCHES = (100, 1_000, 10_000, 100_000)
 
 
 def matrix_cases() -> dict:
@@ -371,8 +441,9 @@ def matrix_cases() -> dict:
     }
 
 
-def run_matrix(threads: int) -> dict:
-    """Time lookup, bit-vectors, the walk and 'auto' on :func:`matrix_cases`."""
+def run_matrix(threads: int, devices: tuple[str, ...] = ("cpu",), on_case=None) -> dict:
+    """Time lookup, bit-vectors, the walk and 'auto' on :func:`matrix_cases` (on CPU; on
+    CUDA every strategy, GEMM and perfect trees included, up to 100k rows)."""
     import onnxruntime
 
     register()
@@ -385,31 +456,57 @@ def run_matrix(threads: int) -> dict:
         x = rng.randn(20_000, n_features).astype(np.float32)
         model.fit(x, synthetic_target(x, rng))
         onnx_model, session = onnx_and_session(model, x[:1], options)
-        modules, _ = build_strategies(onnx_model, MATRIX_STRATEGIES)  # bit-vectors may not apply
-        trees = trees_of(modules["auto"])
-        info = {"trees": trees.n_trees, "depth": trees.depth, "rows": {}}
-        x_test = rng.randn(max(MATRIX_BATCHES), n_features).astype(np.float32)
-        for batch in MATRIX_BATCHES:
-            xb = x_test[:batch]
-            xt = torch.from_numpy(xb)
-            expected = model.predict(xb)
-            runners = {"onnxruntime": lambda xb=xb, session=session: session.run(None, {"X": xb})}
-            for strategy, module in modules.items():
+        info = {"rows": {}}
+        x_test = rng.randn(max(CUDA_MATRIX_BATCHES), n_features).astype(np.float32)
+        for device in devices:
+            cuda = device == "cuda"
+            modules, _ = build_strategies(onnx_model, STRATEGIES if cuda else MATRIX_STRATEGIES)
+            modules = {k: m.to(device) for k, m in modules.items()}
+            trees = trees_of(modules["auto"])
+            info.update(trees=trees.n_trees, depth=trees.depth,
+                        shape=dataclasses.asdict(trees.shape))
+            for batch in CUDA_MATRIX_BATCHES if cuda else MATRIX_BATCHES:
+                xb = x_test[:batch]
+                xt = torch.from_numpy(xb).to(device)
+                expected = model.predict(xb)
+                runners = {"onnxruntime": lambda xb=xb, s=session: s.run(None, {"X": xb})}
+                for strategy, module in list(modules.items()):
+                    try:
+                        with torch.no_grad():
+                            out = module(xt).cpu().numpy().reshape(-1)
+                        error = np.abs(out - expected).max()
+                        if error > 1e-3:
+                            raise RuntimeError(f"disagrees with scikit-learn by {error:.3g}")
+                    except Exception as problem:  # noqa: BLE001 - reported, the rest goes on
+                        info.setdefault("failed", {})[f"{device}-{strategy}-{batch}"] = (
+                            f"{type(problem).__name__}: {problem}"[:300])
+                        print(f"{name} {device} {batch}: {strategy} FAILED: {problem}",
+                              flush=True)
+                        del modules[strategy]
+                        continue
+
+                    def call(module=module, xt=xt, cuda=cuda):
+                        out = module(xt)
+                        if cuda:
+                            torch.cuda.synchronize()
+                        return out
+
+                    runners[strategy] = call
                 with torch.no_grad():
-                    error = np.abs(module(xt).numpy().reshape(-1) - expected).max()
-                if error > 1e-3:
-                    raise RuntimeError(f"{name}: {strategy} disagrees with scikit-learn by "
-                                       f"{error:.3g}")
-                runners[strategy] = lambda module=module, xt=xt: module(xt)
-            with torch.no_grad():
-                best = timed_together(runners)
-            modules["auto"](xt)
-            info["rows"][str(batch)] = {"ms": {k: v * 1e3 for k, v in best.items()},
-                                        "auto_chose": trees.last_strategy}
-            print(f"{name} {batch}: " + "  ".join(f"{k}={v * 1e3:.3f}ms"
-                                                  for k, v in best.items())
-                  + f"  auto chose {trees.last_strategy}", flush=True)
+                    best = timed_together(runners)
+                    chose = "failed"
+                    if "auto" in modules:
+                        modules["auto"](xt)
+                        chose = trees.last_strategy
+                key = str(batch) if device == "cpu" else f"{device}-{batch}"
+                info["rows"][key] = {"ms": {k: v * 1e3 for k, v in best.items()},
+                                     "auto_chose": chose}
+                print(f"{name} {device} {batch}: " + "  ".join(
+                    f"{k}={v * 1e3:.3f}ms" for k, v in best.items())
+                    + f"  auto chose {chose}", flush=True)
         results["cases"][name] = info
+        if on_case is not None:
+            on_case(results)
     return results
 
 
@@ -417,28 +514,38 @@ def matrix_markdown(results: dict) -> str:
     lines = ["# Tree strategies on more forest shapes (cost-model calibration)", "",
              "Machine: " + ", ".join(f"{k}={v}" for k, v in results["machine"].items()), "",
              "Fastest of interleaved calls, milliseconds (ns per row and tree in brackets); "
-             "'auto ok' = the strategy auto picked is within 20% of the fastest one.", "",
-             "| forest | rows | onnxruntime | traversal | lookup | bitvector | auto (chose) "
-             "| auto ok |", "|---|---|---|---|---|---|---|---|"]
-    passed = total = 0
-    for name, info in results["cases"].items():
-        for batch, row in info["rows"].items():
-            ms = row["ms"]
-            walks = int(batch) * info["trees"] / 1e6  # ms -> ns per (row, tree)
-
-            def cell(key, ms=ms, walks=walks):
-                return (f"{ms[key]:.3g} ({ms[key] / walks:.1f})" if key in ms else "n/a")
-
-            best = min(v for k, v in ms.items() if k in MATRIX_STRATEGIES[:-1])
-            ok = ms.get(row["auto_chose"], ms["auto"]) <= 1.2 * best  # see checks()
-            passed, total = passed + ok, total + 1
-            lines.append(f"| {name} ({info['trees']} trees, depth {info['depth']}) | {batch} | "
-                         + " | ".join(cell(k) for k in ("onnxruntime",) + MATRIX_STRATEGIES[:-1])
-                         + f" | {cell('auto')} ({row['auto_chose']}) | "
-                         f"{'yes' if ok else 'NO'} |")
-    lines += ["", f"auto's pick within 20% of the fastest strategy in {passed} of {total} rows.",
-              ""]
+             "'auto ok' = the strategy auto picked is within 20% of the fastest one.", ""]
+    for device in ("cpu", "cuda"):
+        rows = [(name, info, key, row) for name, info in results["cases"].items()
+                for key, row in info["rows"].items()
+                if (key.split("-")[0] if "-" in key else "cpu") == device]
+        if rows:
+            lines += matrix_table(device, rows)
     return "\n".join(lines)
+
+
+def matrix_table(device: str, rows: list) -> list[str]:
+    """One device's rows of :func:`matrix_markdown`."""
+    strategies = MATRIX_STRATEGIES[:-1] if device == "cpu" else STRATEGIES[:-1]
+    lines = [f"## {device}", "", "| forest | rows | onnxruntime | " + " | ".join(strategies)
+             + " | auto (chose) | auto ok |", "|---|---|" + "---|" * (len(strategies) + 3)]
+    passed = 0
+    for name, info, key, row in rows:
+        batch = key.split("-")[-1]
+        ms = row["ms"]
+        walks = int(batch) * info["trees"] / 1e6  # ms -> ns per (row, tree)
+
+        def cell(key, ms=ms, walks=walks):
+            return (f"{ms[key]:.3g} ({ms[key] / walks:.1f})" if key in ms else "n/a")
+
+        best = min(v for k, v in ms.items() if k in strategies)
+        ok = ms.get(row["auto_chose"], ms.get("auto", float("inf"))) <= 1.2 * best  # checks()
+        passed += ok
+        lines.append(f"| {name} ({info['trees']} trees, depth {info['depth']}) | {batch} | "
+                     + " | ".join(cell(k) for k in ("onnxruntime",) + strategies)
+                          + f" | {cell('auto')} ({row['auto_chose']}) | {'yes' if ok else 'NO'} |")
+    return lines + ["", f"auto's pick within 20% of the fastest strategy in {passed} of "
+                        f"{len(rows)} rows.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
                              "machines preempt thread pools, which distorts both)")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip timing torch.compile'd 'auto' at >= 10k rows")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated torch devices to time (cpu, cuda; default: cpu, "
+                             "and cuda when present)")
+    parser.add_argument("--ort-all-cores", action="store_true",
+                        help="also time onnxruntime with its default thread count (every core)")
     parser.add_argument("--cases", nargs="*", default=(),
                         help="run only these cases, merging into an existing result file")
     args = parser.parse_args(argv)
@@ -461,14 +573,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.cases) - set(cases(args.quick)))
     if unknown:  # checked before the run, which would otherwise time nothing
         parser.error(f"unknown case(s) {unknown}; valid: {', '.join(cases(args.quick))}")
+    available = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+    devices = tuple(args.devices.split(",")) if args.devices else available
+    if not devices or set(devices) - set(available):
+        parser.error(f"--devices {args.devices!r}: expected a comma-separated list of "
+                     f"{', '.join(available)} (the devices present here)")
     host = platform.node().split(".")[0].lower().replace(" ", "-")
     directory = Path(__file__).resolve().parent / "results"
     directory.mkdir(parents=True, exist_ok=True)
     if args.matrix:
         stem = args.output or f"trees-matrix-{host}"
-        results = run_matrix(args.threads)
-        (directory / f"{stem}.json").write_text(json.dumps(results, indent=1))
-        (directory / f"{stem}.md").write_text(matrix_markdown(results))
+
+        def save_matrix(results: dict) -> None:  # after every forest, as for the main run
+            (directory / f"{stem}.json").write_text(json.dumps(results, indent=1))
+            (directory / f"{stem}.md").write_text(matrix_markdown(results))
+
+        save_matrix(run_matrix(args.threads, devices, on_case=save_matrix))
         print(f"\nwrote {directory / stem}.json/.md")
         return 0
     stem = args.output or ("trees-quick" if args.quick else f"trees-{host}")
@@ -481,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     existing = directory / f"{stem}.json"
     previous = json.loads(existing.read_text()) if args.cases and existing.exists() else None
     results = run(args.quick, args.threads, on_case=save, only=tuple(args.cases),
-                  results=previous, compile_cpu=not args.no_compile)
+                  results=previous, compile_cpu=not args.no_compile, devices=devices,
+                  ort_all_cores=args.ort_all_cores)
     save(results)
     failed = [c for c in results["checks"] if not c["passed"]]
     print(f"\nwrote {directory / stem}.json/.md; {len(failed)} check(s) not met")
