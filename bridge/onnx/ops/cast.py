@@ -28,11 +28,38 @@ def float8_limit(dtype: torch.dtype) -> float:
     return 0.0
 
 
+# Float -> integer casts of NaN, inf and values out of range are undefined in ONNX. On CPU
+# (as in onnxruntime and numpy on x86) they give the smallest int64 for int64 and go through
+# int32 (the smallest int32, then wrapped) for the narrower types; CUDA gives 0 for NaN and
+# saturates. Other devices are made to match the CPU, so a graph's output does not depend on
+# where it runs (uint32 and uint64 are left to the device). Written for TorchScript too (no
+# dtype tuples, no torch.iinfo).
+
+
+def converts_like_cpu(dtype: torch.dtype) -> bool:
+    """Whether float -> ``dtype`` casts go through :func:`integer_cast_like_cpu` off the CPU."""
+    return (dtype == torch.int64 or dtype == torch.int32 or dtype == torch.int16
+            or dtype == torch.int8 or dtype == torch.uint8 or dtype == torch.uint16)
+
+
+def integer_cast_like_cpu(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Convert floating ``x`` to the integer ``dtype`` (see :func:`converts_like_cpu`) with
+    the CPU's results for NaN, inf and values out of range, on any device."""
+    if dtype == torch.int64:
+        wide, bound, smallest = torch.int64, 2.0 ** 63, -(2 ** 63)
+    else:  # the narrower types go through int32, then wrap
+        wide, bound, smallest = torch.int32, 2.0 ** 31, -(2 ** 31)
+    inside = (x >= -bound) & (x < bound)  # false for NaN
+    converted = torch.where(inside, x, torch.zeros_like(x)).to(wide)
+    return torch.where(inside, converted, torch.full_like(converted, smallest)).to(dtype)
+
+
 def cast_tensor(x: Tensor, dtype: torch.dtype, saturate: bool) -> Tensor:
     """Convert ``x`` to ``dtype`` the way ONNX Cast does.
 
     Float → float8 with ``saturate`` clamps to the type's finite range (±inf included,
-    NaN kept); without it, values past the range become NaN (inf for float8e5m2).
+    NaN kept); without it, values past the range become NaN (inf for float8e5m2). Float →
+    integer gives the CPU's results on every device (see :func:`integer_cast_like_cpu`).
     """
     if x.dtype == dtype:
         return x
@@ -46,6 +73,8 @@ def cast_tensor(x: Tensor, dtype: torch.dtype, saturate: bool) -> Tensor:
             overflow = torch.abs(wide) > 464.0
             wide = torch.where(overflow, torch.full_like(wide, float("nan")), wide)
         return wide.to(dtype)
+    if x.is_floating_point() and x.device.type != "cpu" and converts_like_cpu(dtype):
+        return integer_cast_like_cpu(x, dtype)
     return x.to(dtype)
 
 

@@ -13,7 +13,13 @@ import bridge
 from bridge.errors import UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxGraph, OnnxNode
-from bridge.onnx.ops.cast import OnnxCast, OnnxCastLike, cast_tensor, convert_cast
+from bridge.onnx.ops.cast import (
+    OnnxCast,
+    OnnxCastLike,
+    cast_tensor,
+    convert_cast,
+    integer_cast_like_cpu,
+)
 from tests.parity import assert_matches_onnxruntime, assert_parity, run_bridge
 from tests.parity import single_node_model as _untyped_model
 
@@ -135,12 +141,26 @@ def test_cast_keeps_gradients_between_float_types():
     np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
 
 
+UNDEFINED_FOR_INTEGERS = [np.nan, np.inf, -np.inf, 3e9, -3e9, 1e20, -1e20, 300.0, -1.0,
+                          70000.0, 2.5, -2.5, -0.7, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.int8,
+                                   torch.uint8, torch.uint16])
+@pytest.mark.parametrize("source", [torch.float32, torch.float64, torch.float16])
+def test_integer_cast_like_cpu_matches_the_cpu(dtype, source):
+    # what CUDA runs instead of x.to(dtype): checked here against the CPU's own conversion
+    x = torch.tensor(UNDEFINED_FOR_INTEGERS, dtype=source)
+    assert integer_cast_like_cpu(x, dtype).tolist() == x.to(dtype).tolist()
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cast_runs_on_cuda():
-    x = np.array([0.3, 500.0, -1e6, np.nan], dtype=np.float32)
+    x = np.array([0.3, 500.0, -1e6, np.nan, 3e9, -np.inf, 300.0], dtype=np.float32)
     for to, saturate in ((TensorProto.FLOAT8E4M3FN, 0), (TensorProto.FLOAT8E5M2, 1),
-                         (TensorProto.INT32, 1), (TensorProto.FLOAT16, 1)):
+                         (TensorProto.INT32, 1), (TensorProto.INT64, 1), (TensorProto.INT8, 1),
+                         (TensorProto.UINT8, 1), (TensorProto.FLOAT16, 1)):
         model = single_node_model("Cast", {"x": x}, opset=19, attributes={"to": to, "saturate": saturate})
         cpu = bridge.from_onnx(model)(torch.from_numpy(x))
         gpu = bridge.from_onnx(model).cuda()(torch.from_numpy(x).cuda())
