@@ -40,15 +40,15 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $out/NAME.txt
     cp benchmarks/results/*gpu* "$out/" 2>/dev/null
     tar -czf "$final/gpu-results.tar.gz" -C "$out" .
 }
-want tests && step pytest 90 python3 -m pytest -q -p no:cacheprovider -m cuda
-want trees && step trees 160 python3 benchmarks/trees.py --devices cuda --no-compile \
+want tests && step pytest 60 python3 -m pytest -q -p no:cacheprovider -m cuda
+want trees && step trees 150 python3 benchmarks/trees.py --devices cuda --no-compile \
     --ort-all-cores --output trees-gpu
-want matrix && step matrix 140 python3 benchmarks/trees.py --matrix --devices cuda \
+want matrix && step matrix 100 python3 benchmarks/trees.py --matrix --devices cuda \
     --output trees-matrix-gpu
 want bench && step bench 85 python3 -m bridge.bench --suite full --batch-sizes 1,100,10000 \
     --backends sklearn,onnxruntime-cpu,onnxruntime-cuda,torch-cpu,torch-cuda \
     --json "$out/bench-full-gpu.json" --plot "$out/bench-full-gpu.png" --markdown
-want compiled && step compiled 55 python3 benchmarks/trees.py --devices cuda \
+want compiled && step compiled 50 python3 benchmarks/trees.py --devices cuda \
     --cases deep_tree_20 --output trees-gpu-compiled
 want train && step train 45 python3 benchmarks/train_overhead.py --device cuda --repeats 1
 tar -czf "$final/gpu-results.tar.gz" -C "$out" . && ls -la "$out"

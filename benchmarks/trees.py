@@ -43,6 +43,7 @@ import bridge  # noqa: E402
 import bridge.trees.module as tree_module  # noqa: E402
 from bridge.errors import ConversionError  # noqa: E402
 from bridge.sklearn.converters.hist_gradient_boosting import register  # noqa: E402
+from bridge.trees import kernel as tree_kernel  # noqa: E402
 
 BATCHES = (1, 100, 10_000, 100_000)
 STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
@@ -197,6 +198,19 @@ def compiled_runner(module, x: torch.Tensor):
     return call, seconds
 
 
+def without_kernel(function):
+    """``function`` run with the Triton walk switched off (``BRIDGE_TREE_KERNEL=0``)."""
+
+    def call():
+        os.environ["BRIDGE_TREE_KERNEL"] = "0"
+        try:
+            return function()
+        finally:
+            del os.environ["BRIDGE_TREE_KERNEL"]
+
+    return call
+
+
 def cuda_graph_runner(module, x: torch.Tensor):
     """'auto' captured once as a CUDA graph for this batch and replayed (no compiler: what
     a CUDA graph alone saves in kernel launches). The function raises on first call where
@@ -288,6 +302,8 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
                     runners[f"torch-{device}-compiled"] = function
                     info["compile_seconds"][f"{device}-{batch}"] = round(seconds, 1)
 
+            if "cuda" in devices and tree_kernel.available():  # the walk as torch operations
+                runners["torch-cuda-traversal-ops"] = without_kernel(runners["torch-cuda-traversal"])
             if "cuda" in devices and batch >= COMPILE_FROM_BATCH:
                 runners["torch-cuda-graph"] = cuda_graph_runner(
                     on_device["cuda"]["auto"], torch.from_numpy(x).to("cuda"))
@@ -492,6 +508,8 @@ def run_matrix(threads: int, devices: tuple[str, ...] = ("cpu",), on_case=None) 
                         return out
 
                     runners[strategy] = call
+                if cuda and "traversal" in runners and tree_kernel.available():
+                    runners["traversal-ops"] = without_kernel(runners["traversal"])
                 with torch.no_grad():
                     best = timed_together(runners)
                     chose = "failed"
@@ -527,8 +545,10 @@ def matrix_markdown(results: dict) -> str:
 def matrix_table(device: str, rows: list) -> list[str]:
     """One device's rows of :func:`matrix_markdown`."""
     strategies = MATRIX_STRATEGIES[:-1] if device == "cpu" else STRATEGIES[:-1]
-    lines = [f"## {device}", "", "| forest | rows | onnxruntime | " + " | ".join(strategies)
-             + " | auto (chose) | auto ok |", "|---|---|" + "---|" * (len(strategies) + 3)]
+    # on CUDA also the walk as torch operations (the Triton kernel switched off)
+    shown = strategies + (("traversal-ops",) if device == "cuda" else ())
+    lines = [f"## {device}", "", "| forest | rows | onnxruntime | " + " | ".join(shown)
+             + " | auto (chose) | auto ok |", "|---|---|" + "---|" * (len(shown) + 3)]
     passed = 0
     for name, info, key, row in rows:
         batch = key.split("-")[-1]
@@ -542,7 +562,7 @@ def matrix_table(device: str, rows: list) -> list[str]:
         ok = ms.get(row["auto_chose"], ms.get("auto", float("inf"))) <= 1.2 * best  # checks()
         passed += ok
         lines.append(f"| {name} ({info['trees']} trees, depth {info['depth']}) | {batch} | "
-                     + " | ".join(cell(k) for k in ("onnxruntime",) + strategies)
+                     + " | ".join(cell(k) for k in ("onnxruntime",) + shown)
                           + f" | {cell('auto')} ({row['auto_chose']}) | {'yes' if ok else 'NO'} |")
     return lines + ["", f"auto's pick within 20% of the fastest strategy in {passed} of "
                         f"{len(rows)} rows.", ""]

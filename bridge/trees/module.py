@@ -127,12 +127,13 @@ class TreeEnsembleModule(nn.Module):
         })
         self.last_strategy: str = ""
 
-    def choose(self, batch: int, device_type: str) -> str:
-        """The strategy this module uses for a call with ``batch`` rows on ``device_type``."""
+    def choose(self, batch: int, device_type: str, fused_walk: bool = False) -> str:
+        """The strategy this module uses for a call with ``batch`` rows on ``device_type``
+        (``fused_walk``: whether 'traversal' would run the call as one kernel)."""
         if self.strategy != "auto":
             return self.strategy
         return choose_strategy(self.shape, batch=batch, device_type=device_type,
-                               available=tuple(self.strategies))
+                               available=tuple(self.strategies), fused_walk=fused_walk)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (scores [N, outputs], has-score flags [N, outputs]) for ``x``."""
@@ -146,7 +147,9 @@ class TreeEnsembleModule(nn.Module):
         dtype = comparison_dtype(x, self.double_thresholds)
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
         x = x.to(dtype)
-        name = self.choose(x.shape[0], x.device.type)
+        walk = self.strategies["traversal"] if "traversal" in self.strategies else None
+        fused = walk is not None and walk.kernel_runs(x)
+        name = self.choose(x.shape[0], x.device.type, fused)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
         rows, tree_dim = self.chunk_rows[name], self.tree_dim[name]

@@ -4,8 +4,11 @@ Inputs: the forest's shape (:class:`ForestShape`: depth, tree count, nodes, feat
 the call's batch size and device. On CPU the rule estimates each candidate's time as a
 per-call part (torch operations launched, each ~6 us here) plus a per-(row, tree) part, with
 constants fitted to ``benchmarks/trees.py`` runs on a 2-core x86 VM (AMD EPYC, torch 2.13,
-one thread; recorded under ``benchmarks/results/``), and takes the smallest. On CUDA no
-measurement exists yet (no GPU was available): the CUDA branch is a stated prior.
+one thread; recorded under ``benchmarks/results/``), and takes the smallest. On CUDA the
+walk runs as one Triton kernel where it can (:mod:`bridge.trees.kernel`), and then the rule
+takes it; otherwise a second cost model, fitted to runs on an H100 (torch 2.11, CUDA 13;
+``benchmarks/results/trees-gpu-eager.md`` and ``trees-matrix-gpu.md``), where a call's time
+is mostly its operations' launches.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ CHOICES = ("auto",) + STRATEGIES
 # (traversal) at 1 row, and about even with 'lookup' at 32 rows; HistGradientBoosting
 # (30x31) 0.17 vs 0.94 ms at 1 row; RandomForest depth 8 (255x256) is never worth it.
 GEMM_MAX_TREE_SIZE = {"cpu": 1024, "cuda": 4096}
-GEMM_MAX_BATCH = {"cpu": 32, "cuda": 1 << 62}
-# CUDA prior: perfect trees (no child table, one gather fewer per level) while the padding
-# stays small relative to the real tree. On CPU they trail the walk (measured:
-# HistGradientBoosting 94 vs 49 ms at 10k rows: padding walks finished shallow trees too).
-PERFECT_MAX_PADDING = 4.0
+GEMM_MAX_BATCH_CPU = 32  # on CUDA the cost model below decides
+# Perfect trees (no child table, one gather fewer per level) are never picked: on CPU they
+# trail the walk (HistGradientBoosting 94 vs 49 ms at 10k rows: padding walks finished
+# shallow trees too), and on an H100 they took about twice the walk's time in every forest
+# measured (the padding doubles the work; the launches are as many).
 
 # CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
 # Fitted on eight forests at 100..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
@@ -85,8 +88,6 @@ def auto_candidates(shape: ForestShape, bitvector_possible: bool) -> tuple[str, 
     if shape.tree_size <= max(GEMM_MAX_TREE_SIZE.values()):
         names.append("gemm")
     names += ["traversal", "lookup"]
-    if shape.padding_ratio <= PERFECT_MAX_PADDING:
-        names.append("perfect")
     if bitvector_possible:
         names.append("bitvector")
     return tuple(names)
@@ -127,8 +128,35 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
     return OPERATION_US * launches + walks * per_walk
 
 
+# CUDA cost model (torch operations only), from the H100 runs: a fixed part in microseconds
+# (the launches: ~7 us each there, eight per level of a walk) plus nanoseconds per (row, tree).
+# GEMM: 0.22 ms, and per walk 1.7 ns + 0.0085 ns per multiply-add of a tree (56: 2.3 ns,
+# 992: 9.6 ns); walks: 0.6 ns per level; lookup: its table-looked-up top levels ~1.1 ns;
+# bit-vectors: 0.6 ms + 20 us per feature group (a search each), ~0.5 ns + 0.025 ns per group.
+CUDA_GEMM_US, CUDA_GEMM_BASE_NS, CUDA_GEMM_MAC_NS = 220.0, 1.7, 0.0085
+CUDA_WALK_US, CUDA_LEVEL_US, CUDA_LEVEL_NS, CUDA_LOOKUP_TOP_NS = 100.0, 55.0, 0.6, 1.1
+CUDA_BITVECTOR_US, CUDA_GROUP_US = 600.0, 20.0
+CUDA_BITVECTOR_NS, CUDA_GROUP_NS = 0.5, 0.025
+
+
+def estimated_cuda_microseconds(strategy: str, shape: ForestShape, batch: int) -> float:
+    """The CUDA cost model's estimate for one call of ``strategy`` run as torch operations
+    (``gemm``, ``lookup``, ``bitvector`` or ``traversal``)."""
+    walks = batch * shape.n_trees / 1000.0  # thousands of (row, tree) pairs
+    if strategy == "gemm":
+        return CUDA_GEMM_US + walks * (CUDA_GEMM_BASE_NS + CUDA_GEMM_MAC_NS * shape.tree_size)
+    if strategy == "bitvector":
+        return (CUDA_BITVECTOR_US + CUDA_GROUP_US * shape.groups
+                + walks * (CUDA_BITVECTOR_NS + CUDA_GROUP_NS * shape.groups))
+    launches = CUDA_WALK_US + CUDA_LEVEL_US * shape.depth
+    if strategy == "lookup":
+        return launches + walks * (CUDA_LOOKUP_TOP_NS
+                                   + CUDA_LEVEL_NS * shape.mean_depth_below_top)
+    return launches + walks * CUDA_LEVEL_NS * shape.mean_depth
+
+
 def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
-                    available: tuple[str, ...] | list[str]) -> str:
+                    available: tuple[str, ...] | list[str], fused_walk: bool = False) -> str:
     """Pick the strategy for one call.
 
     Parameters
@@ -143,20 +171,28 @@ def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
         Strategies built for this forest (some are skipped when their tables would be too
         large, bit-vectors when the forest has more than 64 leaves per tree or equality
         tests).
+    fused_walk : bool
+        Whether 'traversal' would run this call as one kernel (:mod:`bridge.trees.kernel`).
 
     Returns
     -------
     str
         One of :data:`STRATEGIES`.
     """
-    gemm_size = GEMM_MAX_TREE_SIZE.get(device_type, GEMM_MAX_TREE_SIZE["cpu"])
-    gemm_batch = GEMM_MAX_BATCH.get(device_type, GEMM_MAX_BATCH["cpu"])
-    if "gemm" in available and shape.tree_size <= gemm_size and batch <= gemm_batch:
-        return "gemm"
     if device_type == "cuda":
-        if "perfect" in available and shape.padding_ratio <= PERFECT_MAX_PADDING:
-            return "perfect"
-        return "traversal"
+        if fused_walk and "traversal" in available:
+            return "traversal"
+        best, best_cost = "traversal", float("inf")
+        for name in ("gemm", "lookup", "bitvector", "traversal"):
+            if name in available and (name != "gemm"
+                                      or shape.tree_size <= GEMM_MAX_TREE_SIZE["cuda"]):
+                cost = estimated_cuda_microseconds(name, shape, batch)
+                if cost < best_cost:
+                    best, best_cost = name, cost
+        return best
+    if ("gemm" in available and shape.tree_size <= GEMM_MAX_TREE_SIZE["cpu"]
+            and batch <= GEMM_MAX_BATCH_CPU):
+        return "gemm"
     best, best_cost = "traversal", float("inf")
     for name in ("lookup", "bitvector", "traversal"):  # (a loop, not min(key=): torch.compile
         if name in available:                         # traces this with fullgraph=True)

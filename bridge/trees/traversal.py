@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.trees import kernel
 from bridge.trees.ensemble import (
     BRANCH_GT,
     BRANCH_GTE,
@@ -94,6 +95,7 @@ class TraversalTrees(nn.Module):
         self.register_buffer("feature", torch.from_numpy(feature).to(index))
         self.register_buffer("first_child", torch.from_numpy(first_child).to(index))
         self.register_buffer("roots", torch.from_numpy(roots).to(index))
+        self.register_buffer("depths", torch.from_numpy(depths.astype(np.int32)))
         self.terminal_leaf: np.ndarray = slot_leaf  # forward returns slots; see LeafAggregator
         # the roots' tables as columns [trees, 1], for the first level's shortcut
         self.register_buffer("root_feature", self.feature[self.roots].unsqueeze(1))
@@ -123,6 +125,11 @@ class TraversalTrees(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the terminal slot [n_trees, N] of ``x`` [N, F] (see :attr:`terminal_leaf`)."""
         n_rows = x.shape[0]
+        if self.kernel_runs(x):
+            filled = filled_rows(x, self.n_features, self.missing_fill)
+            return kernel.walk(filled, self.feature, self.tests.thresholds(filled.dtype),
+                               self.first_child, self.roots, self.depths,
+                               self.tests.single_mode)
         values, row_start = flat_rows(filled_rows(x, self.n_features, self.missing_fill),
                                       self.feature.dtype)
         if self._buffered(row_start):
@@ -135,6 +142,14 @@ class TraversalTrees(nn.Module):
         else:
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
         return self.walk(values, slot, row_start, self.active[1:])
+
+    def kernel_runs(self, x: torch.Tensor) -> bool:
+        """Whether this call walks in one Triton kernel (see :mod:`bridge.trees.kernel`):
+        eager CUDA calls with float32/float64 rows and one comparison for every test."""
+        return (not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and x.device.type == "cuda" and self.tests.simple
+                and (x.dtype == torch.float32 or x.dtype == torch.float64)
+                and self.roots.shape[0] <= kernel.MAX_TREES and kernel.available())
 
     def root_threshold(self, dtype: torch.dtype) -> torch.Tensor:
         """The roots' thresholds [trees, 1] in ``dtype``."""

@@ -12,7 +12,12 @@ import torch
 import bridge
 from bridge.errors import ConversionError
 from bridge.trees import TreeEnsembleModule, choose_strategy, validate_strategy
-from bridge.trees.select import ForestShape, auto_candidates, estimated_cpu_microseconds
+from bridge.trees.select import (
+    ForestShape,
+    auto_candidates,
+    estimated_cpu_microseconds,
+    estimated_cuda_microseconds,
+)
 from tests.onnx.ops.ml.test_tree import grid_inputs, legacy_model, tree_ensemble_model
 from tests.parity import run_onnxruntime
 
@@ -86,13 +91,29 @@ def test_rule_follows_the_measured_cpu_costs():
             < estimated_cpu_microseconds("traversal", GB3, 10_000))
 
 
-def test_cuda_rule_is_the_stated_prior():
-    assert choose_strategy(RF8, batch=10_000, device_type="cuda",
-                           available=("traversal", "perfect")) == "perfect"
-    assert choose_strategy(replace(RF8, padding_ratio=300.0), batch=10_000, device_type="cuda",
-                           available=("traversal", "perfect")) == "traversal"
-    small = ForestShape(depth=4, n_trees=10, tree_size=15 * 16)
-    assert choose_strategy(small, batch=10_000, device_type="cuda", available=EVERY) == "gemm"
+def test_cuda_rule_follows_the_measured_h100_costs():
+    # benchmarks/results/trees-matrix-gpu.md, torch operations only: GEMM at 100 rows,
+    # depth-3 boosting on 100 features -> lookup, 20 features at 100k rows -> bit-vectors
+    wide_gb3 = replace(GB3, groups=88)
+    assert choose_strategy(GB3, batch=100, device_type="cuda", available=EVERY) == "gemm"
+    assert choose_strategy(wide_gb3, batch=10_000, device_type="cuda",
+                           available=EVERY) == "lookup"
+    assert choose_strategy(HGB, batch=100_000, device_type="cuda",
+                           available=EVERY) == "bitvector"
+    assert choose_strategy(RF8, batch=1, device_type="cuda", available=EVERY) != "gemm"
+    assert "perfect" not in auto_candidates(HGB, bitvector_possible=True)
+    for shape in (GB3, HGB, RF8, WIDE, DEEP):
+        assert (estimated_cuda_microseconds("traversal", shape, 10**5)
+                > estimated_cuda_microseconds("traversal", shape, 100))
+
+
+@pytest.mark.parametrize("batch", [1, 100, 100_000])
+def test_cuda_rule_takes_the_fused_walk(batch):
+    for shape in (GB3, HGB, RF8, DEEP):
+        assert choose_strategy(shape, batch=batch, device_type="cuda", available=EVERY,
+                               fused_walk=True) == "traversal"
+    assert choose_strategy(GB3, batch=1, device_type="cpu", available=EVERY,
+                           fused_walk=True) == "gemm"  # (a CPU call never runs the kernel)
 
 
 def test_bitvector_limits_are_clear_errors():
