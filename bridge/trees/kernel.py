@@ -2,7 +2,7 @@
 
 In eager mode each level of the walk launches about eight small torch operations, and on a
 GPU their launch cost, not their work, sets the time: a depth-20 tree took 1.2 ms on an H100
-at 10k rows whatever the batch (``benchmarks/results/trees-gpu.md``). This kernel walks
+at 10k rows whatever the batch (``benchmarks/results/trees-h100-eager.md``). This kernel walks
 every (row, tree) pair from its root to its leaf in one launch: one program per block of
 rows and tree, which loads a node's feature, the row's value and the node's threshold per
 level, then steps to ``first_child + outcome``.

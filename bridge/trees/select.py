@@ -7,7 +7,7 @@ constants fitted to ``benchmarks/trees.py`` runs on a 2-core x86 VM (AMD EPYC, t
 one thread; recorded under ``benchmarks/results/``), and takes the smallest. On CUDA the
 walk runs as one Triton kernel where it can (:mod:`bridge.trees.kernel`), and then the rule
 takes it; otherwise a second cost model, fitted to runs on an H100 (torch 2.11, CUDA 13;
-``benchmarks/results/trees-gpu-eager.md`` and ``trees-matrix-gpu.md``), where a call's time
+``benchmarks/results/trees-h100-eager.md`` and ``trees-matrix-h100-eager.md``), where a call's time
 is mostly its operations' launches.
 """
 

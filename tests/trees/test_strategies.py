@@ -92,7 +92,7 @@ def test_rule_follows_the_measured_cpu_costs():
 
 
 def test_cuda_rule_follows_the_measured_h100_costs():
-    # benchmarks/results/trees-matrix-gpu.md, torch operations only: GEMM at 100 rows,
+    # benchmarks/results/trees-matrix-h100-eager.md, torch operations only: GEMM at 100 rows,
     # depth-3 boosting on 100 features -> lookup, 20 features at 100k rows -> bit-vectors
     wide_gb3 = replace(GB3, groups=88)
     assert choose_strategy(GB3, batch=100, device_type="cuda", available=EVERY) == "gemm"
