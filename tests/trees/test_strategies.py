@@ -49,6 +49,17 @@ def test_chunked_batches_equal_one_pass(monkeypatch):
     torch.testing.assert_close(bridge.from_onnx(model, tree_strategy="traversal")(x), whole)
 
 
+def test_cuda_chunks_hold_more_rows():
+    # a chunk costs its launches on a GPU, where memory is not the CPU's cache
+    _, trees = forest_module(legacy_model("regressor", np.random.RandomState(0), n_trees=50,
+                                          depth=6), "traversal")
+    cpu = trees.rows_per_chunk("traversal", "cpu")
+    assert cpu == trees.chunk_rows["traversal"] < 100_000
+    assert trees.rows_per_chunk("traversal", "cuda") >= 60 * cpu
+    for name in trees.strategies:  # every strategy, bit-vectors included: at most 2**25
+        assert trees.rows_per_chunk(name, "cuda") * 50 <= 2**25
+
+
 GB3 = ForestShape(depth=3, n_trees=100, tree_size=7 * 8, mean_depth=3.0,
                   mean_depth_below_top=0.0, groups=20)
 HGB = ForestShape(depth=14, n_trees=100, tree_size=30 * 31, mean_depth=8.7,
