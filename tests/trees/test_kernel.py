@@ -80,6 +80,8 @@ def test_kernel_matches_the_torch_walk_in_the_interpreter():
 
 
 def test_the_environment_switch_turns_the_kernel_off(monkeypatch):
+    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "1")
+    assert kernel.available() == (kernel.triton is not None)
     monkeypatch.setenv("BRIDGE_TREE_KERNEL", "0")
     assert not kernel.available()
 
