@@ -100,6 +100,10 @@ def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
     out = torch.empty((n_trees, n_rows), dtype=first_child.dtype, device=x.device)
     if n_rows and n_trees:
         grid = (triton.cdiv(n_rows, BLOCK_ROWS), n_trees)
-        _walk[grid](x, x.stride(0), feature, threshold, first_child, roots, depths, out,
-                    n_rows, MODE=mode, BLOCK=BLOCK_ROWS)
+        arguments = (x, x.stride(0), feature, threshold, first_child, roots, depths, out, n_rows)
+        if x.is_cuda and x.device.index != torch.cuda.current_device():
+            with torch.cuda.device(x.device):  # Triton launches on the current device
+                _walk[grid](*arguments, MODE=mode, BLOCK=BLOCK_ROWS)
+        else:
+            _walk[grid](*arguments, MODE=mode, BLOCK=BLOCK_ROWS)
     return out
