@@ -202,11 +202,15 @@ def without_kernel(function):
     """``function`` run with the Triton walk switched off (``BRIDGE_TREE_KERNEL=0``)."""
 
     def call():
+        before = os.environ.get("BRIDGE_TREE_KERNEL")
         os.environ["BRIDGE_TREE_KERNEL"] = "0"
         try:
             return function()
         finally:
-            del os.environ["BRIDGE_TREE_KERNEL"]
+            if before is None:
+                del os.environ["BRIDGE_TREE_KERNEL"]
+            else:
+                os.environ["BRIDGE_TREE_KERNEL"] = before
 
     return call
 
