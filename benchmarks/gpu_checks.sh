@@ -14,6 +14,9 @@
 #   train     training and prediction overhead on CUDA
 # Each step has a time limit (a lent machine has ~15 minutes in all, at most 10 per command)
 # and archives what it wrote to $OUT as soon as it ends, so a step cut short loses only itself.
+# Session 5 (H100): all steps took ~7 minutes, "tests trees matrix compiled" ~4.5; matrix
+# needs ~50 s per forest. Commit the results under benchmarks/results/ named after the device
+# (trees-h100.md, ...) with a line saying the run, the commit and the command.
 set -uo pipefail
 steps="${*:-tests trees matrix bench compiled train}"
 want() { [[ " $steps " == *" $1 "* ]]; }
