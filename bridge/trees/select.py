@@ -179,24 +179,26 @@ def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
     str
         One of :data:`STRATEGIES`.
     """
+    walks = ("lookup", "bitvector", "traversal")
     if device_type == "cuda":
         if fused_walk and "traversal" in available:
             return "traversal"
-        best, best_cost = "traversal", float("inf")
-        for name in ("gemm", "lookup", "bitvector", "traversal"):
-            if name in available and (name != "gemm"
-                                      or shape.tree_size <= GEMM_MAX_TREE_SIZE["cuda"]):
-                cost = estimated_cuda_microseconds(name, shape, batch)
-                if cost < best_cost:
-                    best, best_cost = name, cost
-        return best
+        small = shape.tree_size <= GEMM_MAX_TREE_SIZE["cuda"]
+        return _cheapest(("gemm",) + walks if small else walks, available,
+                         estimated_cuda_microseconds, shape, batch)
     if ("gemm" in available and shape.tree_size <= GEMM_MAX_TREE_SIZE["cpu"]
             and batch <= GEMM_MAX_BATCH_CPU):
         return "gemm"
+    return _cheapest(walks, available, estimated_cpu_microseconds, shape, batch)
+
+
+def _cheapest(names: tuple[str, ...], available, estimate, shape: ForestShape,
+              batch: int) -> str:
+    """The one of ``names`` built (in ``available``) that ``estimate`` costs least."""
     best, best_cost = "traversal", float("inf")
-    for name in ("lookup", "bitvector", "traversal"):  # (a loop, not min(key=): torch.compile
-        if name in available:                         # traces this with fullgraph=True)
-            cost = estimated_cpu_microseconds(name, shape, batch)
+    for name in names:  # (a loop, not min(key=): torch.compile traces this with fullgraph=True)
+        if name in available:
+            cost = estimate(name, shape, batch)
             if cost < best_cost:
                 best, best_cost = name, cost
     return best
