@@ -160,8 +160,8 @@ class TreeEnsembleModule(nn.Module):
         dtype = comparison_dtype(x, self.double_thresholds)
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
         x = x.to(dtype)
-        walk = self.strategies["traversal"] if "traversal" in self.strategies else None
-        fused = walk is not None and walk.kernel_runs(x)
+        fused = (self.strategy == "auto" and "traversal" in self.strategies
+                 and self.strategies["traversal"].kernel_runs(x))  # (only "auto" asks)
         name = self.choose(x.shape[0], x.device.type, fused)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]

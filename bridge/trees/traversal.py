@@ -146,8 +146,7 @@ class TraversalTrees(nn.Module):
     def kernel_runs(self, x: torch.Tensor) -> bool:
         """Whether this call walks in one Triton kernel (see :mod:`bridge.trees.kernel`):
         eager CUDA calls with float32/float64 rows and one comparison for every test."""
-        return (not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and x.device.type == "cuda" and self.tests.simple
+        return (_eager() and x.device.type == "cuda" and self.tests.simple
                 and (x.dtype == torch.float32 or x.dtype == torch.float64)
                 and self.roots.shape[0] <= kernel.MAX_TREES and kernel.available())
 
@@ -172,8 +171,7 @@ class TraversalTrees(nn.Module):
     def _buffered(self, row_start: torch.Tensor) -> bool:
         """Whether :meth:`_walk_in_buffers` can run this call (eager mode, one comparison,
         positions in the tables' index dtype)."""
-        return (self.tests.simple and row_start.dtype == self.feature.dtype
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+        return self.tests.simple and row_start.dtype == self.feature.dtype and _eager()
 
     def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor | None,
                          row_start: torch.Tensor, widths: list[int]) -> torch.Tensor:
@@ -221,6 +219,12 @@ class TraversalTrees(nn.Module):
             torch.index_select(first_child, 0, now, out=following).add_(outcome)
             current, spare = spare, current
         return current.view(full, n_rows)
+
+
+def _eager() -> bool:
+    """Whether this call runs eagerly (not traced, compiled or exported): the eager-only
+    paths (the buffered loop, the Triton kernel) would fix a traced batch or not be traced."""
+    return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
 def _missing_fill(mode: np.ndarray, threshold: np.ndarray,
