@@ -198,6 +198,19 @@ def compiled_runner(module, x: torch.Tensor):
     return call, seconds
 
 
+def synchronized(module, x: torch.Tensor):
+    """A call of ``module`` on ``x`` without autograd that returns once the GPU is done."""
+
+    def call():
+        with torch.no_grad():
+            out = module(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        return out
+
+    return call
+
+
 def without_kernel(function):
     """``function`` run with the Triton walk switched off (``BRIDGE_TREE_KERNEL=0``)."""
 
@@ -288,15 +301,7 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
             for device in devices:
                 xt = torch.from_numpy(x).to(device)
                 for strategy, module in on_device[device].items():
-
-                    def call(module=module, xt=xt, device=device):
-                        with torch.no_grad():
-                            out = module(xt)
-                        if device == "cuda":
-                            torch.cuda.synchronize()
-                        return out
-
-                    runners[f"torch-{device}-{strategy}"] = call
+                    runners[f"torch-{device}-{strategy}"] = synchronized(module, xt)
             for device in devices if compile_cpu and batch >= COMPILE_FROM_BATCH else ():
                 function, seconds = compiled_runner(on_device[device]["auto"],
                                                     torch.from_numpy(x).to(device))
@@ -504,14 +509,7 @@ def run_matrix(threads: int, devices: tuple[str, ...] = ("cpu",), on_case=None) 
                               flush=True)
                         del modules[strategy]
                         continue
-
-                    def call(module=module, xt=xt, cuda=cuda):
-                        out = module(xt)
-                        if cuda:
-                            torch.cuda.synchronize()
-                        return out
-
-                    runners[strategy] = call
+                    runners[strategy] = synchronized(module, xt)
                 if cuda and "traversal" in runners and tree_kernel.available():
                     runners["traversal-ops"] = without_kernel(runners["traversal"])
                 with torch.no_grad():
