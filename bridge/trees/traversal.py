@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.trees import kernel
+from bridge.trees import kernel, native
 from bridge.trees.ensemble import (
     BRANCH_GT,
     BRANCH_GTE,
@@ -127,9 +127,9 @@ class TraversalTrees(nn.Module):
         n_rows = x.shape[0]
         if self.kernel_runs(x):
             filled = filled_rows(x, self.n_features, self.missing_fill)
-            return kernel.walk(filled, self.feature, self.tests.thresholds(filled.dtype),
-                               self.first_child, self.roots, self.depths,
-                               self.tests.single_mode)
+            fused = kernel.walk if filled.is_cuda else native.walk
+            return fused(filled, self.feature, self.tests.thresholds(filled.dtype),
+                         self.first_child, self.roots, self.depths, self.tests.single_mode)
         values, row_start = flat_rows(filled_rows(x, self.n_features, self.missing_fill),
                                       self.feature.dtype)
         if self._buffered(row_start):
@@ -144,11 +144,16 @@ class TraversalTrees(nn.Module):
         return self.walk(values, slot, row_start, self.active[1:])
 
     def kernel_runs(self, x: torch.Tensor) -> bool:
-        """Whether this call walks in one Triton kernel (see :mod:`bridge.trees.kernel`):
-        eager CUDA calls with float32/float64 rows and one comparison for every test."""
-        return (_eager() and x.device.type == "cuda" and self.tests.simple
-                and (x.dtype == torch.float32 or x.dtype == torch.float64)
-                and self.roots.shape[0] <= kernel.MAX_TREES and kernel.available())
+        """Whether this call walks in one fused loop: eager calls with float32/float64 rows
+        and one comparison for every test, on CUDA as a Triton kernel
+        (:mod:`bridge.trees.kernel`), on CPU in C (:mod:`bridge.trees.native`)."""
+        if not (self.tests.simple and (x.dtype == torch.float32 or x.dtype == torch.float64)
+                and _eager()):
+            return False
+        if x.device.type == "cpu":
+            return native.available()
+        return (x.device.type == "cuda" and self.roots.shape[0] <= kernel.MAX_TREES
+                and kernel.available())
 
     def root_threshold(self, dtype: torch.dtype) -> torch.Tensor:
         """The roots' thresholds [trees, 1] in ``dtype``."""

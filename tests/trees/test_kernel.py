@@ -19,7 +19,7 @@ import torch
 import bridge
 from bridge.trees import TreeEnsembleModule, kernel
 from bridge.trees.traversal import filled_rows
-from tests.onnx.ops.ml.test_tree import grid_inputs, legacy_model
+from tests.onnx.ops.ml.test_tree import fused_walks_off, grid_inputs, legacy_model
 
 MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,22 +48,34 @@ def kernel_cases():
                 yield mode, missing, dtype
 
 
-def check_kernel_matches_torch_walk(device: str) -> int:
-    """Terminal slots from :func:`kernel.walk` on ``device`` equal the torch walk's on CPU;
-    returns the number of forests checked."""
-    checked = 0
+def fused_walk_cases():
+    """(traversal module, x, terminal slots of the torch walk on CPU, case) for each of
+    :func:`kernel_cases`."""
     for mode, missing, dtype in kernel_cases():
         walk = traversal_of(bridge.from_onnx(forest(mode, missing), tree_strategy="traversal"))
         assert walk.tests.simple, (mode, missing)
         x = torch.from_numpy(grid_inputs(np.random.RandomState(1), 257, n_features=4,
                                          nan=True, dtype=dtype))
-        expected = walk(x)
-        walk.to(device)
-        filled = filled_rows(x.to(device), walk.n_features, walk.missing_fill)
-        actual = kernel.walk(filled, walk.feature, walk.tests.thresholds(filled.dtype),
-                             walk.first_child, walk.roots, walk.depths, walk.tests.single_mode)
+        with fused_walks_off():
+            expected = walk(x)
+        yield walk, x, expected, (mode, missing, dtype)
+
+
+def fused_walk(function, walk, x: torch.Tensor) -> torch.Tensor:
+    """``function`` (:func:`kernel.walk` or :func:`native.walk`) on ``walk``'s tables."""
+    filled = filled_rows(x, walk.n_features, walk.missing_fill)
+    return function(filled, walk.feature, walk.tests.thresholds(filled.dtype), walk.first_child,
+                    walk.roots, walk.depths, walk.tests.single_mode)
+
+
+def check_kernel_matches_torch_walk(device: str) -> int:
+    """Terminal slots from :func:`kernel.walk` on ``device`` equal the torch walk's on CPU;
+    returns the number of forests checked."""
+    checked = 0
+    for walk, x, expected, case in fused_walk_cases():
+        actual = fused_walk(kernel.walk, walk.to(device), x.to(device))
         assert actual.dtype == expected.dtype and actual.shape == expected.shape
-        assert torch.equal(actual.cpu(), expected), (mode, missing, dtype)
+        assert torch.equal(actual.cpu(), expected), case
         checked += 1
     return checked
 
@@ -86,7 +98,7 @@ def test_the_environment_switch_turns_the_kernel_off(monkeypatch):
     assert not kernel.available()
 
 
-def test_cpu_calls_keep_the_torch_walk(monkeypatch):
+def test_cpu_calls_never_run_the_triton_kernel(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the kernel ran on a CPU call")
 

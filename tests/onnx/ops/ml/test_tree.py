@@ -2,12 +2,16 @@
 
 Random forests are written with ``onnx.helper`` so that every node mode, missing-value
 track, aggregate, post transform and onnxruntime's binary-classifier rules are exercised;
-each model runs under all three strategies. Inputs sit on a small integer grid (plus NaN) so
+each model runs under every strategy, and the level walk also as torch operations (its C
+and Triton forms switched off: :func:`fused_walks_off`). Inputs sit on a small integer grid (plus NaN) so
 that EQ/NEQ/MEMBER tests and threshold ties actually occur. Tolerances: labels exact; scores
 rtol 1e-5 / atol 1e-5 (float32 sums over trees in another order, and float32 transforms).
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
 
 import numpy as np
 import onnx
@@ -138,11 +142,28 @@ def strategies_for(model, names=STRATEGIES):
     return tuple(names)
 
 
+@contextlib.contextmanager
+def fused_walks_off():
+    """Run the level walk as torch operations: ``BRIDGE_TREE_KERNEL=0`` switches off its C
+    form on CPU (bridge/trees/native.py) and its Triton form on CUDA."""
+    before = os.environ.get("BRIDGE_TREE_KERNEL")
+    os.environ["BRIDGE_TREE_KERNEL"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["BRIDGE_TREE_KERNEL"]
+        else:
+            os.environ["BRIDGE_TREE_KERNEL"] = before
+
+
 def assert_all_strategies_match(model, x, rtol=1e-5, atol=1e-5):
     expected = run_onnxruntime(model, {"X": x})
-    for strategy in strategies_for(model):
+    runs = [(strategy, contextlib.nullcontext) for strategy in strategies_for(model)]
+    runs.append(("traversal", fused_walks_off))
+    for strategy, walks in runs:
         module = bridge.from_onnx(model, tree_strategy=strategy)
-        with torch.no_grad():
+        with torch.no_grad(), walks():
             result = module(torch.from_numpy(x))
         result = result if isinstance(result, tuple) else (result,)
         for index, (actual, wanted) in enumerate(zip(result, expected)):
@@ -152,7 +173,7 @@ def assert_all_strategies_match(model, x, rtol=1e-5, atol=1e-5):
                 actual = np.asarray(vocabulary, dtype=object)[actual]
                 wanted = wanted.astype(object)
             assert_parity(actual, wanted, rtol=rtol, atol=atol,
-                          what=f"{strategy} output {index}")
+                          what=f"{strategy} ({walks.__name__}) output {index}")
 
 
 @pytest.mark.parametrize("mode", MODES)

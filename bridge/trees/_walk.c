@@ -1,0 +1,199 @@
+/* The level walk of bridge/trees/traversal.py as one C loop, for CPU tensors.
+ *
+ * In eager mode each level of the torch walk is about seven operations over the whole
+ * batch, and each costs its dispatch plus a pass over memory: a depth-20 tree took 1.56 ms
+ * at 10k rows on a 2-core VM where onnxruntime took 1.31 ms (benchmarks/results/trees-vm.md,
+ * session 4). Here blocks of rows walk every tree in one loop nest, in cache. See bridge/trees/native.py for the Python side, which checks every argument (dtypes,
+ * shapes, contiguity, devices) before calling walk(); this file checks every index.
+ *
+ * Tables (one entry per slot, laid out as in TraversalTrees): feature (the column tested),
+ * threshold (x's dtype), first_child (the false child; the true child follows it; a terminal
+ * slot's step leads back to itself). roots and depths hold each tree's root slot and the
+ * levels its deepest walk takes. The result is [trees, rows], in first_child's dtype.
+ *
+ * Built as an optional extension (setup.py): without a C compiler bridge installs without
+ * it and the torch walk runs. No Python or torch API is used inside the loops, and the GIL is
+ * released while they run.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* rows walked through every tree before moving on: the trees' tables and the block's rows
+ * stay in cache together */
+#define BLOCK_ROWS 64
+
+/* the ensemble's branch modes (bridge/trees/ensemble.py, checked by native.py) */
+#define MODE_LEQ 0
+#define MODE_LT 1
+#define MODE_GTE 2
+#define MODE_GT 3
+#define MODE_EQ 4
+#define MODE_NEQ 5
+
+#define CMP_LEQ(v, t) ((v) <= (t))
+#define CMP_LT(v, t) ((v) < (t))
+#define CMP_GTE(v, t) ((v) >= (t))
+#define CMP_GT(v, t) ((v) > (t))
+#define CMP_EQ(v, t) ((v) == (t))
+#define CMP_NEQ(v, t) ((v) != (t))
+
+/* Tables are checked before any walk (check_tables): every column a test reads exists in x,
+ * and every step from every slot, first_child + outcome, lands on a slot. A slot with a NaN
+ * threshold has a fixed outcome (1 under "!=", else 0): terminal slots rely on it. The walks
+ * then read no index unchecked, and edited or corrupt tables give an error, not a crash. One
+ * pass over the slots costs less than checking every step (measured 25% of the walk). */
+#define DEFINE_CHECK(NAME, XT, IT)                                                          \
+    static int NAME(Py_ssize_t n_columns, Py_ssize_t n_trees, Py_ssize_t n_slots,           \
+                    const IT *feature, const XT *threshold, const IT *first_child,          \
+                    const IT *roots, int mode)                                              \
+    {                                                                                       \
+        for (Py_ssize_t slot = 0; slot < n_slots; slot++) {                                 \
+            const int fixed = threshold[slot] != threshold[slot];                           \
+            const IT low = first_child[slot] + (fixed && mode == MODE_NEQ);                 \
+            const IT high = first_child[slot] + (fixed ? mode == MODE_NEQ : 1);             \
+            if ((uint64_t)feature[slot] >= (uint64_t)n_columns || low < 0                   \
+                || high >= n_slots)                                                         \
+                return 0;                                                                   \
+        }                                                                                   \
+        for (Py_ssize_t tree = 0; tree < n_trees; tree++)                                   \
+            if ((uint64_t)roots[tree] >= (uint64_t)n_slots)                                 \
+                return 0;                                                                   \
+        return 1;                                                                           \
+    }
+
+/* One function per (value type, index type, comparison): the comparison is fixed inside the
+ * innermost loop. Rows walk in blocks, level by level, so the steps of a block's rows are
+ * independent and overlap in the CPU (walking one row at a time to its leaf waits on each
+ * step's loads: 3x slower on a depth-20 tree). A block stops when none of its walks moved. */
+#define DEFINE_WALK(NAME, XT, IT, CMP)                                                      \
+    static void NAME(const XT *x, Py_ssize_t stride, Py_ssize_t n_rows, Py_ssize_t n_trees,  \
+                     const IT *feature, const XT *threshold, const IT *first_child,          \
+                     const IT *roots, const int32_t *depths, IT *out)                        \
+    {                                                                                       \
+        IT slot[BLOCK_ROWS];                                                                \
+        for (Py_ssize_t start = 0; start < n_rows; start += BLOCK_ROWS) {                   \
+            const Py_ssize_t size = n_rows - start < BLOCK_ROWS ? n_rows - start : BLOCK_ROWS;\
+            const XT *block = x + start * stride;                                           \
+            for (Py_ssize_t tree = 0; tree < n_trees; tree++) {                             \
+                for (Py_ssize_t row = 0; row < size; row++)                                 \
+                    slot[row] = roots[tree];                                                \
+                for (int32_t level = 0; level < depths[tree]; level++) {                    \
+                    int moved = 0;                                                          \
+                    for (Py_ssize_t row = 0; row < size; row++) {                           \
+                        const IT at = slot[row];                                            \
+                        const IT next = first_child[at]                                     \
+                            + (IT)CMP(block[row * stride + feature[at]], threshold[at]);    \
+                        moved |= next != at;                                                \
+                        slot[row] = next;                                                   \
+                    }                                                                       \
+                    if (!moved) /* every walk of the block is at its leaf */                \
+                        break;                                                              \
+                }                                                                           \
+                memcpy(out + tree * n_rows + start, slot, (size_t)size * sizeof(IT));       \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+#define DEFINE_MODES(PREFIX, XT, IT)                                                        \
+    DEFINE_CHECK(PREFIX##_check, XT, IT)                                                    \
+    DEFINE_WALK(PREFIX##_leq, XT, IT, CMP_LEQ)                                              \
+    DEFINE_WALK(PREFIX##_lt, XT, IT, CMP_LT)                                                \
+    DEFINE_WALK(PREFIX##_gte, XT, IT, CMP_GTE)                                              \
+    DEFINE_WALK(PREFIX##_gt, XT, IT, CMP_GT)                                                \
+    DEFINE_WALK(PREFIX##_eq, XT, IT, CMP_EQ)                                                \
+    DEFINE_WALK(PREFIX##_neq, XT, IT, CMP_NEQ)                                              \
+    static void (*const PREFIX##_modes[6])(const XT *, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
+                                           const IT *, const XT *, const IT *, const IT *,  \
+                                           const int32_t *, IT *) =                         \
+        {PREFIX##_leq, PREFIX##_lt, PREFIX##_gte, PREFIX##_gt, PREFIX##_eq, PREFIX##_neq};  \
+    static int PREFIX(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_columns,        \
+                      Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,            \
+                      unsigned long long feature, unsigned long long threshold,             \
+                      unsigned long long first_child, unsigned long long roots,             \
+                      unsigned long long depths, unsigned long long out, int mode)          \
+    {                                                                                       \
+        if (!PREFIX##_check(n_columns, n_trees, n_slots, (const IT *)(uintptr_t)feature,     \
+                            (const XT *)(uintptr_t)threshold,                               \
+                            (const IT *)(uintptr_t)first_child,                             \
+                            (const IT *)(uintptr_t)roots, mode))                            \
+            return 0;                                                                       \
+        PREFIX##_modes[mode]((const XT *)(uintptr_t)x, stride, n_rows, n_trees,             \
+                             (const IT *)(uintptr_t)feature,                                \
+                             (const XT *)(uintptr_t)threshold,                              \
+                             (const IT *)(uintptr_t)first_child,                            \
+                             (const IT *)(uintptr_t)roots,                                  \
+                             (const int32_t *)(uintptr_t)depths, (IT *)(uintptr_t)out);     \
+        return 1;                                                                           \
+    }
+
+DEFINE_MODES(walk_f32_i32, float, int32_t)
+DEFINE_MODES(walk_f32_i64, float, int64_t)
+DEFINE_MODES(walk_f64_i32, double, int32_t)
+DEFINE_MODES(walk_f64_i64, double, int64_t)
+
+PyDoc_STRVAR(walk_doc,
+"walk(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold, first_child,\n"
+"     roots, depths, out, mode, double_values, wide_index)\n"
+"\n"
+"Write the terminal slot of each row in each tree into out [trees, rows]. Pointer\n"
+"arguments are data addresses of contiguous CPU tensors; see bridge/trees/native.py.\n"
+"Raises IndexError, before walking, when a table leads to a slot or column out of range.");
+
+static PyObject *walk(PyObject *self, PyObject *args)
+{
+    unsigned long long x, feature, threshold, first_child, roots, depths, out;
+    Py_ssize_t stride, n_columns, n_rows, n_trees, n_slots;
+    int mode, double_values, wide_index, valid;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKipp", &x, &stride, &n_columns, &n_rows, &n_trees,
+                          &n_slots, &feature, &threshold, &first_child, &roots, &depths, &out,
+                          &mode, &double_values, &wide_index))
+        return NULL;
+    if (mode < MODE_LEQ || mode > MODE_NEQ) {
+        PyErr_Format(PyExc_ValueError, "walk: mode %d is not a comparison mode (0..5)", mode);
+        return NULL;
+    }
+    if (stride < 0 || n_columns < 0 || n_rows < 0 || n_trees < 0 || n_slots < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk: sizes and stride must be >= 0");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (double_values && wide_index)
+        valid = walk_f64_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, mode);
+    else if (double_values)
+        valid = walk_f64_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, mode);
+    else if (wide_index)
+        valid = walk_f32_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, mode);
+    else
+        valid = walk_f32_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, mode);
+    Py_END_ALLOW_THREADS
+    if (!valid) {
+        PyErr_Format(PyExc_IndexError,
+                     "walk: the tree tables lead to a slot outside 0..%zd or read a column "
+                     "outside 0..%zd of x", n_slots - 1, n_columns - 1);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"walk", walk, METH_VARARGS, walk_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "bridge.trees._walk",
+    "The tree walk in C, for CPU tensors (see bridge/trees/native.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__walk(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,110 @@
+"""The level walk of :mod:`bridge.trees.traversal` as one C loop, for CPU tensors.
+
+On CPU the torch walk runs about seven operations per level over the whole batch, and at
+10k rows their dispatch and memory passes cost more than onnxruntime's whole call on a deep
+tree. ``bridge/trees/_walk.c`` walks each (row, tree) pair from its root to its leaf in
+registers, stopping at the leaf, with the GIL released.
+
+It is an optional extension built at install time (``setup.py``): where it did not build, or
+with ``BRIDGE_TREE_KERNEL=0`` in the environment, the torch walk runs. It serves the calls
+the Triton kernel serves on CUDA (:mod:`bridge.trees.kernel`): eager calls on float32/float64
+rows whose tests are one comparison. This module checks every argument before handing data
+addresses to C, and the C loop bounds-checks every slot and column it reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from bridge.trees.ensemble import (
+    BRANCH_EQ,
+    BRANCH_GT,
+    BRANCH_GTE,
+    BRANCH_LEQ,
+    BRANCH_LT,
+    BRANCH_NEQ,
+)
+
+try:  # built by setup.py where a C compiler was found
+    from bridge.trees import _walk
+except ImportError:
+    _walk = None
+
+# the C walk's mode codes are the ensemble's branch modes
+assert (BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ) == tuple(range(6))
+
+VALUE_DTYPES = (torch.float32, torch.float64)
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def available() -> bool:
+    """Whether the C walk can run here (it was built and ``BRIDGE_TREE_KERNEL`` is not 0)."""
+    return _walk is not None and os.environ.get("BRIDGE_TREE_KERNEL", "1") != "0"
+
+
+def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
+         first_child: torch.Tensor, roots: torch.Tensor, depths: torch.Tensor,
+         mode: int) -> torch.Tensor:
+    """Terminal slot [trees, N] of each row of ``x`` [N, F] in each tree.
+
+    Same arguments as :func:`bridge.trees.kernel.walk`, on CPU tensors: ``x`` float32 or
+    float64, ``threshold`` in ``x``'s dtype, ``feature``, ``first_child`` and ``roots`` in
+    one index dtype (int32 or int64), ``depths`` int32.
+
+    Raises
+    ------
+    ValueError
+        When a tensor is not on the CPU, or has another dtype or shape than stated.
+    IndexError
+        When the tables lead a walk to a slot or column that does not exist (checked at
+        every step in C).
+    RuntimeError
+        When the extension is not built (see :func:`available`).
+    """
+    if _walk is None:
+        raise RuntimeError("bridge.trees._walk is not built (no C compiler at install time)")
+    _check(x, feature, threshold, first_child, roots, depths, mode)
+    if x.stride(1) != 1:  # rows may be strided (a column slice), features must be adjacent
+        x = x.contiguous()
+    tables = [t.contiguous() for t in (feature, threshold, first_child, roots, depths)]
+    feature, threshold, first_child, roots, depths = tables
+    n_rows, n_trees = x.shape[0], roots.shape[0]
+    out = torch.empty((n_trees, n_rows), dtype=first_child.dtype)
+    if n_rows and n_trees:
+        _walk.walk(x.data_ptr(), x.stride(0), x.shape[1], n_rows, n_trees,
+                   first_child.numel(), feature.data_ptr(), threshold.data_ptr(),
+                   first_child.data_ptr(), roots.data_ptr(), depths.data_ptr(),
+                   out.data_ptr(), int(mode), x.dtype == torch.float64,
+                   first_child.dtype == torch.int64)
+    return out
+
+
+def _check(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
+           first_child: torch.Tensor, roots: torch.Tensor, depths: torch.Tensor,
+           mode: int) -> None:
+    """Raise ValueError unless the arguments are what :func:`walk` may hand to C."""
+    named = {"x": x, "feature": feature, "threshold": threshold, "first_child": first_child,
+             "roots": roots, "depths": depths}
+    for name, tensor in named.items():
+        if tensor.device.type != "cpu":
+            raise ValueError(f"walk: {name} is on {tensor.device}; the C walk runs on CPU")
+    if x.dim() != 2 or x.dtype not in VALUE_DTYPES:
+        raise ValueError(f"walk: x must be a 2-D float32/float64 tensor; got {x.dtype} "
+                         f"of shape {tuple(x.shape)}")
+    if threshold.dtype != x.dtype:
+        raise ValueError(f"walk: threshold is {threshold.dtype}; expected x's {x.dtype}")
+    index = first_child.dtype
+    if index not in INDEX_DTYPES or feature.dtype != index or roots.dtype != index:
+        raise ValueError(f"walk: feature, first_child and roots must share int32 or int64; "
+                         f"got {feature.dtype}, {index}, {roots.dtype}")
+    if depths.dtype != torch.int32 or depths.shape != roots.shape:
+        raise ValueError(f"walk: depths must be int32 with one entry per root; got "
+                         f"{depths.dtype} of shape {tuple(depths.shape)}")
+    slots = first_child.numel()
+    if feature.numel() != slots or threshold.numel() != slots:
+        raise ValueError(f"walk: feature, threshold and first_child must have one entry per "
+                         f"slot; got {feature.numel()}, {threshold.numel()}, {slots}")
+    if not 0 <= int(mode) < 6:
+        raise ValueError(f"walk: mode {mode!r} is not a branch mode (0..5)")

@@ -1,0 +1,172 @@
+"""The C walk (bridge/trees/native.py, _walk.c) against the torch walk it replaces on CPU.
+
+Without a C compiler at install time the extension is absent: these tests then skip, except
+the ones showing that bridge falls back to the torch walk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bridge
+from bridge.trees import native
+from tests.onnx.ops.ml.test_tree import fused_walks_off, grid_inputs, legacy_model
+from tests.trees.test_kernel import forest, fused_walk, fused_walk_cases, traversal_of
+
+built = pytest.mark.skipif(native._walk is None, reason="the C walk is not built here")
+
+
+@built
+def test_c_walk_matches_the_torch_walk_on_every_mode():
+    checked = 0
+    for walk, x, expected, case in fused_walk_cases():
+        actual = fused_walk(native.walk, walk, x)
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        assert torch.equal(actual, expected), case
+        checked += 1
+    assert checked == 20
+
+
+@built
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_int64_tables_walk_alike(dtype):
+    # forests of 2**31 slots or more get int64 tables; the same loop runs on them
+    walk = traversal_of(bridge.from_onnx(forest("BRANCH_LT", True), tree_strategy="traversal"))
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(4), 300, n_features=4,
+                                     nan=True)).to(dtype)
+    narrow = fused_walk(native.walk, walk, x)
+    for name in ("feature", "first_child", "roots"):
+        setattr(walk, name, getattr(walk, name).long())
+    wide = fused_walk(native.walk, walk, x)
+    assert wide.dtype == torch.int64 and torch.equal(wide, narrow.long())
+
+
+@built
+def test_deep_unbalanced_trees_and_partial_blocks():
+    # depth 14 with shallow leaves: blocks stop when all their walks are at leaves; 1000 rows
+    # are 15 full blocks of 64 and one partial one
+    rng = np.random.RandomState(5)
+    model = legacy_model("regressor", rng, n_trees=5, depth=14, n_features=3)
+    walk = traversal_of(bridge.from_onnx(model, tree_strategy="traversal"))
+    x = torch.from_numpy(grid_inputs(rng, 1000))
+    with fused_walks_off():
+        expected = walk(x)
+    assert torch.equal(walk(x), expected)
+    assert torch.equal(walk(x[:1]), expected[:, :1])
+
+
+@built
+def test_cpu_traversal_runs_the_c_walk_unless_switched_off(monkeypatch):
+    calls = []
+    original = native.walk
+    monkeypatch.setattr(native, "walk", lambda *a, **k: calls.append(1) or original(*a, **k))
+    module = bridge.from_onnx(forest("BRANCH_GTE", True), tree_strategy="traversal")
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(6), 100, n_features=4, nan=True))
+    result = module(x)
+    assert calls == [1]
+    with fused_walks_off():
+        assert torch.equal(module(x), result)
+    assert calls == [1]
+
+
+def test_without_the_extension_the_torch_walk_runs(monkeypatch):
+    model = forest("BRANCH_LEQ", True)
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(7), 100, n_features=4, nan=True))
+    expected = bridge.from_onnx(model, tree_strategy="traversal")(x)
+    monkeypatch.setattr(native, "_walk", None)
+    assert not native.available()
+    module = bridge.from_onnx(model, tree_strategy="traversal")
+    assert not traversal_of(module).kernel_runs(x)
+    torch.testing.assert_close(module(x), expected)
+    with pytest.raises(RuntimeError, match="not built"):
+        fused_walk(native.walk, traversal_of(module), x)
+
+
+def tables(**changes):
+    """A one-tree forest (x[:, 0] <= 0.5 ? slot 2 : slot 1) as the walk's tables."""
+    nan = float("nan")
+    table = {"feature": torch.tensor([0, 0, 0], dtype=torch.int32),
+             "threshold": torch.tensor([0.5, nan, nan]),
+             "first_child": torch.tensor([1, 1, 2], dtype=torch.int32),
+             "roots": torch.tensor([0], dtype=torch.int32),
+             "depths": torch.tensor([1], dtype=torch.int32), "mode": 0}
+    table.update(changes)
+    return table
+
+
+@built
+def test_a_hand_built_tree_and_empty_calls():
+    x = torch.tensor([[0.0], [1.0], [float("nan")], [0.5]])
+    assert native.walk(x, **tables()).tolist() == [[2, 1, 1, 2]]
+    assert native.walk(x[:0], **tables()).shape == (1, 0)
+    no_trees = tables(roots=torch.zeros(0, dtype=torch.int32),
+                      depths=torch.zeros(0, dtype=torch.int32))
+    assert native.walk(x, **no_trees).shape == (0, 4)
+
+
+@built
+def test_a_single_leaf_tree_under_not_equal_stays_at_its_root():
+    # under "!=" a terminal slot's first child is the slot before it: -1 for a leaf at slot 0
+    leaf = tables(feature=torch.tensor([0], dtype=torch.int32),
+                  threshold=torch.tensor([float("nan")]),
+                  first_child=torch.tensor([-1], dtype=torch.int32), depths=torch.tensor(
+                      [3], dtype=torch.int32), mode=5)
+    x = torch.tensor([[0.0], [float("nan")]])
+    assert native.walk(x, **leaf).tolist() == [[0, 0]]
+
+
+@built
+@pytest.mark.parametrize("changes", [
+    {"feature": torch.tensor([3, 0, 0], dtype=torch.int32)},  # a column x does not have
+    {"feature": torch.tensor([-1, 0, 0], dtype=torch.int32)},
+    {"first_child": torch.tensor([2, 1, 2], dtype=torch.int32)},  # true child = slot 3
+    {"first_child": torch.tensor([1, 1, -1], dtype=torch.int32)},  # a leaf stepping to -1
+    {"threshold": torch.tensor([0.5, float("nan"), 0.0])},  # leaf 2 could step to slot 3
+    {"roots": torch.tensor([3], dtype=torch.int32)},
+    {"roots": torch.tensor([-2], dtype=torch.int32)},
+])
+def test_tables_that_lead_outside_are_an_index_error(changes):
+    x = torch.tensor([[0.0], [1.0]])
+    with pytest.raises(IndexError, match=r"slot outside 0\.\.2 or read a column outside 0\.\.0"):
+        native.walk(x, **tables(**changes))
+
+
+@built
+@pytest.mark.parametrize("changes, message", [
+    ({"threshold": torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)}, "threshold is"),
+    ({"feature": torch.tensor([0, 0, 0], dtype=torch.int64)}, "must share int32 or int64"),
+    ({"first_child": torch.tensor([1, 1, 2], dtype=torch.int16)}, "must share int32 or int64"),
+    ({"depths": torch.tensor([1], dtype=torch.int64)}, "depths must be int32"),
+    ({"depths": torch.tensor([1, 1], dtype=torch.int32)}, "one entry per root"),
+    ({"feature": torch.tensor([0, 0], dtype=torch.int32)}, "one entry per slot"),
+    ({"mode": 6}, "not a branch mode"),
+    ({"feature": torch.zeros(3, dtype=torch.int32, device="meta")}, "on meta"),
+])
+def test_bad_arguments_are_a_value_error(changes, message):
+    with pytest.raises(ValueError, match=message):
+        native.walk(torch.tensor([[0.0], [1.0]]), **tables(**changes))
+
+
+@built
+def test_x_must_be_a_float_matrix():
+    with pytest.raises(ValueError, match="2-D float32/float64"):
+        native.walk(torch.tensor([[0], [1]]), **tables())
+    with pytest.raises(ValueError, match="2-D float32/float64"):
+        native.walk(torch.tensor([0.0, 1.0]), **tables())
+
+
+@built
+def test_strided_inputs_are_read_right():
+    x = torch.tensor([[9.0, 0.0], [9.0, 1.0], [9.0, 0.25]])
+    column = x[:, 1:]  # stride 2 between rows
+    assert native.walk(column, **tables()).tolist() == [[2, 1, 2]]
+    assert native.walk(x.t().contiguous().t()[:, 1:], **tables()).tolist() == [[2, 1, 2]]
+
+
+def test_the_environment_switch_turns_the_c_walk_off(monkeypatch):
+    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "1")
+    assert native.available() == (native._walk is not None)
+    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "0")
+    assert not native.available()
