@@ -44,6 +44,7 @@ import bridge.trees.module as tree_module  # noqa: E402
 from bridge.errors import ConversionError  # noqa: E402
 from bridge.sklearn.converters.hist_gradient_boosting import register  # noqa: E402
 from bridge.trees import kernel as tree_kernel  # noqa: E402
+from bridge.trees import native as tree_native  # noqa: E402
 
 BATCHES = (1, 100, 10_000, 100_000)
 STRATEGIES = ("gemm", "traversal", "perfect", "lookup", "bitvector", "auto")
@@ -211,8 +212,13 @@ def synchronized(module, x: torch.Tensor):
     return call
 
 
+def fused_walk_available(device: str) -> bool:
+    """Whether 'traversal' runs as one fused walk on ``device`` (Triton on CUDA, C on CPU)."""
+    return tree_kernel.available() if device == "cuda" else tree_native.available()
+
+
 def without_kernel(function):
-    """``function`` run with the Triton walk switched off (``BRIDGE_TREE_KERNEL=0``)."""
+    """``function`` run with the fused walks switched off (``BRIDGE_TREE_KERNEL=0``)."""
 
     def call():
         before = os.environ.get("BRIDGE_TREE_KERNEL")
@@ -311,8 +317,10 @@ def run(quick: bool, threads: int, on_case=None, only=(), results=None,
                     runners[f"torch-{device}-compiled"] = function
                     info["compile_seconds"][f"{device}-{batch}"] = round(seconds, 1)
 
-            if "cuda" in devices and tree_kernel.available():  # the walk as torch operations
-                runners["torch-cuda-traversal-ops"] = without_kernel(runners["torch-cuda-traversal"])
+            for device in devices:  # the walk as torch operations
+                if fused_walk_available(device):
+                    runners[f"torch-{device}-traversal-ops"] = without_kernel(
+                        runners[f"torch-{device}-traversal"])
             if "cuda" in devices and batch >= COMPILE_FROM_BATCH:
                 runners["torch-cuda-graph"] = cuda_graph_runner(
                     on_device["cuda"]["auto"], torch.from_numpy(x).to("cuda"))
@@ -510,7 +518,7 @@ def run_matrix(threads: int, devices: tuple[str, ...] = ("cpu",), on_case=None) 
                         del modules[strategy]
                         continue
                     runners[strategy] = synchronized(module, xt)
-                if cuda and "traversal" in runners and tree_kernel.available():
+                if "traversal" in runners and fused_walk_available(device):
                     runners["traversal-ops"] = without_kernel(runners["traversal"])
                 with torch.no_grad():
                     best = timed_together(runners)
@@ -547,8 +555,9 @@ def matrix_markdown(results: dict) -> str:
 def matrix_table(device: str, rows: list) -> list[str]:
     """One device's rows of :func:`matrix_markdown`."""
     strategies = MATRIX_STRATEGIES[:-1] if device == "cpu" else STRATEGIES[:-1]
-    # on CUDA also the walk as torch operations (the Triton kernel switched off)
-    shown = strategies + (("traversal-ops",) if device == "cuda" else ())
+    # also the walk as torch operations (the fused walk switched off), where it was timed
+    ops = any("traversal-ops" in row["ms"] for _, _, _, row in rows)
+    shown = strategies + (("traversal-ops",) if ops else ())
     lines = [f"## {device}", "", "| forest | rows | onnxruntime | " + " | ".join(shown)
              + " | auto (chose) | auto ok |", "|---|---|" + "---|" * (len(shown) + 3)]
     passed = 0

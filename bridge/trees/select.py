@@ -128,6 +128,25 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
     return OPERATION_US * launches + walks * per_walk
 
 
+# CPU with the walk in C (bridge/trees/native.py, `fused_walk`): the call's fixed part is
+# about the aggregation's operations, and a walk costs a few ns per (row, tree) plus ~1.35
+# per level; fitted on the same runs as above with the C walk built (benchmarks/results/
+# trees-vm.md, trees-matrix-vm.md). It beats GEMM at 1 row too (gradient boosting 0.20 vs
+# 0.24 ms), so GEMM is not a candidate then.
+FUSED_LAUNCHES = 10
+FUSED_TREE_NS = 6.0
+FUSED_LEVEL_NS = 1.35
+
+
+def estimated_cpu_fused_microseconds(strategy: str, shape: ForestShape, batch: int) -> float:
+    """:func:`estimated_cpu_microseconds` where 'traversal' walks in C."""
+    if strategy != "traversal":
+        return estimated_cpu_microseconds(strategy, shape, batch)
+    walks = batch * shape.n_trees / 1000.0
+    return (OPERATION_US * FUSED_LAUNCHES
+            + walks * (FUSED_TREE_NS + FUSED_LEVEL_NS * shape.mean_depth))
+
+
 # CUDA cost model (torch operations only), from the H100 runs: a fixed part in microseconds
 # (the launches: ~7 us each there, eight per level of a walk) plus nanoseconds per (row, tree).
 # GEMM: 0.22 ms, and per walk 1.7 ns + 0.0085 ns per multiply-add of a tree (56: 2.3 ns,
@@ -172,7 +191,8 @@ def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
         large, bit-vectors when the forest has more than 64 leaves per tree or equality
         tests).
     fused_walk : bool
-        Whether 'traversal' would run this call as one kernel (:mod:`bridge.trees.kernel`).
+        Whether 'traversal' would run this call as one fused loop: a Triton kernel on CUDA
+        (:mod:`bridge.trees.kernel`), C on CPU (:mod:`bridge.trees.native`).
 
     Returns
     -------
@@ -186,6 +206,8 @@ def choose_strategy(shape: ForestShape, *, batch: int, device_type: str,
         small = shape.tree_size <= GEMM_MAX_TREE_SIZE["cuda"]
         return _cheapest(("gemm",) + walks if small else walks, available,
                          estimated_cuda_microseconds, shape, batch)
+    if fused_walk and "traversal" in available:
+        return _cheapest(walks, available, estimated_cpu_fused_microseconds, shape, batch)
     if ("gemm" in available and shape.tree_size <= GEMM_MAX_TREE_SIZE["cpu"]
             and batch <= GEMM_MAX_BATCH_CPU):
         return "gemm"

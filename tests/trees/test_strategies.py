@@ -15,6 +15,7 @@ from bridge.trees import TreeEnsembleModule, choose_strategy, validate_strategy
 from bridge.trees.select import (
     ForestShape,
     auto_candidates,
+    estimated_cpu_fused_microseconds,
     estimated_cpu_microseconds,
     estimated_cuda_microseconds,
 )
@@ -123,8 +124,28 @@ def test_cuda_rule_takes_the_fused_walk(batch):
     for shape in (GB3, HGB, RF8, DEEP):
         assert choose_strategy(shape, batch=batch, device_type="cuda", available=EVERY,
                                fused_walk=True) == "traversal"
-    assert choose_strategy(GB3, batch=1, device_type="cpu", available=EVERY,
-                           fused_walk=True) == "gemm"  # (a CPU call never runs the kernel)
+
+
+def test_cpu_rule_with_the_c_walk_follows_its_measured_costs():
+    # benchmarks/results/trees-vm.md and trees-matrix-vm.md with the C walk built: it beats
+    # GEMM at 1 row, lookup on deeper forests, and is in reach of bit-vectors on
+    # HistGradientBoosting; depth-3 boosting stays with lookup (6.1 vs 7.3 ms at 10k rows)
+    def pick(shape, batch, available=EVERY):
+        return choose_strategy(shape, batch=batch, device_type="cpu", available=available,
+                               fused_walk=True)
+
+    for shape in (GB3, HGB, RF8, DEEP):
+        assert pick(shape, 1) == "traversal"
+    for shape in (RF8, DEEP, HGB, WIDE):
+        assert pick(shape, 10_000) == "traversal"
+    assert pick(GB3, 10_000) == "lookup"
+    assert pick(GB3, 10_000, available=("traversal", "bitvector")) == "traversal"
+    assert (estimated_cpu_fused_microseconds("traversal", DEEP, 10_000)
+            < estimated_cpu_microseconds("traversal", DEEP, 10_000) / 2)
+    assert (estimated_cpu_fused_microseconds("lookup", GB3, 10_000)
+            == estimated_cpu_microseconds("lookup", GB3, 10_000))
+    # without it (a traced call, or no C compiler), the torch-operation model: GEMM at 1 row
+    assert choose_strategy(GB3, batch=1, device_type="cpu", available=EVERY) == "gemm"
 
 
 def test_bitvector_limits_are_clear_errors():
@@ -219,8 +240,10 @@ def chain_model(leaves, rng):
 def test_auto_records_its_choice():
     rng = np.random.RandomState(0)
     module, trees = forest_module(legacy_model("regressor", rng, depth=2), "auto")
-    module(torch.from_numpy(grid_inputs(rng, 8)))
-    assert trees.last_strategy == trees.choose(8, "cpu")
+    x = torch.from_numpy(grid_inputs(rng, 8))
+    module(x)
+    fused = trees.strategies["traversal"].kernel_runs(x)  # the C walk, where it is built
+    assert trees.last_strategy == trees.choose(8, "cpu", fused)
 
 
 def test_validate_strategy_lists_choices():
