@@ -4,7 +4,7 @@
  * batch, and each costs its dispatch plus a pass over memory: a depth-20 tree took 1.56 ms
  * at 10k rows on a 2-core VM where onnxruntime took 1.31 ms (benchmarks/results/trees-vm.md,
  * session 4). Here blocks of rows walk every tree in one loop nest, in cache. See bridge/trees/native.py for the Python side, which checks every argument (dtypes,
- * shapes, contiguity, devices) before calling walk(); this file checks every index.
+ * shapes, contiguity, devices) before calling walk(); this file checks the tables' indices.
  *
  * Tables (one entry per slot, laid out as in TraversalTrees): feature (the column tested),
  * threshold (x's dtype), first_child (the false child; the true child follows it; a terminal
@@ -39,28 +39,30 @@
 #define CMP_EQ(v, t) ((v) == (t))
 #define CMP_NEQ(v, t) ((v) != (t))
 
-/* Tables are checked before any walk (check_tables): every column a test reads exists in x,
- * and every step from every slot, first_child + outcome, lands on a slot. A slot with a NaN
- * threshold has a fixed outcome (1 under "!=", else 0): terminal slots rely on it. The walks
- * then read no index unchecked, and edited or corrupt tables give an error, not a crash. One
- * pass over the slots costs less than checking every step (measured 25% of the walk). */
+/* Tables are checked before a walk (check_tables) unless the caller says it checked these
+ * very tables before: every column a test reads exists in x, and every step from every slot,
+ * first_child + outcome, lands on a slot. A slot with a NaN threshold has a fixed outcome (1
+ * under "!=", else 0): terminal slots rely on it. The walks then read no index unchecked, and
+ * edited or corrupt tables give an error, not a crash. One pass over the slots costs less
+ * than checking every step (25% of the walk), and it runs without early exits, so that the
+ * compiler vectorizes it. */
 #define DEFINE_CHECK(NAME, XT, IT)                                                          \
     static int NAME(Py_ssize_t n_columns, Py_ssize_t n_trees, Py_ssize_t n_slots,           \
                     const IT *feature, const XT *threshold, const IT *first_child,          \
                     const IT *roots, int mode)                                              \
     {                                                                                       \
+        const IT neq = mode == MODE_NEQ;                                                    \
+        int outside = 0;                                                                    \
         for (Py_ssize_t slot = 0; slot < n_slots; slot++) {                                 \
-            const int fixed = threshold[slot] != threshold[slot];                           \
-            const IT low = first_child[slot] + (fixed && mode == MODE_NEQ);                 \
-            const IT high = first_child[slot] + (fixed ? mode == MODE_NEQ : 1);             \
-            if ((uint64_t)feature[slot] >= (uint64_t)n_columns || low < 0                   \
-                || high >= n_slots)                                                         \
-                return 0;                                                                   \
+            const IT fixed = threshold[slot] != threshold[slot];                            \
+            const IT low = first_child[slot] + (fixed & neq);                               \
+            const IT high = first_child[slot] + (fixed ? neq : 1);                          \
+            outside |= ((uint64_t)feature[slot] >= (uint64_t)n_columns) | (low < 0)         \
+                       | (high >= n_slots);                                                 \
         }                                                                                   \
         for (Py_ssize_t tree = 0; tree < n_trees; tree++)                                   \
-            if ((uint64_t)roots[tree] >= (uint64_t)n_slots)                                 \
-                return 0;                                                                   \
-        return 1;                                                                           \
+            outside |= (uint64_t)roots[tree] >= (uint64_t)n_slots;                          \
+        return !outside;                                                                    \
     }
 
 /* One function per (value type, index type, comparison): the comparison is fixed inside the
@@ -112,9 +114,9 @@
                       Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,            \
                       unsigned long long feature, unsigned long long threshold,             \
                       unsigned long long first_child, unsigned long long roots,             \
-                      unsigned long long depths, unsigned long long out, int mode)          \
+                      unsigned long long depths, unsigned long long out, int mode, int check) \
     {                                                                                       \
-        if (!PREFIX##_check(n_columns, n_trees, n_slots, (const IT *)(uintptr_t)feature,     \
+        if (check && !PREFIX##_check(n_columns, n_trees, n_slots, (const IT *)(uintptr_t)feature,     \
                             (const XT *)(uintptr_t)threshold,                               \
                             (const IT *)(uintptr_t)first_child,                             \
                             (const IT *)(uintptr_t)roots, mode))                            \
@@ -135,21 +137,22 @@ DEFINE_MODES(walk_f64_i64, double, int64_t)
 
 PyDoc_STRVAR(walk_doc,
 "walk(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold, first_child,\n"
-"     roots, depths, out, mode, double_values, wide_index)\n"
+"     roots, depths, out, mode, double_values, wide_index, check)\n"
 "\n"
 "Write the terminal slot of each row in each tree into out [trees, rows]. Pointer\n"
 "arguments are data addresses of contiguous CPU tensors; see bridge/trees/native.py.\n"
-"Raises IndexError, before walking, when a table leads to a slot or column out of range.");
+"With check true, raises IndexError before walking when a table leads to a slot or\n"
+"column out of range; with check false the caller vouches for the tables.");
 
 static PyObject *walk(PyObject *self, PyObject *args)
 {
     unsigned long long x, feature, threshold, first_child, roots, depths, out;
     Py_ssize_t stride, n_columns, n_rows, n_trees, n_slots;
-    int mode, double_values, wide_index, valid;
+    int mode, double_values, wide_index, check, valid;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKipp", &x, &stride, &n_columns, &n_rows, &n_trees,
+    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKippp", &x, &stride, &n_columns, &n_rows, &n_trees,
                           &n_slots, &feature, &threshold, &first_child, &roots, &depths, &out,
-                          &mode, &double_values, &wide_index))
+                          &mode, &double_values, &wide_index, &check))
         return NULL;
     if (mode < MODE_LEQ || mode > MODE_NEQ) {
         PyErr_Format(PyExc_ValueError, "walk: mode %d is not a comparison mode (0..5)", mode);
@@ -162,16 +165,16 @@ static PyObject *walk(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     if (double_values && wide_index)
         valid = walk_f64_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode);
+                             threshold, first_child, roots, depths, out, mode, check);
     else if (double_values)
         valid = walk_f64_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode);
+                             threshold, first_child, roots, depths, out, mode, check);
     else if (wide_index)
         valid = walk_f32_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode);
+                             threshold, first_child, roots, depths, out, mode, check);
     else
         valid = walk_f32_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode);
+                             threshold, first_child, roots, depths, out, mode, check);
     Py_END_ALLOW_THREADS
     if (!valid) {
         PyErr_Format(PyExc_IndexError,

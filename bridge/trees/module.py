@@ -31,7 +31,7 @@ from bridge.trees.select import (
     choose_strategy,
     validate_strategy,
 )
-from bridge.trees.traversal import TraversalTrees
+from bridge.trees.traversal import TraversalTrees, eager_mode
 
 # Tables larger than these (entries) are not built: the strategy would not pay off and
 # would cost hundreds of MB.
@@ -49,6 +49,9 @@ BITVECTOR_CHUNK_ENTRIES = 2**21
 # in 57 chunks, 1.1 ms as one replayed CUDA graph of the same calls), and memory is not the
 # CPU's cache: every strategy's chunk holds up to this many entries there (~256 MB at 8 bytes).
 CUDA_CHUNK_ENTRIES = 2**25
+# "auto" remembers its picks per (batch, device, fused walk) in eager mode: the rule's Python
+# costs ~10 us a call, a third of a 1-row call's walk with the C walk. Cleared when full.
+REMEMBERED_CHOICES = 256
 
 
 class TreeEnsembleModule(nn.Module):
@@ -133,6 +136,7 @@ class TreeEnsembleModule(nn.Module):
             for name, module in self.strategies.items()
         })
         self.last_strategy: str = ""
+        self.choices: dict[tuple, str] = {}  # see REMEMBERED_CHOICES
 
     def rows_per_chunk(self, name: str, device_type: str) -> int:
         """Rows strategy ``name`` processes at once on ``device_type``."""
@@ -145,8 +149,18 @@ class TreeEnsembleModule(nn.Module):
         (``fused_walk``: whether 'traversal' would run the call as one kernel)."""
         if self.strategy != "auto":
             return self.strategy
-        return choose_strategy(self.shape, batch=batch, device_type=device_type,
-                               available=tuple(self.strategies), fused_walk=fused_walk)
+        if not eager_mode():  # (traced and compiled graphs hold no dictionary lookups)
+            return choose_strategy(self.shape, batch=batch, device_type=device_type,
+                                   available=tuple(self.strategies), fused_walk=fused_walk)
+        key = (batch, device_type, fused_walk)
+        name = self.choices.get(key)
+        if name is None:
+            if len(self.choices) >= REMEMBERED_CHOICES:
+                self.choices.clear()
+            name = self.choices[key] = choose_strategy(
+                self.shape, batch=batch, device_type=device_type,
+                available=tuple(self.strategies), fused_walk=fused_walk)
+        return name
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (scores [N, outputs], has-score flags [N, outputs]) for ``x``."""

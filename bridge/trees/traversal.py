@@ -103,6 +103,7 @@ class TraversalTrees(nn.Module):
         self.tests = NodeTests(threshold, mode, missing, members)
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
+        self.checked_tables = native.CheckedTables()  # what the C walk has checked
 
     def step(self, values: torch.Tensor, slot: torch.Tensor,
              row_start: torch.Tensor) -> torch.Tensor:
@@ -127,9 +128,11 @@ class TraversalTrees(nn.Module):
         n_rows = x.shape[0]
         if self.kernel_runs(x):
             filled = filled_rows(x, self.n_features, self.missing_fill)
-            fused = kernel.walk if filled.is_cuda else native.walk
-            return fused(filled, self.feature, self.tests.thresholds(filled.dtype),
-                         self.first_child, self.roots, self.depths, self.tests.single_mode)
+            tables = (self.feature, self.tests.thresholds(filled.dtype), self.first_child,
+                      self.roots, self.depths, self.tests.single_mode)
+            if filled.is_cuda:
+                return kernel.walk(filled, *tables)
+            return native.walk(filled, *tables, checked=self.checked_tables)
         values, row_start = flat_rows(filled_rows(x, self.n_features, self.missing_fill),
                                       self.feature.dtype)
         if self._buffered(row_start):
@@ -148,7 +151,7 @@ class TraversalTrees(nn.Module):
         and one comparison for every test, on CUDA as a Triton kernel
         (:mod:`bridge.trees.kernel`), on CPU in C (:mod:`bridge.trees.native`)."""
         if not (self.tests.simple and (x.dtype == torch.float32 or x.dtype == torch.float64)
-                and _eager()):
+                and eager_mode()):
             return False
         if x.device.type == "cpu":
             return native.available()
@@ -176,7 +179,7 @@ class TraversalTrees(nn.Module):
     def _buffered(self, row_start: torch.Tensor) -> bool:
         """Whether :meth:`_walk_in_buffers` can run this call (eager mode, one comparison,
         positions in the tables' index dtype)."""
-        return self.tests.simple and row_start.dtype == self.feature.dtype and _eager()
+        return self.tests.simple and row_start.dtype == self.feature.dtype and eager_mode()
 
     def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor | None,
                          row_start: torch.Tensor, widths: list[int]) -> torch.Tensor:
@@ -226,7 +229,7 @@ class TraversalTrees(nn.Module):
         return current.view(full, n_rows)
 
 
-def _eager() -> bool:
+def eager_mode() -> bool:
     """Whether this call runs eagerly (not traced, compiled or exported): the eager-only
     paths (the buffered loop, the Triton kernel) would fix a traced batch or not be traced."""
     return not torch.jit.is_tracing() and not torch.compiler.is_compiling()

@@ -170,3 +170,59 @@ def test_the_environment_switch_turns_the_c_walk_off(monkeypatch):
     assert native.available() == (native._walk is not None)
     monkeypatch.setenv("BRIDGE_TREE_KERNEL", "0")
     assert not native.available()
+
+
+class Recorder:
+    """Stands in for the extension, recording whether each call checked the tables."""
+
+    def __init__(self, extension):
+        self.extension, self.checks = extension, []
+
+    def walk(self, *arguments):
+        self.checks.append(arguments[-1])
+        return self.extension.walk(*arguments)
+
+
+@built
+def test_tables_are_checked_again_only_when_they_change(monkeypatch):
+    recorder = Recorder(native._walk)
+    monkeypatch.setattr(native, "_walk", recorder)
+    module = bridge.from_onnx(forest("BRANCH_LEQ", False), tree_strategy="traversal")
+    walk = traversal_of(module)
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(8), 50, n_features=4))
+    module(x)
+    module(x)
+    assert recorder.checks == [True, False]
+    walk(x.double())  # other thresholds, other dtype: checked
+    walk(torch.cat([x, x], 1))  # another width: checked
+    assert recorder.checks[2:] == [True, True]
+    with torch.no_grad():
+        walk.feature[0] = 99  # an in-place edit bumps the version: checked, and refused
+    with pytest.raises(IndexError, match="column outside"):
+        module(x)
+
+
+@built
+def test_a_loaded_state_with_bad_tables_is_refused_not_walked():
+    module = bridge.from_onnx(forest("BRANCH_LEQ", False), tree_strategy="traversal")
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(9), 50, n_features=4))
+    module(x)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    key = next(k for k in state if k.endswith("traversal.first_child"))
+    state[key][0] = 10**6
+    module.load_state_dict(state)
+    with pytest.raises(IndexError, match="slot outside"):
+        module(x)
+
+
+@built
+def test_copies_check_their_own_tables():
+    import copy
+    import pickle
+
+    module = bridge.from_onnx(forest("BRANCH_GT", False), tree_strategy="traversal")
+    x = torch.from_numpy(grid_inputs(np.random.RandomState(10), 50, n_features=4))
+    expected = module(x)
+    for twin in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert traversal_of(twin).checked_tables._state is None
+        torch.testing.assert_close(twin(x), expected)

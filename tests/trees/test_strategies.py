@@ -439,3 +439,19 @@ def test_one_class_trees_give_static_flags_and_per_class_sums(strategy):
     model = legacy_model("classifier", rng, n_outputs=3)
     _, trees = forest_module(model, "traversal")
     assert not trees.aggregators["traversal"].static_has
+
+
+def test_auto_remembers_its_picks_within_a_bound(monkeypatch):
+    import bridge.trees.module as module_file
+
+    monkeypatch.setattr(module_file, "REMEMBERED_CHOICES", 4)
+    rng = np.random.RandomState(1)
+    module, trees = forest_module(legacy_model("regressor", rng, depth=3), "auto")
+    x = torch.from_numpy(grid_inputs(rng, 40))
+    for batch in range(1, 11):
+        module(x[:batch])
+        fresh = choose_strategy(trees.shape, batch=batch, device_type="cpu",
+                                available=tuple(trees.strategies),
+                                fused_walk=trees.strategies["traversal"].kernel_runs(x))
+        assert trees.last_strategy == fresh
+        assert len(trees.choices) <= 4
