@@ -33,8 +33,10 @@ GEMM_MAX_BATCH_CPU = 32  # on CUDA the cost model below decides
 # CPU cost model, microseconds per operation launched and nanoseconds per (row, tree).
 # Fitted on eight forests at 100..10k rows (benchmarks/trees.py --matrix): 'lookup' costs
 # ~9 ns for its three table-looked-up levels plus ~6 ns per further level walked;
-# 'bitvector' ~3 ns plus ~1 ns per feature group (2 with 64-bit words, > 32 leaves; measured
-# 0.6-1.2 across the matrix, so boosting forests of depth 5 sit near the lookup/bitvector line);
+# 'bitvector' ~3 ns plus ~0.66 ns per feature group (twice that with 64-bit words, > 32
+# leaves): a least-squares fit over the 10k- and 100k-row cells of session 6's runs
+# (trees-vm.md, trees-matrix-vm.md; 14 cells, 12.0-70 ns); sessions 2-5 used 1.0, fitted at
+# 100-10k rows, where the per-call launches inflate it;
 # 'lookup' also copies the input transposed (~1.5 ns per row and feature: visible for a
 # single deep tree, 100k rows: 17.9 vs 14.9 ms for the plain walk).
 OPERATION_US = 6.0
@@ -42,7 +44,7 @@ LOOKUP_TOP_NS = 9.0
 LOOKUP_COPY_NS = 1.5  # per row and feature: its transposed copy of the input
 WALK_LEVEL_NS = 6.0
 BITVECTOR_BASE_NS = 3.0
-BITVECTOR_GROUP_NS = 1.0
+BITVECTOR_GROUP_NS = 0.66
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,13 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
 
 
 # CPU with the walk in C (bridge/trees/native.py, `fused_walk`): the call's fixed part is
-# about the aggregation's operations, and a walk costs a few ns per (row, tree) plus ~1.35
-# per level; fitted on the same runs as above with the C walk built (benchmarks/results/
-# trees-vm.md, trees-matrix-vm.md). It beats GEMM at 1 row too (gradient boosting 0.20 vs
-# 0.24 ms), so GEMM is not a candidate then.
+# about the aggregation's operations, and a walk costs ~2.2 ns per level of its tree's depth
+# (a least-squares fit over the same 10k- and 100k-row cells: 6.8 ns per (row, tree) at depth
+# 3, 18 at 8.6, 40-51 at 20; the walks stop at their leaves, so shallow leaves cost less than
+# the depth says). It beats GEMM at 1 row too (gradient boosting 0.20 vs 0.24 ms,
+# HistGradientBoosting 0.20 vs 0.32), so GEMM is not a candidate then.
 FUSED_LAUNCHES = 10
-FUSED_TREE_NS = 6.0
-FUSED_LEVEL_NS = 1.35
+FUSED_LEVEL_NS = 2.2
 
 
 def estimated_cpu_fused_microseconds(strategy: str, shape: ForestShape, batch: int) -> float:
@@ -143,8 +145,7 @@ def estimated_cpu_fused_microseconds(strategy: str, shape: ForestShape, batch: i
     if strategy != "traversal":
         return estimated_cpu_microseconds(strategy, shape, batch)
     walks = batch * shape.n_trees / 1000.0
-    return (OPERATION_US * FUSED_LAUNCHES
-            + walks * (FUSED_TREE_NS + FUSED_LEVEL_NS * shape.mean_depth))
+    return OPERATION_US * FUSED_LAUNCHES + walks * FUSED_LEVEL_NS * shape.mean_depth
 
 
 # CUDA cost model (torch operations only), from the H100 runs: a fixed part in microseconds
