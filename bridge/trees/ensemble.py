@@ -15,6 +15,7 @@ import numpy as np
 from bridge.errors import ConversionError
 
 # Node comparison codes, as in ai.onnx.ml TreeEnsemble (opset 5) ``nodes_modes``.
+# (the fused walks, kernel.py and _walk.c, take codes 0-5 as their comparison mode)
 BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ, BRANCH_MEMBER = range(7)
 MODE_NAMES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ",
               "BRANCH_MEMBER")

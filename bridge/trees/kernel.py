@@ -19,15 +19,6 @@ import os
 
 import torch
 
-from bridge.trees.ensemble import (
-    BRANCH_EQ,
-    BRANCH_GT,
-    BRANCH_GTE,
-    BRANCH_LEQ,
-    BRANCH_LT,
-    BRANCH_NEQ,
-)
-
 try:  # an optional dependency: CUDA builds of torch bring it, CPU builds do not
     import triton
     import triton.language as tl
@@ -71,10 +62,6 @@ if triton is not None:
             slot = tl.load(child_ptr + slot).to(tl.int64) + outcome.to(tl.int64)
         out = out_ptr + tree.to(tl.int64) * n_rows + rows
         tl.store(out, slot.to(out_ptr.dtype.element_ty), mask=inside)
-
-
-# the kernel's MODE codes are the ensemble's branch modes (checked at import)
-assert (BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ) == tuple(range(6))
 
 
 def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,

@@ -18,22 +18,10 @@ import os
 
 import torch
 
-from bridge.trees.ensemble import (
-    BRANCH_EQ,
-    BRANCH_GT,
-    BRANCH_GTE,
-    BRANCH_LEQ,
-    BRANCH_LT,
-    BRANCH_NEQ,
-)
-
 try:  # built by setup.py where a C compiler was found
     from bridge.trees import _walk
 except ImportError:
     _walk = None
-
-# the C walk's mode codes are the ensemble's branch modes
-assert (BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ) == tuple(range(6))
 
 VALUE_DTYPES = (torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int32, torch.int64)
