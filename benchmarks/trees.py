@@ -605,7 +605,7 @@ def matrix_table(device: str, rows: list) -> list[str]:
     summary = [f"auto's pick within 20% of the fastest strategy in {passed} of {len(rows)} rows."]
     if ops:
         summary.append(f"Without the fused walk (the walk timed as torch operations), the "
-                       f"rule's pick is within 20% of the fastest in {passed_ops} rows.")
+                       f"rule's pick is within 20% of the fastest in {passed_ops} of {len(rows)} rows.")
     return lines + [""] + summary + [""]
 
 
