@@ -4,7 +4,8 @@ Inputs: the forest's shape (:class:`ForestShape`: depth, tree count, nodes, feat
 the call's batch size and device. On CPU the rule estimates each candidate's time as a
 per-call part (torch operations launched, each ~6 us here) plus a per-(row, tree) part, with
 constants fitted to ``benchmarks/trees.py`` runs on a 2-core x86 VM (AMD EPYC, torch 2.13,
-one thread; recorded under ``benchmarks/results/``), and takes the smallest. On CUDA the
+one thread; recorded under ``benchmarks/results/``), and takes the smallest; where the call
+runs the walk in C (:mod:`bridge.trees.native`), the walk is costed as that loop. On CUDA the
 walk runs as one Triton kernel where it can (:mod:`bridge.trees.kernel`), and then the rule
 takes it; otherwise a second cost model, fitted to runs on an H100 (torch 2.11, CUDA 13;
 ``benchmarks/results/trees-h100-eager.md`` and ``trees-matrix-h100-eager.md``), where a call's time
@@ -134,8 +135,8 @@ def estimated_cpu_microseconds(strategy: str, shape: ForestShape, batch: int) ->
 # about the aggregation's operations, and a walk costs ~2.2 ns per level of its tree's depth
 # (a least-squares fit over the same 10k- and 100k-row cells: 6.8 ns per (row, tree) at depth
 # 3, 18 at 8.6, 40-51 at 20; the walks stop at their leaves, so shallow leaves cost less than
-# the depth says). It beats GEMM at 1 row too (gradient boosting 0.20 vs 0.24 ms,
-# HistGradientBoosting 0.20 vs 0.32), so GEMM is not a candidate then.
+# the depth says). It beats GEMM at 1 row too (trees-vm-fit.md: gradient boosting 0.17 vs
+# 0.26 ms, HistGradientBoosting 0.20 vs 0.32), so GEMM is not a candidate then.
 FUSED_LAUNCHES = 10
 FUSED_LEVEL_NS = 2.2
 
