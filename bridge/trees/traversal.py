@@ -231,7 +231,8 @@ class TraversalTrees(nn.Module):
 
 def eager_mode() -> bool:
     """Whether this call runs eagerly (not traced, compiled or exported): the eager-only
-    paths (the buffered loop, the Triton kernel) would fix a traced batch or not be traced."""
+    paths (the buffered loop, the Triton and C walks, auto's remembered picks) would fix a
+    traced batch or not be traced."""
     return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
