@@ -43,6 +43,7 @@ import bridge  # noqa: E402
 import bridge.trees.module as tree_module  # noqa: E402
 from bridge.errors import ConversionError  # noqa: E402
 from bridge.sklearn.converters.hist_gradient_boosting import register  # noqa: E402
+from bridge.trees import fused as tree_fused  # noqa: E402
 from bridge.trees import kernel as tree_kernel  # noqa: E402
 from bridge.trees import native as tree_native  # noqa: E402
 from bridge.trees.select import ForestShape, auto_candidates, choose_strategy  # noqa: E402
@@ -222,15 +223,8 @@ def without_kernel(function):
     """``function`` run with the fused walks switched off (``BRIDGE_TREE_KERNEL=0``)."""
 
     def call():
-        before = os.environ.get("BRIDGE_TREE_KERNEL")
-        os.environ["BRIDGE_TREE_KERNEL"] = "0"
-        try:
+        with tree_fused.switched_off():
             return function()
-        finally:
-            if before is None:
-                del os.environ["BRIDGE_TREE_KERNEL"]
-            else:
-                os.environ["BRIDGE_TREE_KERNEL"] = before
 
     return call
 

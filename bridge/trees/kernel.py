@@ -15,9 +15,9 @@ Anything else, and ``BRIDGE_TREE_KERNEL=0`` in the environment, keeps the torch 
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from bridge.trees import fused
 
 try:  # an optional dependency: CUDA builds of torch bring it, CPU builds do not
     import triton
@@ -31,7 +31,7 @@ MAX_TREES = 65535  # the launch grid's second dimension: one program column per 
 
 def available() -> bool:
     """Whether the kernel can run here (Triton imports and ``BRIDGE_TREE_KERNEL`` is not 0)."""
-    return triton is not None and os.environ.get("BRIDGE_TREE_KERNEL", "1") != "0"
+    return triton is not None and fused.enabled()
 
 
 if triton is not None:

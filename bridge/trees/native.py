@@ -14,9 +14,9 @@ addresses to C, and the C code checks every index in the tables before walking t
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from bridge.trees import fused
 
 try:  # built by setup.py where a C compiler was found
     from bridge.trees import _walk
@@ -29,7 +29,7 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 
 def available() -> bool:
     """Whether the C walk can run here (it was built and ``BRIDGE_TREE_KERNEL`` is not 0)."""
-    return _walk is not None and os.environ.get("BRIDGE_TREE_KERNEL", "1") != "0"
+    return _walk is not None and fused.enabled()
 
 
 class CheckedTables:

@@ -17,9 +17,9 @@ import pytest
 import torch
 
 import bridge
-from bridge.trees import TreeEnsembleModule, kernel
+from bridge.trees import TreeEnsembleModule, fused, kernel
 from bridge.trees.traversal import filled_rows
-from tests.onnx.ops.ml.test_tree import fused_walks_off, grid_inputs, legacy_model
+from tests.onnx.ops.ml.test_tree import grid_inputs, legacy_model
 
 MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def fused_walk_cases():
         assert walk.tests.simple, (mode, missing)
         x = torch.from_numpy(grid_inputs(np.random.RandomState(1), 257, n_features=4,
                                          nan=True, dtype=dtype))
-        with fused_walks_off():
+        with fused.switched_off():
             expected = walk(x)
         yield walk, x, expected, (mode, missing, dtype)
 
@@ -92,9 +92,9 @@ def test_kernel_matches_the_torch_walk_in_the_interpreter():
 
 
 def test_the_environment_switch_turns_the_kernel_off(monkeypatch):
-    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "1")
+    monkeypatch.setenv(fused.SWITCH, "1")
     assert kernel.available() == (kernel.triton is not None)
-    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "0")
+    monkeypatch.setenv(fused.SWITCH, "0")
     assert not kernel.available()
 
 

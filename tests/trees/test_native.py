@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import bridge
-from bridge.trees import native
-from tests.onnx.ops.ml.test_tree import fused_walks_off, grid_inputs, legacy_model
+from bridge.trees import fused, native
+from tests.onnx.ops.ml.test_tree import grid_inputs, legacy_model
 from tests.trees.test_kernel import forest, fused_walk, fused_walk_cases, traversal_of
 
 built = pytest.mark.skipif(native._walk is None, reason="the C walk is not built here")
@@ -51,7 +51,7 @@ def test_deep_unbalanced_trees_and_partial_blocks():
     model = legacy_model("regressor", rng, n_trees=5, depth=14, n_features=3)
     walk = traversal_of(bridge.from_onnx(model, tree_strategy="traversal"))
     x = torch.from_numpy(grid_inputs(rng, 1000))
-    with fused_walks_off():
+    with fused.switched_off():
         expected = walk(x)
     assert torch.equal(walk(x), expected)
     assert torch.equal(walk(x[:1]), expected[:, :1])
@@ -66,7 +66,7 @@ def test_cpu_traversal_runs_the_c_walk_unless_switched_off(monkeypatch):
     x = torch.from_numpy(grid_inputs(np.random.RandomState(6), 100, n_features=4, nan=True))
     result = module(x)
     assert calls == [1]
-    with fused_walks_off():
+    with fused.switched_off():
         assert torch.equal(module(x), result)
     assert calls == [1]
 
@@ -166,9 +166,9 @@ def test_strided_inputs_are_read_right():
 
 
 def test_the_environment_switch_turns_the_c_walk_off(monkeypatch):
-    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "1")
+    monkeypatch.setenv(fused.SWITCH, "1")
     assert native.available() == (native._walk is not None)
-    monkeypatch.setenv("BRIDGE_TREE_KERNEL", "0")
+    monkeypatch.setenv(fused.SWITCH, "0")
     assert not native.available()
 
 

@@ -3,7 +3,7 @@
 Random forests are written with ``onnx.helper`` so that every node mode, missing-value
 track, aggregate, post transform and onnxruntime's binary-classifier rules are exercised;
 each model runs under every strategy, and the level walk also as torch operations (its C
-and Triton forms switched off: :func:`fused_walks_off`). Inputs sit on a small integer grid (plus NaN) so
+and Triton forms switched off: :func:`bridge.trees.fused.switched_off`). Inputs sit on a small integer grid (plus NaN) so
 that EQ/NEQ/MEMBER tests and threshold ties actually occur. Tolerances: labels exact; scores
 rtol 1e-5 / atol 1e-5 (float32 sums over trees in another order, and float32 transforms).
 """
@@ -11,7 +11,6 @@ rtol 1e-5 / atol 1e-5 (float32 sums over trees in another order, and float32 tra
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 import onnx
@@ -21,6 +20,7 @@ from onnx import helper, numpy_helper
 
 import bridge
 from bridge.errors import ConversionError, UnsupportedOperatorError
+from bridge.trees import fused
 from tests.parity import assert_parity, run_onnxruntime
 
 ML = "ai.onnx.ml"
@@ -142,25 +142,10 @@ def strategies_for(model, names=STRATEGIES):
     return tuple(names)
 
 
-@contextlib.contextmanager
-def fused_walks_off():
-    """Run the level walk as torch operations: ``BRIDGE_TREE_KERNEL=0`` switches off its C
-    form on CPU (bridge/trees/native.py) and its Triton form on CUDA."""
-    before = os.environ.get("BRIDGE_TREE_KERNEL")
-    os.environ["BRIDGE_TREE_KERNEL"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["BRIDGE_TREE_KERNEL"]
-        else:
-            os.environ["BRIDGE_TREE_KERNEL"] = before
-
-
 def assert_all_strategies_match(model, x, rtol=1e-5, atol=1e-5):
     expected = run_onnxruntime(model, {"X": x})
     runs = [(strategy, contextlib.nullcontext) for strategy in strategies_for(model)]
-    runs.append(("traversal", fused_walks_off))
+    runs.append(("traversal", fused.switched_off))
     for strategy, walks in runs:
         module = bridge.from_onnx(model, tree_strategy=strategy)
         with torch.no_grad(), walks():
