@@ -411,7 +411,9 @@ def pick_without_fused_walk(info: dict, batch: int, device: str,
     """The strategy the rule picks for a call that cannot run the fused walk (a traced or
     compiled call, no C compiler or Triton), and its time over the fastest of ``times``
     (forced strategies, 'traversal' timed as torch operations)."""
-    shape = ForestShape(**info["shape"])
+    recorded = info["shape"]  # (results recorded before session 6 ended hold padding_ratio too)
+    shape = ForestShape(**{f.name: recorded[f.name] for f in dataclasses.fields(ForestShape)
+                           if f.name in recorded})
     built = auto_candidates(shape, bitvector_possible="bitvector" in times)
     pick = choose_strategy(shape, batch=batch, device_type=device,
                            available=tuple(s for s in built if s in times), fused_walk=False)

@@ -101,7 +101,7 @@ class TreeEnsembleModule(nn.Module):
                 f"this forest ({self.n_trees} trees, depth {self.depth}); the limit is "
                 f"{limits[strategy]:,}: use 'traversal' or 'auto'"
             )
-        self.shape: ForestShape = forest_shape(ensemble, sizes["perfect"])
+        self.shape: ForestShape = forest_shape(ensemble)
         if strategy == "auto":
             wanted = auto_candidates(self.shape, unsupported is None)
         else:
@@ -190,14 +190,13 @@ class TreeEnsembleModule(nn.Module):
         return torch.cat(scores), torch.cat(flags)
 
 
-def forest_shape(ensemble: TreeEnsemble, perfect_slots: int) -> ForestShape:
+def forest_shape(ensemble: TreeEnsemble) -> ForestShape:
     """The :class:`ForestShape` the selection rule reads."""
     depths = ensemble.tree_depth.astype(float)
     leaves = int(ensemble.leaves_per_tree().max())
     return ForestShape(
         depth=ensemble.max_depth, n_trees=ensemble.n_trees,
         tree_size=int(ensemble.nodes_per_tree().max()) * leaves,
-        padding_ratio=perfect_slots / max(ensemble.n_nodes + ensemble.n_leaves, 1),
         mean_depth=float(depths.mean()),
         mean_depth_below_top=float(np.maximum(depths - LOOKUP_LEVELS, 0).mean()),
         groups=bitvector_groups(ensemble), word_bits=32 if leaves <= 32 else 64,

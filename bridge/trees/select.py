@@ -60,8 +60,6 @@ class ForestShape:
         Number of trees.
     tree_size : int
         Interior nodes times leaves of the largest tree (GEMM's per-tree work per row).
-    padding_ratio : float
-        Slots of the perfect-tree layout divided by the forest's real slots.
     mean_depth : float
         Mean over trees of their depth (levels a full walk takes on average).
     mean_depth_below_top : float
@@ -77,7 +75,6 @@ class ForestShape:
     depth: int
     n_trees: int
     tree_size: int
-    padding_ratio: float = 1.0
     mean_depth: float = 0.0
     mean_depth_below_top: float = 0.0
     groups: int = 0
