@@ -149,17 +149,16 @@ class TreeEnsembleModule(nn.Module):
         (``fused_walk``: whether 'traversal' would run the call as one kernel)."""
         if self.strategy != "auto":
             return self.strategy
-        if not eager_mode():  # (traced and compiled graphs hold no dictionary lookups)
-            return choose_strategy(self.shape, batch=batch, device_type=device_type,
-                                   available=tuple(self.strategies), fused_walk=fused_walk)
         key = (batch, device_type, fused_walk)
-        name = self.choices.get(key)
+        eager = eager_mode()  # (traced and compiled graphs hold no dictionary lookups)
+        name = self.choices.get(key) if eager else None
         if name is None:
-            if len(self.choices) >= REMEMBERED_CHOICES:
-                self.choices.clear()
-            name = self.choices[key] = choose_strategy(
-                self.shape, batch=batch, device_type=device_type,
-                available=tuple(self.strategies), fused_walk=fused_walk)
+            name = choose_strategy(self.shape, batch=batch, device_type=device_type,
+                                   available=tuple(self.strategies), fused_walk=fused_walk)
+            if eager:
+                if len(self.choices) >= REMEMBERED_CHOICES:
+                    self.choices.clear()
+                self.choices[key] = name
         return name
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
