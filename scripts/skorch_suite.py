@@ -1,0 +1,118 @@
+"""Run skorch's own tests against bridge and print ``skorch suite on bridge: passed P of N``.
+
+Usage: ``python scripts/skorch_suite.py PATH [--all] [--json OUT] [-- PYTEST_ARGS...]`` where PATH
+is the ``skorch`` directory of an unpacked skorch wheel (``pip download --no-deps skorch==1.4.0``,
+then unzip). Nothing is downloaded; skorch itself is never imported, only its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import types
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.skorch_suite.shim import install  # noqa: E402
+
+#: The core test files of skorch 1.4.0 (the extras: Hugging Face, CLI, probabilistic, LLM, are left out).
+CORE_FILES = (
+    "test_net.py", "test_classifier.py", "test_regressor.py", "test_history.py", "test_dataset.py",
+    "test_helper.py", "test_utils.py", "test_setter.py", "test_scoring.py", "test_toy.py",
+    "test_doctor.py", "callbacks",
+)
+
+
+class OutcomeRecorder:
+    """A pytest plugin that records one outcome per test and the collection errors."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self.collected = 0
+        self.collection_errors: list[str] = []
+
+    def pytest_collection_finish(self, session):  # noqa: D102 - pytest hook
+        self.collected = len(session.items)
+
+    def pytest_collectreport(self, report):  # noqa: D102 - pytest hook
+        if report.failed:
+            self.collection_errors.append(f"{report.nodeid}: {str(report.longrepr).splitlines()[-1]}")
+
+    def pytest_runtest_logreport(self, report):  # noqa: D102 - pytest hook
+        previous = self.outcomes.get(report.nodeid)
+        if report.failed:
+            self.outcomes[report.nodeid] = "failed"
+            crash = getattr(report.longrepr, "reprcrash", None)
+            self.reasons[report.nodeid] = crash.message.splitlines()[0][:300] if crash else str(report.longrepr)[-300:]
+        elif report.skipped and previous is None:
+            self.outcomes[report.nodeid] = "skipped"
+        elif report.when == "call" and report.passed and previous is None:
+            self.outcomes[report.nodeid] = "passed"
+
+
+def _provide_flaky() -> None:
+    """skorch's tests import ``flaky`` (reruns of timing-sensitive tests); without it, run each once."""
+    try:
+        import flaky  # noqa: F401
+    except ImportError:
+        module = types.ModuleType("flaky", "stand-in: tests marked flaky run once")
+
+        def flaky(*args, **kwargs):
+            if len(args) == 1 and callable(args[0]) and not kwargs:
+                return args[0]
+            return lambda function: function
+
+        module.flaky = flaky
+        sys.modules["flaky"] = module
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; returns 0 (the count, not the exit status, is the result)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", type=Path, help="the 'skorch' directory of an unpacked skorch wheel")
+    parser.add_argument("--all", action="store_true", help="every test file, not only the core ones")
+    parser.add_argument("--json", type=Path, help="write each test's outcome and failure message here")
+    parser.add_argument("--only", nargs="*", help="these test files/node ids (relative to PATH/tests) instead")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    tests = args.path / "tests"
+    install(args.path)
+    _provide_flaky()
+    if args.only:
+        targets = [str(tests / name) for name in args.only]
+    elif args.all:
+        targets = [str(tests)]
+    else:
+        targets = [str(tests / name) for name in CORE_FILES]
+    recorder = OutcomeRecorder()
+    with tempfile.TemporaryDirectory() as empty:
+        ini = Path(empty) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        started = time.perf_counter()
+        pytest.main(["-q", "-p", "no:cacheprovider", "-c", str(ini), "--rootdir", str(args.path.parent),
+                     "-W", "ignore::DeprecationWarning",
+                     "--continue-on-collection-errors", *args.pytest_args, *targets], plugins=[recorder])
+        elapsed = time.perf_counter() - started
+    counts = Counter(recorder.outcomes.values())
+    if args.json:
+        args.json.write_text(json.dumps({"outcomes": recorder.outcomes, "reasons": recorder.reasons,
+                                         "collection_errors": recorder.collection_errors,
+                                         "seconds": elapsed}, indent=1))
+    for error in recorder.collection_errors:
+        print(f"collection error: {error}")
+    print(f"skorch suite on bridge: passed {counts['passed']} of {recorder.collected} "
+          f"({counts['failed']} failed, {counts['skipped']} skipped, {len(recorder.collection_errors)} "
+          f"files not collected; {elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
