@@ -80,6 +80,13 @@ class OnnxGraphModule(fx.GraphModule):
                 setattr(copied, name, copy.deepcopy(self.__dict__[name], memo))
         return copied
 
+    def __reduce__(self) -> tuple:
+        """Pickle the graph as nodes, not code: loading then never traces, which would
+        disturb calls in other threads (see :mod:`bridge.onnx.pickling`)."""
+        from bridge.onnx.pickling import reduce_graph_module
+
+        return reduce_graph_module(self)
+
 
 EDGE_ATTRIBUTES = ("input_names", "output_names", "opsets", "input_vocabularies",
                    "output_vocabularies", "input_shapes")
