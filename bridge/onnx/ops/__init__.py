@@ -22,6 +22,7 @@ OP_MODULES = (
     "pool",
     "normalization",
     "rnn",
+    "rnn_fused",
     "resize",
     "losses",
     "attention",

@@ -16,7 +16,8 @@ from torch import nn
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
-from bridge.onnx.registry import converter
+from bridge.onnx.ops.rnn_fused import fused_recurrent
+from bridge.onnx.registry import Converted, converter
 
 # activation name → (code, default alpha, default beta, how many of alpha/beta it reads)
 _ACTIVATIONS = {
@@ -211,7 +212,8 @@ class _RecurrentY(nn.Module):
         return self.inner(x, w, r, b, sequence_lens, initial_h, initial_c, peepholes)[0]
 
 
-def _convert_recurrent(node: OnnxNode, context: ConversionContext, cell: str) -> nn.Module:
+def _convert_recurrent(node: OnnxNode, context: ConversionContext,
+                       cell: str) -> nn.Module | Converted:
     direction = node.attribute("direction", "forward")
     if direction not in ("forward", "reverse", "bidirectional"):
         raise ConversionError(
@@ -258,11 +260,16 @@ def _convert_recurrent(node: OnnxNode, context: ConversionContext, cell: str) ->
         alphas.append(alpha)
         betas.append(beta)
     layout = int(node.attribute("layout", 0)) if node.since_version >= 14 else 0
-    module = OnnxRecurrent(
-        cell, int(hidden_size), directions, codes, alphas, betas,
-        float(node.attribute("clip", 0.0) or 0.0), layout,
-        bool(node.attribute("linear_before_reset", 0)), bool(node.attribute("input_forget", 0)),
-    )
+    clip = float(node.attribute("clip", 0.0) or 0.0)
+    linear_before_reset = bool(node.attribute("linear_before_reset", 0))
+    input_forget = bool(node.attribute("input_forget", 0))
+    if context.options.get("fused_recurrent", True):
+        fused = fused_recurrent(node, context, cell, int(hidden_size), direction, codes, clip,
+                                layout, linear_before_reset, input_forget)
+        if fused is not None:
+            return fused
+    module = OnnxRecurrent(cell, int(hidden_size), directions, codes, alphas, betas, clip,
+                           layout, linear_before_reset, input_forget)
     return module if len(node.outputs) > 1 else _RecurrentY(module)
 
 
