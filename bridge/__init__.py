@@ -7,6 +7,8 @@ from_onnx
 from_sklearn
     A fitted scikit-learn estimator as a torch module with the estimator's own
     inference methods, by way of skl2onnx.
+InferenceSession
+    onnxruntime's session API (``run``, ``get_inputs``, providers) over ``from_onnx``.
 to_onnx
     Nets, converted models, estimators and modules as checked ONNX files.
 NeuralNet, NeuralNetClassifier, NeuralNetBinaryClassifier, NeuralNetRegressor
@@ -26,6 +28,7 @@ _LAZY = {
     "from_onnx": "bridge.onnx.importer",
     "from_sklearn": "bridge.sklearn.convert",
     "to_onnx": "bridge.export",
+    "InferenceSession": "bridge.session",
     "NeuralNet": "bridge.net",
     "NeuralNetClassifier": "bridge.net",
     "NeuralNetBinaryClassifier": "bridge.net",

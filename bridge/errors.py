@@ -57,6 +57,10 @@ class InvalidModelError(ConversionError):
     """The input is not a readable ONNX model (bad bytes, truncated file, wrong type)."""
 
 
+class InvalidInputError(BridgeError, ValueError):
+    """Inputs do not fit what a graph declares (a missing, unknown or mis-typed input)."""
+
+
 class UnsupportedEstimatorError(BridgeError, NotImplementedError):
     """A scikit-learn estimator has no conversion path to ONNX."""
 
@@ -77,5 +81,30 @@ class TrimmedNetError(BridgeError, RuntimeError):
     """A net trimmed for prediction was asked to train or save training state."""
 
 
+class NetAttributeError(BridgeError, AttributeError):
+    """A torch component (module, criterion, optimizer) was set on a net where it cannot be tracked.
+
+    Nets register the components created in their ``initialize_*`` methods, so that they are
+    moved to the device, trained, saved and re-created by ``set_params``; one set elsewhere
+    (in ``__init__``, or without the trailing underscore of fitted state) would be missed.
+    """
+
+
+class BridgeWarning(UserWarning):
+    """Base class of the warnings bridge issues on purpose."""
+
+
+class DeviceWarning(BridgeWarning):
+    """A requested device is not available and another one is used instead (e.g. loading on CPU)."""
+
+
 class DeviceError(BridgeError, RuntimeError):
     """A requested device is not available (e.g. ``device='cuda'`` without CUDA)."""
+
+
+class ChunkingError(BridgeError, ValueError):
+    """A Dask collection is split in a way bridge cannot score (e.g. along columns)."""
+
+
+class DistributedError(BridgeError, RuntimeError):
+    """Data-parallel training failed across ranks (a rank died, a setting differs between ranks)."""

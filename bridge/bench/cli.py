@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-import onnx
+import torch
 
 from bridge.bench.backends import DEFAULT_BACKENDS, Target, all_backends
 from bridge.bench.report import format_markdown, format_table, write_json, write_plot
@@ -127,32 +127,56 @@ def _selected_backends(args, parser):
     return chosen
 
 
+class _SessionOutput(torch.nn.Module):
+    """One output of a :class:`bridge.InferenceSession`'s module, as the torch backends call
+    it: a tensor, or string labels decoded through the output's vocabulary as ``run`` does."""
+
+    def __init__(self, module: torch.nn.Module, index: int):
+        super().__init__()
+        self.module, self.index = module, index
+        labels = module.output_vocabularies.get(module.output_names[index])
+        self.labels = None if labels is None else np.asarray(labels, dtype=object)
+
+    def output(self, X: torch.Tensor):
+        result = self.module(X)
+        result = result[self.index] if isinstance(result, tuple) else result
+        return result if self.labels is None else self.labels[result.cpu().numpy()]
+
+
+def _onnx_target(args, parser):
+    """``--model``: the file read by :class:`bridge.InferenceSession`, whose module the torch
+    backends time; the input must be one float tensor, the timed output a tensor."""
+    from bridge.errors import BridgeError
+    from bridge.session import InferenceSession
+
+    try:
+        session = InferenceSession(args.model)
+    except BridgeError as error:
+        parser.error(f"--model: {error}")
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].type not in _FLOAT_TENSORS:
+        parser.error(f"--model: bridge-bench times graphs with one floating-point input "
+                     f"(a batch of rows); this one takes {[(i.name, i.type) for i in inputs]}")
+    shape = inputs[0].shape
+    features = shape[-1] if shape and isinstance(shape[-1], int) else args.features
+    outputs = [(i, o.name) for i, o in enumerate(session.get_outputs())
+               if o.type.startswith("tensor(")]
+    if not outputs:
+        parser.error(f"--model: no output of {args.model!r} is a tensor; bridge-bench times "
+                     "tensor outputs (convert scikit-learn classifiers with zipmap=False)")
+    index = next((i for i, name in outputs if "prob" in name.lower()), outputs[0][0])
+    name = os.path.basename(args.model)
+    return Target(name, "output", session.onnx_model, index, None,
+                  _SessionOutput(session.module, index)), features
+
+
+_FLOAT_TENSORS = ("tensor(float)", "tensor(double)", "tensor(float16)")
+
+
 def _user_target(args, parser):
     """A Target (and test data) for ``--model`` or ``--pickle``."""
-    from bridge.errors import InvalidModelError
-    from bridge.onnx.graph import load_model
-
     if args.model:
-        try:
-            model = load_model(args.model)
-        except InvalidModelError as error:
-            parser.error(f"--model: {error}")
-        initialized = {t.name for t in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in initialized]
-        float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
-        if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type not in float_types:
-            kinds = [(i.name, onnx.helper.tensor_dtype_to_np_dtype(
-                i.type.tensor_type.elem_type).name if i.type.tensor_type.elem_type else "?")
-                for i in inputs]
-            parser.error(f"--model: bridge-bench times graphs with one floating-point input "
-                         f"(a batch of rows); this one takes {kinds}")
-        graph_input = inputs[0]
-        dims = graph_input.type.tensor_type.shape.dim
-        features = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else args.features
-        outputs = [o.name for o in model.graph.output]
-        index = next((i for i, n in enumerate(outputs) if "prob" in n.lower()), 0)
-        name = os.path.basename(args.model)
-        return Target(name, "run", model, index), features
+        return _onnx_target(args, parser)
     try:
         with open(args.pickle, "rb") as handle:
             estimator = pickle.load(handle)  # the user vouches for this file (see --help)

@@ -141,3 +141,19 @@ def test_module_entry_point_prints_help():
     result = subprocess.run([sys.executable, "-m", "bridge.bench", "--help"],
                             capture_output=True, text=True, check=True)
     assert "bridge-bench" in result.stdout and "trust" in result.stdout
+
+
+def test_a_zipmap_classifier_file_runs_through_the_inference_session(tmp_path, capsys):
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    labels = np.array(["no", "yes"])[(X[:, 0] > 0).astype(int)]
+    path = tmp_path / "strings.onnx"  # string classes, ZipMap probabilities: skl2onnx defaults
+    path.write_bytes(to_onnx(LogisticRegression().fit(X, labels), X[:1]).SerializeToString())
+    status = main(["--model", str(path), "--backends", "onnxruntime-cpu,torch-cpu",
+                   "--batch-sizes", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "labels 100.00%" in out  # the timed output is the label tensor, decoded alike
