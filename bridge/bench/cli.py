@@ -7,13 +7,14 @@ import difflib
 import os
 import pickle
 import sys
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from bridge.bench.backends import DEFAULT_BACKENDS, Target, all_backends
-from bridge.bench.report import format_markdown, format_table, write_json, write_plot
+from bridge.bench.report import format_markdown, format_report, write_json, write_plot
 from bridge.bench.runner import onnx_output_for, run_benchmark, run_target
 from bridge.bench.suite import CASES, SUITES
 from bridge.utils import check_writable_path
@@ -27,6 +28,8 @@ Time the same models on scikit-learn (CPU), onnxruntime (CPU/CUDA) and torch
 EPILOG = """\
 --pickle loads a pickled scikit-learn estimator with Python's pickle module.
 Unpickling runs arbitrary code: only pass files you created or trust.
+--skops loads scikit-learn's secure format (skops.io, pip install skops), which
+builds only types it trusts; --trust adds the ones you reviewed (skops names them).
 """
 
 
@@ -105,9 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=_positive,
                         help="CPU threads for torch and onnxruntime alike (default: each "
                              "library's own default); on a busy machine, 1 gives steadier figures")
-    parser.add_argument("--model", metavar="PATH.onnx", help="time your own ONNX file instead")
-    parser.add_argument("--pickle", metavar="PATH", help="time your own pickled, fitted estimator "
-                        "(trusted files only, see below)")
+    own = parser.add_mutually_exclusive_group()
+    own.add_argument("--model", metavar="PATH.onnx", help="time your own ONNX file instead")
+    own.add_argument("--pickle", metavar="PATH", help="time your own pickled, fitted estimator "
+                     "(trusted files only, see below)")
+    own.add_argument("--skops", metavar="PATH", help="time your own fitted estimator saved "
+                     "with skops.io.dump (the secure format)")
+    parser.add_argument("--trust", metavar="TYPE,...", default="",
+                        help="with --skops: types to load beyond skops' trusted ones")
     parser.add_argument("--json", metavar="PATH", help="write every figure and the machine as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a log-log PNG plot")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
@@ -174,20 +182,17 @@ _FLOAT_TENSORS = ("tensor(float)", "tensor(double)", "tensor(float16)")
 
 
 def _user_target(args, parser):
-    """A Target (and test data) for ``--model`` or ``--pickle``."""
+    """A Target (and test data) for ``--model``, ``--pickle`` or ``--skops``."""
     if args.model:
         return _onnx_target(args, parser)
-    try:
-        with open(args.pickle, "rb") as handle:
-            estimator = pickle.load(handle)  # the user vouches for this file (see --help)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
-        parser.error(f"--pickle: cannot load {args.pickle!r}: {type(error).__name__}: {error}")
+    option, path = ("--pickle", args.pickle) if args.pickle else ("--skops", args.skops)
+    estimator = _unpickled(path, parser) if args.pickle else _from_skops(args, parser)
     from sklearn.base import BaseEstimator
 
     from bridge.sklearn.convert import from_sklearn
 
     if not isinstance(estimator, BaseEstimator):
-        parser.error(f"--pickle: {args.pickle!r} holds a {type(estimator).__name__}, not a fitted "
+        parser.error(f"{option}: {path!r} holds a {type(estimator).__name__}, not a fitted "
                      "scikit-learn estimator")
 
     features = getattr(estimator, "n_features_in_", args.features)
@@ -195,7 +200,37 @@ def _user_target(args, parser):
     converted = from_sklearn(estimator, sample)
     method = next(m for m in ("predict_proba", "predict", "transform") if hasattr(estimator, m))
     graph, index = onnx_output_for(converted, method)
-    return Target(os.path.basename(args.pickle), method, graph, index, estimator, converted), features
+    return Target(os.path.basename(path), method, graph, index, estimator, converted), features
+
+
+def _unpickled(path: str, parser):
+    """The object pickled in ``path``, after saying on stderr that unpickling runs its code."""
+    print(f"bridge-bench: --pickle runs Python's pickle on {path!r}, which executes any code the "
+          "file holds; going on because you vouch for the file (--skops loads the secure format)",
+          file=sys.stderr)
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)  # the user vouches for this file (said above)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+        parser.error(f"--pickle: cannot load {path!r}: {type(error).__name__}: {error}")
+
+
+def _from_skops(args, parser):
+    """The estimator in a skops file, built from skops' trusted types plus ``--trust``."""
+    try:
+        import skops.io
+    except ImportError:
+        parser.error("--skops needs the skops package: pip install skops")
+    trusted = [t.strip() for t in args.trust.split(",") if t.strip()]
+    try:
+        untrusted = [t for t in skops.io.get_untrusted_types(file=args.skops) if t not in trusted]
+        if untrusted:
+            parser.error(f"--skops: {args.skops!r} holds types skops does not trust: {untrusted}; "
+                         "after reviewing them, pass them with --trust "
+                         f"{','.join(untrusted)}")
+        return skops.io.load(args.skops, trusted=trusted or None)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+        parser.error(f"--skops: cannot load {args.skops!r}: {type(error).__name__}: {error}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,9 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend.threads = args.threads
     settings = {"threads": args.threads,"suite": args.suite, "batch_sizes": batch_sizes, "repeats": repeats,
                 "features": args.features, "backends": [b.name for b in backends]}
-    if args.model or args.pickle:
-        if args.model and args.pickle:
-            parser.error("give --model or --pickle, not both")
+    if args.trust and not args.skops:
+        parser.error("--trust goes with --skops")
+    if args.model or args.pickle or args.skops:
         target, features = _user_target(args, parser)
         rng = np.random.default_rng(0)
         X_test = rng.normal(size=(1000, features)).astype(np.float32)
@@ -245,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 train_rows=train_rows, n_features=args.features,
                                 repeats=repeats, progress=progress)
     progress.close()
-    print(format_table(results))
+    print(format_report(results))
     if args.markdown:
         print()
         print(format_markdown(results))

@@ -35,11 +35,15 @@ def _rate(value: float | None) -> str:
 
 
 def rows(results: Sequence[BenchResult]) -> list[list[str]]:
-    """Table rows: model, batch, backend, median, spread, transfer, rows/s, speed-up, parity."""
+    """Table rows: model, batch, backend, median, spread, transfer, rows/s, speed-up, parity.
+
+    Skipped cells have no row (:func:`skipped_note` names them once); failed ones do."""
     baseline = {(r.model, r.batch_size): r.median_s for r in results
                 if r.backend == "sklearn" and r.status == "ok"}
     table = []
     for r in results:
+        if r.status == "skipped":
+            continue
         if r.status != "ok":
             table.append([r.model, str(r.batch_size), r.backend, r.status, "", "", "", "",
                           r.reason])
@@ -59,8 +63,65 @@ HEADERS = ["model", "batch", "backend", "median", "p25–p75", "transfer", "rows
            "vs sklearn", "parity vs reference / reason"]
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.1f}×" if value < 10 else f"{value:.0f}×"
+
+
+def fastest(results: Sequence[BenchResult]) -> list[dict]:
+    """Per model and batch size, the fastest backend whose output agrees with the reference,
+    the runner-up and how many times faster the winner is (None without a runner-up)."""
+    answers = []
+    for key in dict.fromkeys((r.model, r.batch_size) for r in results):
+        cells = sorted((r for r in results if (r.model, r.batch_size) == key
+                        and r.status == "ok" and r.parity_ok is not False and r.median_s),
+                       key=lambda r: r.median_s)
+        if not cells:
+            continue
+        winner, second = cells[0], (cells[1] if len(cells) > 1 else None)
+        answers.append({"model": key[0], "batch_size": key[1], "backend": winner.backend,
+                        "median_s": winner.median_s,
+                        "runner_up": second.backend if second else None,
+                        "times_faster": second.median_s / winner.median_s if second else None})
+    return answers
+
+
+def summary_lines(results: Sequence[BenchResult]) -> list[str]:
+    """One line per model: the fastest runtime at each batch size and by how much it beats
+    the next one (backends whose output disagrees with the reference never win)."""
+    lines = []
+    answers = fastest(results)
+    for model in dict.fromkeys(a["model"] for a in answers):
+        parts = []
+        for a in (a for a in answers if a["model"] == model):
+            lead = (f" ({_ratio(a['times_faster'])} {a['runner_up']})"
+                    if a["runner_up"] else " (alone)")
+            parts.append(f"batch {a['batch_size']}: {a['backend']} {_seconds(a['median_s'])}{lead}")
+        lines.append(f"{model} fastest: " + "; ".join(parts))
+    return lines
+
+
+SUMMARY_HEADING = "fastest agreeing runtime per batch size (× = its lead over the next one)"
+
+
+def skipped_note(results: Sequence[BenchResult]) -> list[str]:
+    """Each skipped backend once, with its reason(s) (the cells themselves stay in --json)."""
+    reasons: dict[str, list[str]] = {}
+    for r in results:
+        if r.status == "skipped" and r.reason not in reasons.setdefault(r.backend, []):
+            reasons[r.backend].append(r.reason)
+    return [f"skipped {backend}: {'; '.join(why)}" for backend, why in reasons.items()]
+
+
+def format_report(results: Sequence[BenchResult]) -> str:
+    """What the terminal shows: the one-line answers, the table, then the skipped backends."""
+    summary = summary_lines(results)
+    head = [SUMMARY_HEADING] + [f"  {line}" for line in summary] + [""] if summary else []
+    tail = skipped_note(results)
+    return "\n".join(head + [format_table(results)] + ([""] + tail if tail else []))
+
+
 def format_table(results: Sequence[BenchResult]) -> str:
-    """A plain-text table for the terminal."""
+    """A plain-text table for the terminal (measured and failed cells)."""
     table = [HEADERS] + rows(results)
     widths = [max(len(row[i]) for row in table) for i in range(len(HEADERS))]
     lines = []
@@ -72,11 +133,14 @@ def format_table(results: Sequence[BenchResult]) -> str:
 
 
 def format_markdown(results: Sequence[BenchResult]) -> str:
-    """The same table as GitHub-flavoured Markdown."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    """The report as GitHub-flavoured Markdown: the answers as a list, the table, the skips."""
+    lines = [f"- {line}" for line in summary_lines(results)]
+    lines += [""] if lines else []
+    lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows(results):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    return "\n".join(lines)
+    skipped = skipped_note(results)
+    return "\n".join(lines + ([""] + [f"*{line}*" for line in skipped] if skipped else []))
 
 
 def machine() -> dict:
@@ -113,6 +177,7 @@ def to_json(results: Sequence[BenchResult], settings: dict) -> dict:
         "settings": settings,
         "machine": machine(),
         "results": [r.to_dict() for r in results],
+        "fastest": fastest(results),
     }
 
 
