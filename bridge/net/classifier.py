@@ -16,6 +16,8 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 
 from bridge.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from bridge.dask import is_dask_collection
+from bridge.dask import score as dask_score
 from bridge.dataset import ValidSplit
 from bridge.net.net import NeuralNet
 from bridge.net.validation import cast_floating, check_input, require_y
@@ -150,6 +152,8 @@ class NeuralNetClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet):
         -------
         ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, "predict")
         probabilities = self._raw_probabilities(X)
         return self.decode_targets(to_numpy(probabilities.argmax(dim=-1)))
 
@@ -229,5 +233,7 @@ class NeuralNetBinaryClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet)
         -------
         ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, "predict")
         positive = self._raw_probabilities(X)[:, 1]
         return self.decode_targets(to_numpy((positive > self.threshold).long()))

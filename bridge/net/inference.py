@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bridge.dask import is_dask_collection
+from bridge.dask import score as dask_score
 from bridge.dataset import unpack_data
 from bridge.net.data import fast_iterator_for
 from bridge.net.validation import cast_floating, check_input
@@ -144,6 +146,8 @@ class InferenceMixin:
         ValueError
             When ``X`` does not match the data seen in ``fit``.
         """
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, "predict_proba")
         return to_numpy(self._raw_probabilities(X))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -153,4 +157,6 @@ class InferenceMixin:
         -------
         ndarray
         """
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, "predict")
         return self.predict_proba(X)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 
+from bridge.dask import is_dask_collection
+from bridge.dask import score as dask_score
 from bridge.net.net import NeuralNet
 from bridge.net.validation import cast_floating, check_input, require_y
 from bridge.utils import get_dim
@@ -61,6 +63,8 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         -------
         ndarray
         """
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, "predict")
         prediction = self.predict_proba(X)
         if getattr(self, "target_ndim_", 2) == 1 and prediction.ndim == 2 and prediction.shape[1] == 1:
             return prediction.ravel()

@@ -24,6 +24,7 @@ from bridge.onnx.context import ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
 from bridge.onnx.graph import OnnxGraph, OnnxNode, free_names, load_model, normalize_domain
 from bridge.onnx.registry import Converted, lookup, schema_version
+from bridge.onnx.static_shapes import StaticShapes, remove_dead_nodes
 
 _IDENTIFIER = re.compile(r"[^0-9a-zA-Z_]")
 
@@ -145,12 +146,16 @@ class _GraphBuilder:
         self.fx_graph = fx.Graph()
         self.values: dict[str, fx.Node] = {}
         self.names: set[str] = set()
+        self.static_shapes: StaticShapes | None = None  # top-level graphs only
 
     @classmethod
     def for_model(cls, model: onnx.ModelProto, trainable: bool, options: dict) -> _GraphBuilder:
         opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
         graph = OnnxGraph(cls._with_inferred_types(model).graph)
-        return cls(graph, opsets, trainable, options)
+        builder = cls(graph, opsets, trainable, options)
+        if options.get("fold_static_shapes", True):
+            builder.static_shapes = StaticShapes.for_model(model)
+        return builder
 
     @staticmethod
     def _with_inferred_types(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -184,10 +189,16 @@ class _GraphBuilder:
         if self.outer is not None:
             self._bind_outer_values()
         for node in self.graph.nodes():
+            if self.static_shapes is not None:
+                node = self.static_shapes.rewrite(node, self.context)
+                if node is None:  # its outputs are known whatever the free axis' size
+                    continue
             self._convert_node(node)
         outputs = [self._value(name, "graph output") for name in self.graph.outputs]
         self.fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
         module = OnnxGraphModule(self.root, self.fx_graph, class_name="OnnxGraphModule")
+        if self.static_shapes is not None and self.static_shapes.folded:
+            remove_dead_nodes(module)
         module.input_names = self.graph.inputs
         module.output_names = self.graph.outputs
         module.opsets = dict(self.opsets)

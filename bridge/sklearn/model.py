@@ -12,6 +12,8 @@ import torch
 from sklearn.utils.metaestimators import available_if
 from torch import nn
 
+from bridge.dask import is_dask_collection
+from bridge.dask import score as dask_score
 from bridge.errors import UnsupportedEstimatorError
 from bridge.sklearn.inputs import InputSpec
 
@@ -225,6 +227,8 @@ class ConvertedModel(nn.Module):
         return output
 
     def _run(self, method: str, X):
+        if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
+            return dask_score(self, X, method)
         output = self._output_of(method)
         module = self.graph_modules[output.graph]
         inputs, as_numpy = self._input_spec.prepare(X, self._device(), module.input_vocabularies)

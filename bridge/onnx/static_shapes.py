@@ -1,0 +1,294 @@
+"""Import-time folding of shape arithmetic whose result does not depend on the batch size.
+
+Exporters (the TorchScript one most of all) compute reshape targets at run time:
+``Shape`` → ``Gather`` → ``Unsqueeze`` → ``Concat`` → ``Reshape``. bridge leaves the first
+axis of every graph input free, so such a ``Shape`` is no constant; but most of its
+entries are. :class:`StaticShapes` infers every value's shape with that axis symbolic,
+tracks the known entries of small integer vectors through the shape operators, folds
+those that become fully known into constants, and gives a ``Reshape`` whose target has one
+unknown entry the constant target with ``-1`` there. The importer then removes the nodes
+nobody reads any more.
+"""
+
+from __future__ import annotations
+
+import onnx
+import torch
+from torch import fx
+
+from bridge.onnx.context import ConversionContext
+from bridge.onnx.dtypes import onnx_elem_type
+from bridge.onnx.graph import ML_DOMAIN, OnnxNode, normalize_domain
+
+FREE_AXIS = "bridge_free_axis"
+_INTEGER_CASTS = {onnx.TensorProto.INT64: torch.int64, onnx.TensorProto.INT32: torch.int32}
+_LARGEST_VECTOR = 64  # integer constants longer than this are no shapes
+
+
+class _Partial:
+    """An integer scalar or vector with some entries known (ints) and others not (None)."""
+
+    def __init__(self, values: list[int | None], scalar: bool = False,
+                 dtype: torch.dtype = torch.int64):
+        self.values = values
+        self.scalar = scalar
+        self.dtype = dtype
+
+    @property
+    def known(self) -> bool:
+        return all(v is not None for v in self.values)
+
+    def tensor(self) -> torch.Tensor:
+        value = torch.tensor(self.values, dtype=self.dtype)
+        return value.reshape([]) if self.scalar else value
+
+
+def _divide(a: int, b: int) -> int | None:
+    if b == 0:
+        return None
+    quotient = abs(a) // abs(b)  # integer Div truncates toward zero
+    return quotient if (a >= 0) == (b >= 0) else -quotient
+
+
+_ARITHMETIC = {
+    "Add": lambda a, b: a + b,
+    "Sub": lambda a, b: a - b,
+    "Mul": lambda a, b: a * b,
+    "Div": _divide,
+}
+
+
+class StaticShapes:
+    """Known entries of shape vectors, for one top-level graph; see the module docstring.
+
+    Shapes are inferred node by node as the importer walks the graph (ONNX's own shape
+    inference for each node, fed the constants folded so far), so a size computed from
+    folded shape arithmetic (a ``Pad`` whose pads were folded) is known downstream.
+
+    Parameters
+    ----------
+    input_types : dict
+        Graph input name → its ``onnx.TypeProto`` with the first axis made symbolic.
+    opsets : list
+        The model's ``OperatorSetIdProto`` entries.
+    """
+
+    def __init__(self, input_types: dict[str, onnx.TypeProto], opsets: list):
+        self.types = dict(input_types)
+        self.opsets = {normalize_domain(o.domain): o.version for o in opsets}
+        self.opset_protos = list(opsets)
+        self.partials: dict[str, _Partial] = {}
+        self.folded = 0
+
+    @classmethod
+    def for_model(cls, model: onnx.ModelProto) -> StaticShapes | None:
+        """Set up the pass for ``model``, with the first axis of each input free.
+
+        Returns None when there is nothing to fold (no ``Shape``/``Size`` node) and for
+        ``ai.onnx.ml`` graphs (bridge lets their inputs drop the leading axis, which a
+        folded rank would contradict).
+        """
+        graph = model.graph
+        domains = {normalize_domain(o.domain) for o in model.opset_import}
+        if ML_DOMAIN in domains or not any(n.op_type in ("Shape", "Size") for n in graph.node):
+            return None
+        initializers = {t.name for t in graph.initializer}
+        input_types = {}
+        for value in graph.input:
+            if value.name in initializers or not value.type.HasField("tensor_type"):
+                continue
+            free = onnx.TypeProto()
+            free.CopyFrom(value.type)
+            dims = free.tensor_type.shape.dim
+            if len(dims) > 0:
+                dims[0].Clear()
+                dims[0].dim_param = FREE_AXIS
+            input_types[value.name] = free
+        return cls(input_types, list(model.opset_import))
+
+    def dims(self, name: str) -> tuple[int | None, ...] | None:
+        """The dims of value ``name`` known whatever the free axis (None entries vary)."""
+        value = self.types.get(name)
+        if value is None or not value.HasField("tensor_type") \
+                or not value.tensor_type.HasField("shape"):
+            return None
+        return tuple(d.dim_value if d.HasField("dim_value") else None
+                     for d in value.tensor_type.shape.dim)
+
+    def rewrite(self, node: OnnxNode, context: ConversionContext) -> OnnxNode | None:
+        """Fold ``node`` when its outputs are known: store them as constants in ``context``
+        and return None; otherwise return the node to convert (a ``Reshape`` may come back
+        with a constant target)."""
+        if node.domain != "":
+            return node
+        result = self._evaluate(node, context)
+        if result is not None:
+            self.partials[node.outputs[0]] = result
+            if result.known:
+                context.constants[node.outputs[0]] = result.tensor()
+                self.folded += 1
+                return None
+        if node.op_type == "Reshape" and len(node.inputs) > 1:
+            node = self._reshape_with_constant_target(node, context)
+        self._infer(node, context)
+        return node
+
+    def _infer(self, node: OnnxNode, context: ConversionContext) -> None:
+        """Record the output types ONNX infers for ``node`` from what is known so far."""
+        input_types, input_data = {}, {}
+        for name in node.inputs:
+            if not name:
+                continue
+            constant = context.constant(name)
+            if name in self.types:
+                input_types[name] = self.types[name]
+            elif constant is not None:
+                input_types[name] = onnx.helper.make_tensor_type_proto(
+                    onnx_elem_type(constant.dtype), list(constant.shape))
+            else:
+                return  # an input of unknown type: the outputs stay unknown
+            if constant is not None and constant.dtype in (torch.int64, torch.int32) \
+                    and constant.numel() <= _LARGEST_VECTOR:
+                input_data[name] = onnx.numpy_helper.from_array(constant.numpy(), name)
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+               for a in node.proto.attribute):
+            return
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opsets.get("", 1), "")
+            self.types.update(onnx.shape_inference.infer_node_outputs(
+                schema, node.proto, input_types, input_data, opset_imports=self.opset_protos))
+        except Exception:  # noqa: BLE001  (no schema or inference failed: outputs stay unknown)
+            return
+
+    def _partial(self, name: str, context: ConversionContext) -> _Partial | None:
+        if name in self.partials:
+            return self.partials[name]
+        value = context.constant(name)
+        if value is None or value.dtype not in (torch.int64, torch.int32) or value.dim() > 1 \
+                or value.numel() > _LARGEST_VECTOR:
+            return None
+        return _Partial([int(v) for v in value.reshape(-1).tolist()], value.dim() == 0,
+                        value.dtype)
+
+    def _ints(self, node: OnnxNode, context: ConversionContext, position: int,
+              attribute: str) -> list[int] | None:
+        """An int-list operand given as a constant input (newer opsets) or an attribute."""
+        if len(node.inputs) > position and node.inputs[position]:
+            partial = self._partial(node.inputs[position], context)
+            return partial.values if partial is not None and partial.known else None
+        value = node.attribute(attribute)
+        return None if value is None else [int(v) for v in value]
+
+    def _evaluate(self, node: OnnxNode, context: ConversionContext) -> _Partial | None:
+        op = node.op_type
+        if len(node.outputs) != 1 or not node.inputs or not node.inputs[0]:
+            return None
+        if op in ("Shape", "Size"):
+            dims = self.dims(node.inputs[0])
+            if dims is None:
+                return None
+            if op == "Size":
+                known = all(d is not None for d in dims)
+                return _Partial([_product(dims) if known else None], scalar=True)
+            rank = len(dims)
+            start, end = node.attribute("start", 0), node.attribute("end", rank)
+            start, end = (max(0, min(rank, v + rank if v < 0 else v)) for v in (start, end))
+            return _Partial(list(dims[start:end]))
+        first = self._partial(node.inputs[0], context)
+        if first is None:
+            return None
+        if op == "Identity":
+            return first
+        if op == "Cast":
+            dtype = _INTEGER_CASTS.get(node.attribute("to"))
+            return None if dtype is None else _Partial(first.values, first.scalar, dtype)
+        if op == "Gather":
+            return self._gather(node, context, first)
+        if op == "Unsqueeze" and first.scalar:
+            axes = self._ints(node, context, 1, "axes")
+            return _Partial(first.values, False, first.dtype) if axes in ([0], [-1]) else None
+        if op == "Squeeze" and not first.scalar and len(first.values) == 1:
+            axes = self._ints(node, context, 1, "axes")
+            return _Partial(first.values, True, first.dtype) if axes in (None, [0], [-1]) else None
+        if op == "Concat" and not first.scalar:
+            parts = [self._partial(name, context) for name in node.inputs]
+            if any(p is None or p.scalar or p.dtype != first.dtype for p in parts):
+                return None
+            return _Partial([v for p in parts for v in p.values], False, first.dtype)
+        if op == "Slice" and not first.scalar:
+            return self._slice(node, context, first)
+        if op in _ARITHMETIC and len(node.inputs) == 2:
+            second = self._partial(node.inputs[1], context)
+            return None if second is None else _elementwise(_ARITHMETIC[op], first, second)
+        return None
+
+    def _gather(self, node: OnnxNode, context: ConversionContext,
+                data: _Partial) -> _Partial | None:
+        indices = self._partial(node.inputs[1], context)
+        if data.scalar or indices is None or not indices.known or node.attribute("axis", 0):
+            return None
+        length = len(data.values)
+        if any(not -length <= i < length for i in indices.values):
+            return None  # out of range: leave the error to Gather at run time
+        return _Partial([data.values[i] for i in indices.values], indices.scalar, data.dtype)
+
+    def _slice(self, node: OnnxNode, context: ConversionContext,
+               data: _Partial) -> _Partial | None:
+        starts = self._ints(node, context, 1, "starts")
+        ends = self._ints(node, context, 2, "ends")
+        axes = self._ints(node, context, 3, "axes")
+        steps = self._ints(node, context, 4, "steps") or [1]
+        if starts is None or ends is None or len(starts) != 1 or axes not in (None, [0], [-1]):
+            return None
+        if (len(node.inputs) > 3 and node.inputs[3] and axes is None) or \
+                (len(node.inputs) > 4 and node.inputs[4] and len(steps) != 1) or steps[0] == 0:
+            return None
+        # ONNX clamps like Python slicing, with huge ends standing for "to the end"
+        return _Partial(data.values[slice(starts[0], ends[0], steps[0])], False, data.dtype)
+
+    def _reshape_with_constant_target(self, node: OnnxNode,
+                                      context: ConversionContext) -> OnnxNode:
+        target = self.partials.get(node.inputs[1])
+        if target is None or target.scalar or target.known or node.attribute("allowzero", 0):
+            return node
+        known = [v for v in target.values if v is not None]
+        if len(known) != len(target.values) - 1 or any(v <= 0 for v in known):
+            return node  # -1 can stand for one unknown entry only; 0 copies an input size
+        name = f"{node.inputs[1]}::static"
+        context.constants[name] = torch.tensor([-1 if v is None else v for v in target.values],
+                                               dtype=torch.int64)
+        proto = onnx.NodeProto()
+        proto.CopyFrom(node.proto)
+        proto.input[1] = name
+        self.folded += 1
+        return OnnxNode(proto, node.index)
+
+
+def _product(dims) -> int:
+    result = 1
+    for d in dims:
+        result *= d
+    return result
+
+
+def _elementwise(function, a: _Partial, b: _Partial) -> _Partial | None:
+    if (len(a.values) != len(b.values) and 1 not in (len(a.values), len(b.values))) \
+            or a.dtype != b.dtype:
+        return None
+    length = max(len(a.values), len(b.values))
+    left = a.values * length if len(a.values) == 1 else a.values
+    right = b.values * length if len(b.values) == 1 else b.values
+    values = [None if x is None or y is None else function(x, y) for x, y in zip(left, right)]
+    return _Partial(values, a.scalar and b.scalar, a.dtype)
+
+
+def remove_dead_nodes(module: fx.GraphModule) -> int:
+    """Drop the nodes whose results nobody reads and the submodules only they called;
+    return how many nodes went."""
+    before = len(module.graph.nodes)
+    module.graph.eliminate_dead_code()
+    removed = before - len(module.graph.nodes)
+    if removed:
+        module.delete_all_unused_submodules()
+        module.recompile()
+    return removed
