@@ -48,6 +48,8 @@ def from_sklearn(
     options: dict | None = None,
     target_opset: int | dict | None = None,
     tree_strategy: str = "auto",
+    trainable: bool = False,
+    train_preprocessing: bool = False,
 ) -> ConvertedModel:
     """Convert a fitted scikit-learn estimator into a torch module through ONNX.
 
@@ -71,11 +73,19 @@ def from_sklearn(
         default ai.onnx.ml opset for it).
     tree_strategy : str, default "auto"
         Passed to :func:`bridge.from_onnx` for tree ensembles.
+    trainable : bool, default False
+        Return a :class:`bridge.sklearn.finetune.TrainableModel` instead: floating weights
+        as parameters, ``forward`` giving logits (classifiers) or predictions (regressors),
+        for ``NeuralNetClassifier(module=...)`` / ``NeuralNetRegressor(module=...)``.
+        Linear models and MLPs, alone or last in a pipeline.
+    train_preprocessing : bool, default False
+        With ``trainable``: also train a pipeline's steps before the last (frozen otherwise).
 
     Returns
     -------
     ConvertedModel
-        An ``nn.Module`` with the estimator's inference methods.
+        An ``nn.Module`` with the estimator's inference methods (a ``TrainableModel``
+        with ``trainable=True``).
 
     Raises
     ------
@@ -105,6 +115,13 @@ def from_sklearn(
         raise ConversionError(
             f"dtype={numpy_dtype} is not supported; supported: float32, float64"
         )
+    if trainable or train_preprocessing:
+        if not trainable:
+            raise ConversionError("train_preprocessing=True goes with trainable=True")
+        from bridge.sklearn.finetune import trainable_module
+
+        return trainable_module(estimator, train_preprocessing=train_preprocessing,
+                                dtype=numpy_dtype)
     register_missing_converters()
     _warn_about_lenient_parts(estimator)
     plan = plan_conversion(estimator)
