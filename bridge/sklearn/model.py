@@ -3,7 +3,6 @@ from its ONNX graph(s), with numpy-in/numpy-out and tensor-in/tensor-out behavio
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch import nn
 from bridge.dask import is_dask_collection
 from bridge.dask import score as dask_score
 from bridge.errors import UnsupportedEstimatorError
+from bridge.onnx.plans import eager_call, plan_for
 from bridge.sklearn.inputs import InputSpec
 
 METHODS = (
@@ -53,6 +53,13 @@ def shaped(values: torch.Tensor, kind: str, binary: bool) -> torch.Tensor:
     if kind != "matrix" and values.dim() == 2 and values.shape[1] == 1:
         values = values.reshape(-1)
     return values
+
+
+def _to_numpy(values: torch.Tensor) -> np.ndarray:
+    """A result as numpy: a view of a CPU tensor that records no gradient, else a copy."""
+    if values.device.type == "cpu" and not values.requires_grad:
+        return values.numpy()
+    return values.detach().cpu().numpy()
 
 
 def _has_method(name: str):
@@ -230,12 +237,19 @@ class ConvertedModel(nn.Module):
         if is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
             return dask_score(self, X, method)
         output = self._output_of(method)
-        module = self.graph_modules[output.graph]
+        module = self.graph_modules._modules[output.graph]  # (ModuleDict's [] costs 0.5 us)
         inputs, as_numpy = self._input_spec.prepare(X, self._device(), module.input_vocabularies)
-        grad_context = torch.no_grad() if as_numpy else contextlib.nullcontext()
-        with grad_context:
-            result = module(*inputs)
-        values = result[output.output] if isinstance(result, tuple) else result
+        grad_was_enabled = torch.is_grad_enabled()
+        if as_numpy:  # numpy out: no graph to record
+            torch.set_grad_enabled(False)
+        try:
+            if eager_call():  # only the outputs this method reads (bridge/onnx/plans.py)
+                values = plan_for(module, (output.output,))(module, *inputs)[0]
+            else:
+                result = module(*inputs)
+                values = result[output.output] if isinstance(result, tuple) else result
+        finally:
+            torch.set_grad_enabled(grad_was_enabled)
         name = module.output_names[output.output]
         return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
 
@@ -244,17 +258,17 @@ class ConvertedModel(nn.Module):
         values = shaped(values, output.kind, binary)
         if output.kind == "label":
             return self._decode_labels(values, vocabulary, as_numpy)
-        return values.detach().cpu().numpy() if as_numpy else values
+        return _to_numpy(values) if as_numpy else values
 
     def _decode_labels(self, indices: torch.Tensor, vocabulary, as_numpy: bool):
         if vocabulary is not None:
-            labels = np.asarray(vocabulary, dtype=object)[indices.detach().cpu().numpy()]
+            labels = np.asarray(vocabulary, dtype=object)[_to_numpy(indices)]
             if self._classes is not None and as_numpy:
                 labels = labels.astype(self._classes.dtype)
             return labels
         if not as_numpy:
             return indices
-        labels = indices.detach().cpu().numpy()
+        labels = _to_numpy(indices)
         if self._classes is not None and self._classes.dtype.kind != "O":
             labels = labels.astype(self._classes.dtype)
         return labels

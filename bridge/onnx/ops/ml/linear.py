@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
@@ -70,7 +71,7 @@ def _as_batch(x: torch.Tensor) -> torch.Tensor:
     """Rank-1 input is one sample; everything is computed in float32 as onnxruntime does."""
     if x.dim() == 1:
         x = x.unsqueeze(0)
-    return x.to(torch.float32)
+    return x if x.dtype == torch.float32 else x.to(torch.float32)
 
 
 def class_labels(node: OnnxNode, context: ConversionContext, label_output: str) -> tuple:
@@ -114,8 +115,17 @@ class OnnxLinearClassifier(nn.Module):
         self.binary_layout = binary_layout
         self.single_row = coefficients.shape[0] == 1
 
+    output_methods = {(1,): "forward_scores"}  # for serving plans (bridge/onnx/plans.py)
+
+    def forward_scores(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:
+        """The scores alone (what ``predict_proba`` reads) in the common multi-row case."""
+        if self.single_row:
+            return None, self.forward(x)[1]
+        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
+        return None, transform_scores(scores, self.post_transform)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = _as_batch(x) @ self.coefficients.t() + self.intercepts
+        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
         if self.single_row:
             positive = torch.full_like(scores[:, 0], self.positive_label, dtype=torch.int64)
             negative = torch.full_like(scores[:, 0], self.negative_label, dtype=torch.int64)

@@ -33,6 +33,8 @@ class OnnxScaler(nn.Module):
         self.register_buffer("scale", scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and x.dtype == torch.float32 and self.offset.dtype == torch.float32:
+            return (x - self.offset) * self.scale  # the common case, broadcast along axis 1
         compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         shape = [1] * x.dim()
         shape[_feature_axis(x)] = -1
@@ -61,8 +63,14 @@ class OnnxNormalizer(nn.Module):
         self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.float32)
+        if x.dtype != torch.float32:
+            x = x.to(torch.float32)
         axis = _feature_axis(x)
+        if not x.requires_grad and self.norm != "MAX":  # fewer calls, same arithmetic
+            if self.norm == "L1":  # 0 only for a zero row, which 0 / 1e-45 leaves at 0
+                return x / x.abs().sum(dim=axis, keepdim=True).clamp_min_(1e-45)
+            norm = x.square().sum(dim=axis, keepdim=True).sqrt_()  # 0 also on underflow
+            return x / norm.masked_fill_(norm == 0, 1.0)
         if self.norm == "MAX":
             divisor = x.max(dim=axis, keepdim=True).values
         elif self.norm == "L1":

@@ -173,3 +173,18 @@ def test_float_ops_are_differentiable_and_scriptable(x):
     zeros = torch.zeros(2, 4, requires_grad=True)
     OnnxNormalizer("L2")(zeros).sum().backward()
     assert torch.isfinite(zeros.grad).all()
+
+
+@pytest.mark.parametrize("norm", ["L1", "L2"])
+def test_normalizer_fast_path_equals_the_guarded_one(norm):
+    """Without autograd the L1/L2 norms divide in one step; with it, the guarded form runs
+    (finite gradients at zero rows). Both give the same values, zero and tiny rows included."""
+    rows = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    rows[1] = 0.0
+    rows[2] = [1e-44, 0.0, -1e-45, 0.0]  # subnormal entries: a norm far below 1e-38
+    data = torch.from_numpy(rows)
+    module = OnnxNormalizer(norm)
+    fast = module(data)
+    guarded = module(data.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(fast, guarded, rtol=0, atol=0)
+    assert torch.equal(fast[1], torch.zeros(4))

@@ -1,0 +1,190 @@
+"""Serving plans: an imported graph's forward pruned to the outputs one call needs.
+
+An ONNX-ML graph answers every method at once (skl2onnx's classifier graph returns labels,
+probabilities and, in bridge, their logarithm), so ``predict_proba`` run through the whole
+graph pays for the label arg-max and the log as well. A plan is the graph's generated
+code for a subset of its outputs, with every node the subset does not need removed and
+each converted operator called through its ``forward`` directly (an ``nn.Module`` call
+adds its hook bookkeeping, about a microsecond per node). The plan is a plain function of
+the graph module: it reads the module's submodules and constants as they are at call
+time, so ``.to()``, ``load_state_dict`` and in-place updates never leave it stale.
+
+Plans serve eager calls only (``ConvertedModel``'s methods use them); tracing, scripting,
+exporting and compiling run the full graph. A submodule carrying forward hooks keeps its
+ordinary call, so its hooks run.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import fx, nn
+from torch.fx.graph_module import _forward_from_src
+
+Plan = Callable[..., object]
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks or pre-hooks of its own."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def pruned_graph(module: fx.GraphModule, outputs: Sequence[int]) -> fx.Graph:
+    """A copy of ``module``'s graph returning only ``outputs`` (positions in its output
+    tuple), as a tuple, with the nodes those outputs do not depend on removed."""
+    graph = copy.deepcopy(module.graph)
+    output = next(node for node in graph.nodes if node.op == "output")
+    values = output.args[0]
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    for position in outputs:
+        if not 0 <= position < len(values):
+            raise IndexError(f"the graph has {len(values)} output(s); no output {position}")
+    output.args = (tuple(values[position] for position in outputs),)
+    _remove_unused(graph)
+    return graph
+
+
+def _remove_unused(graph: fx.Graph) -> None:
+    """Drop nodes nobody reads, last first. Converted operators have no side effects (a
+    random operator whose draw nobody reads can go too), so unlike fx's own dead-code
+    pass this needs no owning module to ask about purity."""
+    for node in reversed(list(graph.nodes)):
+        if node.op not in ("placeholder", "output") and not node.users:
+            graph.erase_node(node)
+
+
+def used_outputs(node: fx.Node) -> tuple[int, ...] | None:
+    """The positions of ``node``'s output tuple that the graph reads, or None when some
+    user takes the tuple whole."""
+    used = set()
+    for user in node.users:
+        if user.op != "call_function" or user.target is not operator.getitem:
+            return None
+        if not isinstance(user.args[1], int):
+            return None
+        used.add(user.args[1])
+    return tuple(sorted(used))
+
+
+def direct_calls(graph: fx.Graph, module: fx.GraphModule) -> None:
+    """Rewrite each ``call_module`` node into a call of the submodule's ``forward``,
+    unless the submodule has forward hooks (those must still run).
+
+    A converted operator with several outputs may name, in ``output_methods``, a method
+    that computes only some of them (``{(1,): "forward_scores"}``: the same tuple, with
+    None where an output is not computed); the plan calls it when the graph reads
+    exactly those outputs.
+    """
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        submodule = module.get_submodule(node.target)
+        if has_hooks(submodule):
+            continue
+        method = getattr(submodule, "output_methods", {}).get(used_outputs(node), "forward")
+        with graph.inserting_before(node):
+            attribute = graph.get_attr(node.target)
+            call = graph.call_method(method, (attribute, *node.args), dict(node.kwargs))
+        node.replace_all_uses_with(call)
+        graph.erase_node(node)
+
+
+def matmul_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + bias`` as one ``addmm`` where it applies (a 2-D ``x`` of the
+    weight's dtype), else as the two operations."""
+    if x.dim() == 2 and x.dtype == weight.dtype == bias.dtype:
+        return torch.addmm(bias, x, weight)
+    return torch.matmul(x, weight) + bias
+
+
+def fuse_matmul_add(graph: fx.Graph, module: fx.GraphModule) -> None:
+    """Rewrite ``Add(MatMul(x, W), b)`` with constant ``W [K, M]`` and ``b [M]`` (or
+    ``[1, M]``) into :func:`matmul_add`: a dense layer as one call instead of two.
+    Only plain floating-point MatMul and Add qualify (not the pre-opset-7 broadcast form)."""
+    from bridge.onnx.ops.elementwise import OnnxAdd
+    from bridge.onnx.ops.linalg import OnnxMatMul
+
+    def constant(node):
+        if not isinstance(node, fx.Node) or node.op != "get_attr":
+            return None
+        value = getattr(module, node.target, None)
+        return value if isinstance(value, torch.Tensor) else None
+
+    for add in list(graph.nodes):
+        if add.op != "call_module" or type(module.get_submodule(add.target)) is not OnnxAdd:
+            continue
+        if module.get_submodule(add.target).axis is not None or len(add.args) != 2:
+            continue
+        product, bias_node = add.args
+        if isinstance(bias_node, fx.Node) and bias_node.op == "call_module":
+            bias_node, product = product, bias_node
+        if not (isinstance(product, fx.Node) and product.op == "call_module"
+                and type(module.get_submodule(product.target)) is OnnxMatMul
+                and len(product.users) == 1 and len(product.args) == 2):
+            continue
+        weight, bias = constant(product.args[1]), constant(bias_node)
+        if weight is None or bias is None or not weight.is_floating_point():
+            continue
+        columns = weight.shape[-1] if weight.dim() == 2 else None
+        if columns is None or bias.dtype != weight.dtype or bias.shape not in (
+                (columns,), (1, columns)):
+            continue
+        with graph.inserting_before(add):
+            fused = graph.call_function(matmul_add, (product.args[0], product.args[1], bias_node))
+        add.replace_all_uses_with(fused)
+        graph.erase_node(add)
+        graph.erase_node(product)
+
+
+def build_plan(module: fx.GraphModule, outputs: Sequence[int]) -> Plan:
+    """A function ``plan(module, *inputs) -> tuple`` computing ``outputs`` of ``module``.
+
+    Parameters
+    ----------
+    module : torch.fx.GraphModule
+        The imported graph (its submodules and constants are read at call time).
+    outputs : sequence of int
+        Positions in the graph's output tuple (0 for a single-output graph).
+
+    Returns
+    -------
+    callable
+        Takes the module and the graph's inputs; returns a tuple with one tensor per
+        requested output.
+    """
+    graph = pruned_graph(module, outputs)
+    fuse_matmul_add(graph, module)
+    direct_calls(graph, module)
+    code = graph.python_code(root_module="self")
+    return _forward_from_src(code.src, code.globals)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def plan_for(module: fx.GraphModule, outputs: tuple[int, ...]) -> Plan:
+    """``module``'s plan for ``outputs``, built on first use and kept beside the module
+    (not in it: copies and pickles of the module carry no generated functions).
+
+    A recompiled graph (new generated code) gets new plans; the plans themselves read
+    the module live, so moving or editing its tensors needs none.
+    """
+    code = module.__dict__.get("_code")
+    entry = _PLANS.get(module)
+    if entry is None or entry[0] is not code:
+        entry = (code, {})
+        _PLANS[module] = entry
+    plan = entry[1].get(outputs)
+    if plan is None:
+        plan = entry[1][outputs] = build_plan(module, outputs)
+    return plan
+
+
+def eager_call() -> bool:
+    """Whether this call runs eagerly (not traced, scripted, exported or compiled)."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.compiler.is_compiling() or torch.compiler.is_exporting())

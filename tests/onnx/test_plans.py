@@ -1,0 +1,154 @@
+"""Serving plans (bridge/onnx/plans.py): a graph's forward pruned to some outputs.
+
+A plan must give what the full graph gives for those outputs (exactly, apart from a fused
+dense layer: ``addmm`` rounds once where MatMul + Add round twice, rtol 1e-6), never a
+stale result after the module's tensors change, and never hide a forward hook.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+import bridge
+from bridge.onnx.plans import build_plan, matmul_add, plan_for
+from tests.parity import assert_parity, run_onnxruntime
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def logreg_graph(data):
+    X, y = data
+    model = bridge.from_sklearn(LogisticRegression(max_iter=300).fit(X, y))
+    return model.graph_modules[model._method_outputs["predict_proba"].graph]
+
+
+def called_modules(plan) -> str:
+    return plan.__code__.co_names.__repr__()
+
+
+def test_plan_gives_each_output_of_the_full_graph(logreg_graph, data):
+    X = torch.from_numpy(data[0])
+    with torch.no_grad():
+        full = logreg_graph(X)
+        for position in range(len(full)):
+            (value,) = build_plan(logreg_graph, [position])(logreg_graph, X)
+            torch.testing.assert_close(value, full[position], rtol=0, atol=0)
+        both = build_plan(logreg_graph, [2, 0])(logreg_graph, X)
+    assert torch.equal(both[0], full[2]) and torch.equal(both[1], full[0])
+
+
+def test_plan_drops_what_its_outputs_do_not_need(logreg_graph):
+    code = logreg_graph.code
+    assert "bridge_log" in code
+    probabilities = build_plan(logreg_graph, [1])
+    source = probabilities.__code__.co_consts + probabilities.__code__.co_names
+    assert "bridge_log" not in str(source)
+    assert "forward_scores" in str(source)  # LinearClassifier's scores-only method
+    labels = build_plan(logreg_graph, [0])
+    assert "forward_scores" not in str(labels.__code__.co_names)
+
+
+def test_plan_reads_the_module_live(logreg_graph, data):
+    """Moved, edited or replaced tensors are what the next call sees: no copy is kept."""
+    module = pickle.loads(pickle.dumps(logreg_graph))
+    X = torch.from_numpy(data[0][:5])
+    plan = plan_for(module, (1,))
+    before = plan(module, X)[0]
+    classifier = module.LinearClassifier
+    with torch.no_grad():
+        classifier.coefficients.mul_(2.0)  # in place
+    assert not torch.allclose(plan(module, X)[0], before)
+    classifier.coefficients = torch.zeros_like(classifier.coefficients)  # replaced
+    classifier.intercepts = torch.zeros_like(classifier.intercepts)
+    uniform = plan_for(module, (1,))(module, X)[0]
+    torch.testing.assert_close(uniform, torch.full_like(uniform, 1 / 3))
+
+
+def test_plan_runs_forward_hooks(logreg_graph, data):
+    module = pickle.loads(pickle.dumps(logreg_graph))
+    seen = []
+    module.Normalizer.register_forward_hook(lambda *args: seen.append("hooked"))
+    plan_for(module, (1,))(module, torch.from_numpy(data[0][:2]))
+    assert seen == ["hooked"]
+
+
+def test_recompiled_graph_gets_a_new_plan(logreg_graph, data):
+    module = pickle.loads(pickle.dumps(logreg_graph))
+    first = plan_for(module, (1,))
+    assert plan_for(module, (1,)) is first
+    module.recompile()
+    assert plan_for(module, (1,)) is not first
+
+
+def test_modules_with_plans_still_copy_and_pickle(logreg_graph, data):
+    plan_for(logreg_graph, (1,))
+    X = torch.from_numpy(data[0][:3])
+    copied = pickle.loads(pickle.dumps(logreg_graph))
+    torch.testing.assert_close(copied(X)[1], logreg_graph(X)[1])
+
+
+def test_bad_output_position_is_named(logreg_graph):
+    with pytest.raises(IndexError, match="has 3 output"):
+        build_plan(logreg_graph, [3])
+
+
+def dense_layer_model(bias_shape, x_shape):
+    rng = np.random.default_rng(2)
+    weight = rng.normal(size=(x_shape[-1], 5)).astype(np.float32)
+    bias = rng.normal(size=bias_shape).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["p"]),
+             helper.make_node("Add", ["b", "p"], ["y"]),  # bias first: either order fuses
+             helper.make_node("Relu", ["y"], ["z"])]
+    graph = helper.make_graph(
+        nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+@pytest.mark.parametrize("bias_shape", [(5,), (1, 5)])
+@pytest.mark.parametrize("x_shape", [(7, 4), (2, 3, 4), (4,)])
+def test_dense_layer_fuses_and_matches_onnxruntime(bias_shape, x_shape):
+    model = dense_layer_model(bias_shape, x_shape)
+    module = bridge.from_onnx(model)
+    plan = build_plan(module, [0])
+    assert "matmul_add" in str(plan.__code__.co_names) or "matmul_add" in str(
+        plan.__globals__)
+    x = np.random.default_rng(3).normal(size=x_shape).astype(np.float32)
+    (actual,) = plan(module, torch.from_numpy(x))
+    (expected,) = run_onnxruntime(model, {"x": x})
+    assert_parity(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_matmul_add_falls_back_for_other_dtypes():
+    x = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    weight, bias = torch.ones(3, 2), torch.ones(2)
+    torch.testing.assert_close(matmul_add(x.float(), weight, bias), x.float() @ weight + bias)
+    with pytest.raises(RuntimeError):  # dtypes that differ fail as MatMul itself would
+        matmul_add(x, weight, bias)
+
+
+def test_converted_model_serves_through_plans(data):
+    """The estimator's methods use plans (the log of predict_log_proba is not computed for
+    predict_proba) and agree with scikit-learn."""
+    X, y = data
+    estimator = MLPClassifier((8,), max_iter=300, random_state=0).fit(X, y)
+    model = bridge.from_sklearn(estimator)
+    assert_parity(model.predict_proba(X), estimator.predict_proba(X), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), estimator.predict(X))
+    graph = model.graph_modules[model._method_outputs["predict_proba"].graph]
+    assert plan_for(graph, (model._method_outputs["predict_proba"].output,)) is not None
