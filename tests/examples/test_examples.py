@@ -19,7 +19,7 @@ def load(name: str):
 
 def test_every_example_is_tested_here():
     tested = {"iris_mlp", "digits_scaling", "mnist_style", "transfer_learning",
-              "sklearn_to_torch", "svm_vector_field", "deploy_onnxruntime"}
+              "sklearn_to_torch", "svm_vector_field", "deploy_onnxruntime", "finetune_sklearn"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -63,3 +63,12 @@ def test_svm_vector_field(tmp_path):
 def test_deploy_onnxruntime(tmp_path):
     answer = load("deploy_onnxruntime").main(smoke=True, output=str(tmp_path))
     assert len(answer["labels"]) == 8 and answer["classes"] == list(range(10))
+
+
+def test_finetune_sklearn(tmp_path):
+    scores = load("finetune_sklearn").main(smoke=True, output=str(tmp_path))
+    for start in ("frozen_scaler", "trained_scaler"):  # the nets start from scikit-learn's fit
+        assert scores[f"{start}_before"] == scores["sklearn_on_shifted"]
+        assert scores[f"{start}_after"] > scores[f"{start}_before"] + 0.05
+    assert scores["onnxruntime_agrees"] == 1.0
+    assert (tmp_path / "finetuned_digits.onnx").exists()
