@@ -197,7 +197,7 @@ class _GraphBuilder:
         outputs = [self._value(name, "graph output") for name in self.graph.outputs]
         self.fx_graph.output(outputs[0] if len(outputs) == 1 else tuple(outputs))
         module = OnnxGraphModule(self.root, self.fx_graph, class_name="OnnxGraphModule")
-        if self.static_shapes is not None and self.static_shapes.folded:
+        if self.static_shapes is not None:  # drop what folding (or a converter) left unread
             remove_dead_nodes(module)
         module.input_names = self.graph.inputs
         module.output_names = self.graph.outputs

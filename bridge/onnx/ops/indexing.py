@@ -54,8 +54,31 @@ class OnnxGather(nn.Module):
         return taken.reshape(shape)
 
 
+class OnnxGatherScalar(nn.Module):
+    """Gather with one constant index: ``select`` along ``axis``, bounds checked in Python."""
+
+    def __init__(self, axis: int, index: int):
+        super().__init__()
+        self.axis = axis
+        self.index = index
+
+    def forward(self, x: Tensor) -> Tensor:
+        axis = self.axis + x.dim() if self.axis < 0 else self.axis
+        length = x.shape[axis]
+        if not -length <= self.index < length:
+            raise IndexError(
+                f"Gather: index {self.index} is out of range for an axis of length {length}; "
+                f"valid indices are {-length}..{length - 1}"
+            )
+        return x.select(axis, self.index)
+
+
 @converter("Gather", versions=(1, 11, 13))
-def convert_gather(node: OnnxNode, context: ConversionContext) -> nn.Module:
+def convert_gather(node: OnnxNode, context: ConversionContext) -> nn.Module | Converted:
+    indices = context.constant(node.inputs[1])
+    if indices is not None and indices.dim() == 0 and not indices.is_floating_point():
+        return Converted(OnnxGatherScalar(node.attribute("axis", 0), int(indices)),
+                         [node.inputs[0]])
     return OnnxGather(node.attribute("axis", 0))
 
 

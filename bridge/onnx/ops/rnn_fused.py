@@ -139,6 +139,31 @@ def _input(node: OnnxNode, index: int) -> str | None:
     return node.inputs[index] if len(node.inputs) > index and node.inputs[index] else None
 
 
+# operators whose output is all zeros when their first input is (shape-only operators)
+_KEEPS_ZEROS = {"Expand", "Slice", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Transpose",
+                "Cast", "Tile", "Flatten"}
+
+
+def is_zero(name: str, context: ConversionContext) -> bool:
+    """Whether value ``name`` is all zeros whatever the graph inputs: a zero constant, a
+    ``ConstantOfShape`` of zero, or one of those reshaped, sliced or broadcast."""
+    producers = {output: node for node in context.graph.nodes() for output in node.outputs}
+    for _ in range(len(producers) + 1):
+        constant = context.constant(name)
+        if constant is not None:
+            return not bool(constant.any())
+        node = producers.get(name)
+        if node is None or node.domain != "":
+            return False
+        if node.op_type == "ConstantOfShape":
+            value = node.attribute("value")
+            return value is None or not bool(value.any())
+        if node.op_type not in _KEEPS_ZEROS or not node.inputs:
+            return False
+        name = node.inputs[0]
+    return False
+
+
 def fused_recurrent(
     node: OnnxNode, context: ConversionContext, cell: str, hidden_size: int, direction: str,
     activations: list[int], clip: float, layout: int, linear_before_reset: bool,
@@ -159,7 +184,9 @@ def fused_recurrent(
         if value is None or bool(value.any()):
             return None
     x, w, r, b = node.inputs[0], node.inputs[1], node.inputs[2], _input(node, 3)
-    initial_h, initial_c = _input(node, 5), _input(node, 6)
+    # a zero initial state is ONNX's default; dropping it spares computing its shape per call
+    initial_h, initial_c = (name if name is None or not is_zero(name, context) else None
+                            for name in (_input(node, 5), _input(node, 6)))
     constants = [context.constant(name) for name in (w, r, b) if name is not None]
     torch_order = all(value is not None for value in constants)
     if torch_order:  # reorder once here; the new constants become the module's buffers

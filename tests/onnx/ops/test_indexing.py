@@ -59,6 +59,20 @@ def test_gather_with_int32_and_scalar_indices():
     assert torch.equal(OnnxGather(0)(x, torch.tensor(-2, dtype=torch.int32)), x[-2])
 
 
+@pytest.mark.parametrize("axis, index", [(0, 2), (1, -1), (-1, 0), (2, -3)])
+def test_gather_with_a_constant_scalar_index_selects(axis, index):
+    check("Gather", {"x": randn(3, 4, 3)}, attributes={"axis": axis},
+          initializers={"i": np.array(index, dtype=I64)})
+
+
+def test_gather_with_a_constant_scalar_index_out_of_range_names_the_range():
+    model = single_node_model("Gather", {"x": randn(3, 4)}, ("y",), attributes={"axis": 1},
+                              initializers={"i": np.array(4, dtype=I64)})
+    module = bridge.from_onnx(model)
+    with pytest.raises(IndexError, match=r"Gather: index 4 is out of range .* -4\.\.3"):
+        module(torch.randn(3, 4))
+
+
 def test_gather_elements():
     indices = np.array([[0, -1, 2], [1, 0, 0]], dtype=I64)
     check("GatherElements", {"x": randn(2, 3), "i": indices}, attributes={"axis": 1})

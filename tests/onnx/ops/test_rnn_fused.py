@@ -202,3 +202,48 @@ def test_fused_module_traces_scripts_and_exports():
             torch.testing.assert_close(got, want)
         for got, want in zip(runner(*other), module(*other)):
             torch.testing.assert_close(got, want)
+
+
+def _zero_state_model(constant_state: float) -> onnx.ModelProto:
+    """LSTM whose initial states are ConstantOfShape([1, batch, hidden]) of ``constant_state``,
+    the batch read from ``x`` at run time (the TorchScript exporter's pattern)."""
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(3)
+    value = numpy_helper.from_array(np.array([constant_state], np.float32), "value")
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "zero_axis"], ["batch_1d"]),
+        helper.make_node("Concat", ["directions", "batch_1d", "hidden"], ["state_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["state_shape"], ["state"], value=value),
+        helper.make_node("LSTM", ["x", "w", "r", "", "", "state", "state"], ["y"],
+                         hidden_size=HIDDEN),
+    ]
+    initializers = {
+        "one": np.array(1, np.int64), "zero_axis": np.array([0], np.int64),
+        "directions": np.array([1], np.int64), "hidden": np.array([HIDDEN], np.int64),
+        "w": rng.standard_normal((1, 4 * HIDDEN, FEATURES)).astype(np.float32),
+        "r": rng.standard_normal((1, 4 * HIDDEN, HIDDEN)).astype(np.float32),
+    }
+    graph = onnx.helper.make_graph(
+        nodes, "zero_state",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [STEPS, "batch", FEATURES])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 9
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize("constant_state", [0.0, 0.5])
+def test_zero_initial_state_is_dropped_with_the_nodes_computing_its_shape(constant_state):
+    model = _zero_state_model(constant_state)
+    module = _import(model)
+    kinds = {type(m).__name__ for m in module.modules()}
+    assert ("OnnxShape" in kinds) == (constant_state != 0.0)
+    for batch in (1, 4):
+        feed = {"x": np.random.default_rng(batch).standard_normal(
+            (STEPS, batch, FEATURES)).astype(np.float32)}
+        assert_parity(_run(module, feed)[0], run_onnxruntime(model, feed)[0], **TOLERANCE,
+                      what=f"batch {batch}")
