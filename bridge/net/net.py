@@ -19,6 +19,7 @@ from bridge.callbacks.base import HOOK_NAMES, overrides_hook
 from bridge.dataset import Dataset, ValidSplit
 from bridge.errors import NotFittedError
 from bridge.history import History
+from bridge.net.distributed import skip_on_this_rank
 from bridge.net.inference import InferenceMixin
 from bridge.net.params import ParamsMixin
 from bridge.net.persistence import PersistenceMixin
@@ -70,6 +71,10 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         Whether scoring callbacks reuse the epoch's predictions ('auto': each callback decides).
     torch_load_kwargs : dict or None
         Extra arguments of ``torch.load`` in :meth:`load_params` (``weights_only=True`` always).
+    distributed : bool
+        Data-parallel training under ``torchrun`` (DDP; gloo on CPU, NCCL on CUDA): each rank
+        trains on its shard, histories agree, rank 0 alone writes (see
+        :mod:`bridge.net.distributed`). Without a launcher the net trains as one process.
     **kwargs
         Routed parameters: ``module__*``, ``criterion__*``, ``optimizer__*``,
         ``iterator_train__*``, ``iterator_valid__*``, ``dataset__*``, ``callbacks__<name>[__*]``,
@@ -96,6 +101,7 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         compile: bool = False,
         use_caching: Any = "auto",
         torch_load_kwargs: dict | None = None,
+        distributed: bool = False,
         **kwargs: Any,
     ):
         self.module = module
@@ -116,6 +122,7 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         self.compile = compile
         self.use_caching = use_caching
         self.torch_load_kwargs = torch_load_kwargs
+        self.distributed = distributed
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -246,6 +253,8 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         for _, callback in self.callbacks_:
             if isinstance(callback, PrintLog) and not self.verbose:
                 continue
+            if self.__dict__.get("distributed") and skip_on_this_rank(self, callback):
+                continue  # a distributed fit: only rank 0 writes (bridge/net/distributed.py)
             yield callback
 
     def _hook_methods(self, hook: str) -> list[Any]:

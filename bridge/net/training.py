@@ -15,6 +15,13 @@ import torch
 
 from bridge.dataset import get_len, unpack_data
 from bridge.net.data import fast_iterator_for
+from bridge.net.distributed import (
+    after_epoch_end,
+    before_epoch_end,
+    distributed_fit,
+    sharded_iterator,
+    training_module,
+)
 from bridge.net.validation import cast_floating, check_input
 from bridge.utils import is_dataset, to_tensor
 
@@ -97,6 +104,10 @@ class TrainingMixin:
                              "for all rows in one batch")
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
+        if training and self.__dict__.get("distributed"):  # each rank its shard (net/distributed.py)
+            sharded = sharded_iterator(self, dataset, iterator, kwargs)
+            if sharded is not None:
+                return sharded
         fast = fast_iterator_for(dataset, iterator, kwargs, self.device)
         return fast if fast is not None else iterator(dataset, **kwargs)
 
@@ -200,7 +211,9 @@ class TrainingMixin:
                                       step_fn=self.train_step, **forward_params)
                 self.run_single_epoch(iterator_valid, training=False, prefix="valid",
                                       step_fn=self.validation_step, **forward_params)
+                before_epoch_end(self)  # distributed fits: losses averaged across ranks
                 self.notify("on_epoch_end", **epoch_kwargs)
+                after_epoch_end(self)  # distributed fits: rank 0's history row on every rank
         finally:
             del self._grad_hooks
         return self
@@ -259,12 +272,13 @@ class TrainingMixin:
         return self._train(X, y, **fit_params)
 
     def _train(self, X: Any, y: Any, **fit_params: Any) -> Any:
-        self.notify("on_train_begin", X=X, y=y)
-        try:
-            self.fit_loop(X, y, **fit_params)
-        except KeyboardInterrupt:
-            pass
-        self.notify("on_train_end", X=X, y=y)
+        with distributed_fit(self):  # DDP under a launcher when distributed=True
+            self.notify("on_train_begin", X=X, y=y)
+            try:
+                self.fit_loop(X, y, **fit_params)
+            except KeyboardInterrupt:
+                pass
+            self.notify("on_train_end", X=X, y=y)
         return self
 
     def _merge_x_and_fit_params(self, x: Mapping, fit_params: Mapping) -> dict[str, Any]:
@@ -276,9 +290,10 @@ class TrainingMixin:
     def infer(self, x: Any, **fit_params: Any) -> Any:
         """Run the module on ``x`` (a dict is passed as keyword arguments)."""
         x = to_tensor(x, device=self.device)
+        module = training_module(self) if self.__dict__.get("distributed") else self.module_
         if isinstance(x, Mapping):
-            return self.module_(**self._merge_x_and_fit_params(x, fit_params))
-        return self.module_(x, **fit_params)
+            return module(**self._merge_x_and_fit_params(x, fit_params))
+        return module(x, **fit_params)
 
 
 def _accepted_kwargs(function: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:
