@@ -242,6 +242,14 @@ class _FirstOfLayerNormalization(nn.Module):
     def forward(
         self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
+        # torch's fused kernel when scale and bias cover the normalized axes exactly (no
+        # broadcasting) and no float32 stash is at stake
+        axis = self.inner.axis if self.inner.axis >= 0 else self.inner.axis + x.dim()
+        shape = list(x.shape[axis:])
+        if (x.dtype == torch.float32 or x.dtype == torch.float64) and scale.dtype == x.dtype \
+                and list(scale.shape) == shape \
+                and (bias is None or (list(bias.shape) == shape and bias.dtype == x.dtype)):
+            return F.layer_norm(x, shape, scale, bias, self.inner.epsilon)
         return self.inner(x, scale, bias)[0]
 
 

@@ -151,6 +151,19 @@ def test_dropout_in_training_mode_is_random_and_never_folded():
     assert not torch.equal(y, other)
 
 
+@pytest.mark.parametrize("axis, scale_shape, with_bias", [
+    (-1, (4,), True), (1, (3, 4), False), (-2, (1, 4), True), (-1, (4,), False)])
+def test_layer_normalization_output_y_only(axis, scale_shape, with_bias):
+    # exact scale/bias shapes take torch's fused kernel, broadcast ones the general path
+    x = _random(2, 3, 4)
+    initializers = {"scale": _random(*scale_shape)}
+    if with_bias:
+        initializers["bias"] = _random(*scale_shape)
+    model = single_node_model("LayerNormalization", {"x": x}, opset=17,
+                              initializers=initializers, attributes={"axis": axis})
+    assert_matches_onnxruntime(model, {"x": x}, rtol=1e-4, atol=1e-5)
+
+
 def test_layer_normalization_gradient_and_scripting():
     x = _random(2, 5)
     scale, bias = _random(5), _random(5)
