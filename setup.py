@@ -1,8 +1,11 @@
-"""Build configuration beyond pyproject.toml: the optional C tree walk.
+"""Build configuration beyond pyproject.toml: the optional C loops.
 
-``bridge.trees._walk`` (see ``bridge/trees/_walk.c``) is built when a C compiler is present
-and skipped otherwise (``optional=True``): bridge then walks trees with torch operations.
-It uses only Python's C API, so one build serves every torch version.
+``bridge.trees._walk`` (the tree walk, ``bridge/trees/_walk.c``) and ``bridge.svm._svm`` (SVM
+votes and pairwise coupling, ``bridge/svm/_svm.c``) are built when a C compiler is present
+and skipped otherwise (``optional=True``): bridge then runs the same computations as torch
+operations. They use only Python's C API, so one build serves every torch version. The SVM
+loops must round every product and sum as torch does, so no compiler may fuse them into
+multiply-adds (``-ffp-contract=off``; MSVC does not contract under its default /fp:precise).
 """
 
 import sys
@@ -10,5 +13,10 @@ import sys
 from setuptools import Extension, setup
 
 flags = [] if sys.platform == "win32" else ["-O3"]
-setup(ext_modules=[Extension("bridge.trees._walk", ["bridge/trees/_walk.c"],
-                             extra_compile_args=flags, optional=True)])
+exact = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"]
+setup(ext_modules=[
+    Extension("bridge.trees._walk", ["bridge/trees/_walk.c"], extra_compile_args=flags,
+              optional=True),
+    Extension("bridge.svm._svm", ["bridge/svm/_svm.c"], extra_compile_args=exact,
+              optional=True),
+])
