@@ -20,6 +20,7 @@ from bridge.export.lowering import (
 )
 from bridge.export.modules import check_opset, default_opset, export_module
 from bridge.export.net import net_head, sample_array, sample_for, sample_tensor
+from bridge.export.portable import make_portable
 
 __all__ = [
     "LOWERING_SUPPORT",
@@ -142,6 +143,7 @@ def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.Mode
     ml_nodes = ml_operators(lowered)
     if ml_nodes:
         raise ExportError(f"lowering left ai.onnx.ml operators in the graph: {ml_nodes}")
+    make_portable(lowered)
     metadata = {"bridge.form": "lowered (standard ai.onnx operators only)"}
     if module.output_vocabularies:
         metadata["bridge.output_vocabularies"] = module.output_vocabularies
