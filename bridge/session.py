@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from bridge.errors import ConversionError, DeviceError, InvalidInputError
+from bridge.errors import ConversionError, DeviceError, DeviceWarning, InvalidInputError
 from bridge.onnx.graph import load_model
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -134,7 +134,7 @@ def _device_for(providers, provider_options) -> tuple[torch.device, list[str], d
     if skipped:
         why = "" if torch.cuda.is_available() else " (torch sees no CUDA device)"
         warnings.warn(f"bridge.InferenceSession cannot run {skipped} here{why}; bridge runs "
-                      f"{PROVIDERS} and uses {chosen[0]}", UserWarning, stacklevel=3)
+                      f"{PROVIDERS} and uses {chosen[0]}", DeviceWarning, stacklevel=3)
     shown = {chosen[0]: {str(k): str(v) for k, v in options.items()}}
     if chosen[0] == CUDA_PROVIDER:
         shown[CPU_PROVIDER] = {}
