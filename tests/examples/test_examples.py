@@ -19,7 +19,8 @@ def load(name: str):
 
 def test_every_example_is_tested_here():
     tested = {"iris_mlp", "digits_scaling", "mnist_style", "transfer_learning",
-              "sklearn_to_torch", "svm_vector_field", "deploy_onnxruntime", "finetune_sklearn"}
+              "sklearn_to_torch", "svm_vector_field", "deploy_onnxruntime", "finetune_sklearn",
+              "dask_scoring", "ddp_training"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -63,6 +64,22 @@ def test_svm_vector_field(tmp_path):
 def test_deploy_onnxruntime(tmp_path):
     answer = load("deploy_onnxruntime").main(smoke=True, output=str(tmp_path))
     assert len(answer["labels"]) == 8 and answer["classes"] == list(range(10))
+
+
+def test_dask_scoring():
+    pytest.importorskip("distributed")
+    pytest.importorskip("dask.dataframe")
+    results = load("dask_scoring").main(smoke=True)
+    assert results["rows"] == 4_000 and results["agree"] == 1.0
+    assert results["net_gap"] < 1e-6 and results["most_loads"] == 1
+
+
+def test_ddp_training(tmp_path):
+    """Without a launcher the example trains as one process (tests/net/test_distributed.py
+    runs distributed=True under torchrun)."""
+    results = load("ddp_training").main(smoke=True, output=str(tmp_path))
+    assert results["world"] == 1 and results["accuracy"] > 0.8
+    assert (tmp_path / "params.pt").exists()
 
 
 def test_finetune_sklearn(tmp_path):
