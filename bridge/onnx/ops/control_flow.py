@@ -9,6 +9,8 @@ count does not.
 
 from __future__ import annotations
 
+import contextvars
+
 import numpy as np
 import torch
 from torch import nn
@@ -172,7 +174,8 @@ class OnnxScan(nn.Module):
         length = scan_inputs[0].shape[axes[0]]
         tracing = (torch.jit.is_tracing() or torch.compiler.is_compiling()
                    or torch.compiler.is_exporting())
-        if (self.pairwise_p is not None and not tracing and states[0].dim() == 2
+        pairwise_ok = not tracing or PAIRWISE_WHILE_EXPORTING.get()
+        if (self.pairwise_p is not None and pairwise_ok and states[0].dim() == 2
                 and scan_inputs[0].dim() == 2 and states[0].is_floating_point()):
             return self._pairwise(states[0], scan_inputs[0], axes[0])
         if self.mappable and length > 0 and not tracing:
@@ -188,6 +191,13 @@ class OnnxScan(nn.Module):
             for index, value in enumerate(outputs[self.state_count:]):
                 collected[index].append(value)
         return self._finish(states, [torch.stack(values_k) for values_k in collected])
+
+
+PAIRWISE_WHILE_EXPORTING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "PAIRWISE_WHILE_EXPORTING", default=False)
+"""Set by compiled serving (bridge/sklearn/compiled.py): export the pairwise-distance Scan
+as one ``cdist`` instead of a loop unrolled over every training row (a 2,000-row kNN took
+minutes to compile that way). Exports meant to be read back as ONNX keep the loop."""
 
 
 @converter("Scan", versions=(9, 11, 16, 19, 21, 23, 24, 25))

@@ -1,0 +1,264 @@
+"""``compile_for_serving``: a converted model's methods compiled ahead of time (AOTInductor).
+
+Eager torch pays about a microsecond of Python and dispatch per operation, which a
+one-row call of a small model cannot hide (onnxruntime answers a LogisticRegression in
+~5 us). For serving, each method's graph is exported (``torch.export``, batch axis free)
+and compiled by AOTInductor into one native function; a call validates its input with
+the model's own rules, then runs that function directly. What it gives up, by design:
+
+* compile time (seconds per method, a C++ compiler at compile time);
+* autograd (inference only: a tensor that requires grad is refused);
+* the device and dtype of the compiled model are fixed (compile again after ``.to()``);
+* tree ensembles run the strategy that ``batch_hint`` picks, chosen once at compile time,
+  as inductor code rather than the eager C walk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from sklearn.utils.metaestimators import available_if
+from torch import nn
+
+from bridge.errors import ConversionError
+from bridge.onnx.ops.control_flow import PAIRWISE_WHILE_EXPORTING
+from bridge.sklearn.model import ConvertedModel
+
+
+class MethodGraph(nn.Module):
+    """One output of an imported graph as a module (what ``torch.export`` records)."""
+
+    def __init__(self, graph: nn.Module, output: int):
+        super().__init__()
+        self.imported = graph  # (not "graph": GraphModule's own attribute name)
+        self.output = output
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        result = self.imported(*inputs)
+        return result[self.output] if isinstance(result, tuple) else result
+
+
+class _FixedTreeStrategies:
+    """Within the block, every tree ensemble in ``module`` runs the strategy its rule picks
+    for ``batch`` rows on ``device_type`` (export must not branch on the batch size)."""
+
+    def __init__(self, module: nn.Module, batch: int, device_type: str):
+        from bridge.trees.module import TreeEnsembleModule
+
+        self.trees = [m for m in module.modules() if isinstance(m, TreeEnsembleModule)]
+        self.batch, self.device_type = batch, device_type
+        self.saved: list[str] = []
+
+    def __enter__(self) -> _FixedTreeStrategies:
+        self.saved = [tree.strategy for tree in self.trees]
+        for tree in self.trees:
+            tree.strategy = tree.choose(self.batch, self.device_type)
+        return self
+
+    @property
+    def max_rows(self) -> int | None:
+        """The most rows one call may hold: trees split larger batches into chunks, a
+        branch on the batch size that an exported graph cannot hold, so the compiled
+        function takes at most one chunk and the caller splits (None: no limit)."""
+        chunks = [tree.rows_per_chunk(tree.strategy, self.device_type) for tree in self.trees]
+        return min(chunks) if chunks else None
+
+    def __exit__(self, *exc) -> None:
+        for tree, strategy in zip(self.trees, self.saved):
+            tree.strategy = strategy
+
+
+def compile_method(model: ConvertedModel, method: str, batch_hint: int = 1) -> CompiledMethod:
+    """Export and AOT-compile ``model.method`` (its graph output, before decoding).
+
+    Raises
+    ------
+    ConversionError
+        When the method's graph cannot be exported or compiled (the cause is chained).
+    """
+    output = model._output_of(method)
+    graph = model.graph_modules[output.graph]
+    device = model._device()
+    example = _example_inputs(model, graph, device)
+    wrapper = MethodGraph(graph, output.output).eval()
+    try:
+        program, max_rows = _export(wrapper, example, graph, batch_hint, device.type)
+        with tempfile.TemporaryDirectory() as folder:
+            path = torch._inductor.aoti_compile_and_package(
+                program, package_path=os.path.join(folder, f"{method}.pt2"))
+            package = torch._inductor.aoti_load_package(path)
+    except Exception as error:  # export/inductor raise many types; say which method failed
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise ConversionError(
+            f"{model.estimator_name}.{method} could not be compiled for serving "
+            f"({type(error).__name__}: {first_line}); call the converted model itself, "
+            "which runs every method eagerly"
+        ) from error
+    return CompiledMethod(package.loader, max_rows)
+
+
+@dataclass(frozen=True)
+class CompiledMethod:
+    """One compiled method: AOTInductor's runner and the most rows one run takes."""
+
+    runner: object  # torch._C._aoti.AOTIModelPackageLoader: run(list of tensors) -> list
+    max_rows: int | None
+
+    def __call__(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        rows = inputs[0].shape[0]
+        if self.max_rows is None or rows <= self.max_rows:
+            return self.runner.run([t.contiguous() for t in inputs])[0]
+        parts = [self.runner.run([t[start:start + self.max_rows].contiguous() for t in inputs])[0]
+                 for start in range(0, rows, self.max_rows)]
+        return torch.cat(parts)
+
+
+def _export(wrapper: MethodGraph, example: list[torch.Tensor], graph: nn.Module,
+            batch_hint: int, device_type: str):
+    """``torch.export`` of one method with a free batch axis (up to a tree chunk), the
+    pairwise-distance Scan as one ``cdist``; returns the program and its row limit."""
+    pairwise = PAIRWISE_WHILE_EXPORTING.set(True)
+    try:
+        with torch.no_grad(), _FixedTreeStrategies(graph, batch_hint, device_type) as trees:
+            batch = torch.export.Dim("batch", min=1, max=trees.max_rows)
+            program = torch.export.export(
+                wrapper, tuple(example), dynamic_shapes=(tuple({0: batch} for _ in example),))
+            return program, trees.max_rows
+    finally:
+        PAIRWISE_WHILE_EXPORTING.reset(pairwise)
+
+
+def _example_inputs(model: ConvertedModel, graph: nn.Module, device) -> list[torch.Tensor]:
+    """Two rows shaped as the graph takes them (text columns as index 0)."""
+    spec = model._input_spec
+    width = 1 if spec.per_column else (spec.n_features or 1)
+    dtype = torch.int64 if spec.dtype.kind == "i" else (
+        torch.float64 if spec.dtype.itemsize == 8 else torch.float32)
+    shape = (2, width) if spec.rank == 2 else (2,)
+    count = len(graph.input_names)
+    inputs = []
+    for position in range(count):
+        is_text = graph.input_names[position] in graph.input_vocabularies
+        inputs.append(torch.zeros(shape, dtype=torch.int64 if is_text else dtype, device=device))
+    return inputs
+
+
+def _has(name: str):
+    return lambda self: name in self._runners
+
+
+class CompiledModel:
+    """A converted model's methods, compiled by :func:`compile_for_serving`.
+
+    Each compiled method takes what the converted model takes (numpy, DataFrames or
+    tensors on its device) and returns what it returns, checked by the same input rules;
+    tensors come back without autograd history. ``compile_seconds`` records the time
+    each method took to export and compile.
+    """
+
+    def __init__(self, model: ConvertedModel, runners: dict, compile_seconds: dict[str, float],
+                 device: torch.device):
+        self.model = model
+        self._runners = runners
+        self.compile_seconds = compile_seconds
+        self.device = device
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The compiled methods."""
+        return tuple(self._runners)
+
+    @available_if(_has("predict"))
+    def predict(self, X):
+        """The converted model's ``predict``, compiled."""
+        return self._run("predict", X)
+
+    @available_if(_has("predict_proba"))
+    def predict_proba(self, X):
+        """The converted model's ``predict_proba``, compiled."""
+        return self._run("predict_proba", X)
+
+    @available_if(_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """The converted model's ``predict_log_proba``, compiled."""
+        return self._run("predict_log_proba", X)
+
+    @available_if(_has("decision_function"))
+    def decision_function(self, X):
+        """The converted model's ``decision_function``, compiled."""
+        return self._run("decision_function", X)
+
+    @available_if(_has("transform"))
+    def transform(self, X):
+        """The converted model's ``transform``, compiled."""
+        return self._run("transform", X)
+
+    @available_if(_has("score_samples"))
+    def score_samples(self, X):
+        """The converted model's ``score_samples``, compiled."""
+        return self._run("score_samples", X)
+
+    def _run(self, method: str, X):
+        model = self.model
+        output = model._method_outputs[method]
+        graph = model.graph_modules._modules[output.graph]
+        inputs, as_numpy = model._input_spec.prepare(X, self.device, graph.input_vocabularies)
+        if not as_numpy and any(t.requires_grad for t in inputs):
+            raise ValueError(
+                f"the compiled {model.estimator_name}.{method} runs without autograd; got a "
+                "tensor that requires grad. Call the converted model itself to differentiate")
+        if inputs[0].shape[0] == 0:  # compiled for one row or more: an empty batch runs eagerly
+            return getattr(model, method)(X)
+        values = self._runners[method](inputs)
+        name = graph.output_names[output.output]
+        return model._decode(output, values, graph.output_vocabularies.get(name), as_numpy)
+
+
+def compile_for_serving(model: ConvertedModel, methods: Sequence[str] | None = None, *,
+                        batch_hint: int = 1) -> CompiledModel:
+    """Compile a converted model's methods ahead of time for fast calls (serving).
+
+    Parameters
+    ----------
+    model : ConvertedModel
+        What :func:`bridge.from_sklearn` returned; it stays usable as it is.
+    methods : sequence of str, optional
+        Which methods to compile (default: every converted method).
+    batch_hint : int, default 1
+        The batch size calls will mostly have: tree ensembles run the strategy bridge's
+        rule picks for it (docs/trees.md), fixed at compile time.
+
+    Returns
+    -------
+    CompiledModel
+        With the compiled methods; ``compile_seconds`` says what each cost.
+
+    Raises
+    ------
+    ValueError
+        A method the model does not have, or a ``batch_hint`` below 1.
+    ConversionError
+        A method whose graph torch.export or AOTInductor cannot compile.
+    """
+    if not isinstance(model, ConvertedModel):
+        raise TypeError(f"compile_for_serving takes a converted model (bridge.from_sklearn); "
+                        f"got {type(model).__name__}")
+    if isinstance(batch_hint, bool) or not isinstance(batch_hint, int) or batch_hint < 1:
+        raise ValueError(f"batch_hint must be a positive int; got {batch_hint!r}")
+    converted = tuple(model._method_outputs)
+    methods = converted if methods is None else tuple(methods)
+    for method in methods:
+        if method not in converted:
+            raise ValueError(f"{model.estimator_name} has no converted method {method!r}; "
+                             f"converted: {', '.join(converted)}")
+    runners, seconds = {}, {}
+    for method in methods:
+        start = time.perf_counter()
+        runners[method] = compile_method(model, method, batch_hint)
+        seconds[method] = time.perf_counter() - start
+    return CompiledModel(model, runners, seconds, model._device())
