@@ -403,9 +403,9 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         -------
         onnx.ModelProto
         """
-        from bridge.export import to_onnx
+        import bridge  # the public API: models know nothing of bridge.export's internals
 
-        return to_onnx(self, path, **kwargs)
+        return bridge.to_onnx(self, path, **kwargs)
 
     def __repr__(self) -> str:
         shown = {name: getattr(self, name) for name in ("module", "criterion")}

@@ -143,9 +143,9 @@ class ConvertedModel(nn.Module):
         -------
         onnx.ModelProto
         """
-        from bridge.export import to_onnx
+        import bridge  # the public API: models know nothing of bridge.export's internals
 
-        return to_onnx(self, path, **kwargs)
+        return bridge.to_onnx(self, path, **kwargs)
 
     def forward(self, X: torch.Tensor):
         """Run the main method (``predict`` or ``transform``) on a tensor."""
