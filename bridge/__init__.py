@@ -7,6 +7,8 @@ from_onnx
 from_sklearn
     A fitted scikit-learn estimator as a torch module with the estimator's own
     inference methods, by way of skl2onnx.
+compile_for_serving
+    A converted model's methods compiled ahead of time (AOTInductor) for serving.
 InferenceSession
     onnxruntime's session API (``run``, ``get_inputs``, providers) over ``from_onnx``.
 to_onnx
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "from_onnx": "bridge.onnx.importer",
     "from_sklearn": "bridge.sklearn.convert",
+    "compile_for_serving": "bridge.sklearn.compiled",
     "to_onnx": "bridge.export",
     "InferenceSession": "bridge.session",
     "NeuralNet": "bridge.net",
