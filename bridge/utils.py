@@ -10,7 +10,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from numbers import Number
 from typing import IO, Any
 
@@ -21,6 +21,8 @@ from scipy import sparse
 from bridge.errors import DeviceError
 
 __all__ = [
+    "duplicate_items",
+    "flatten",
     "freeze_parameter",
     "unfreeze_parameter",
     "atomic_write",
@@ -30,6 +32,7 @@ __all__ = [
     "get_map_location",
     "is_dataset",
     "is_pandas_ndframe",
+    "is_torch_data_type",
     "multi_indexing",
     "noop",
     "params_for",
@@ -47,6 +50,32 @@ def is_pandas_ndframe(x: Any) -> bool:
 def is_dataset(x: Any) -> bool:
     """Whether ``x`` is a ``torch.utils.data.Dataset``."""
     return isinstance(x, torch.utils.data.Dataset)
+
+
+def is_torch_data_type(x: Any) -> bool:
+    """Whether ``x`` is data torch consumes as is: a tensor or a ``PackedSequence``."""
+    return isinstance(x, torch.Tensor | torch.nn.utils.rnn.PackedSequence)
+
+
+def flatten(nested: Any) -> Iterator[Any]:
+    """Yield the leaves of nested lists and tuples, depth first (``[[1, 2], (3,)]`` gives 1, 2, 3)."""
+    for item in nested:
+        if isinstance(item, list | tuple):
+            yield from flatten(item)
+        else:
+            yield item
+
+
+def duplicate_items(*collections: Any) -> set[Any]:
+    """The items found more than once across ``collections`` (each a list, tuple, set or dict's keys)."""
+    seen: set[Any] = set()
+    repeated: set[Any] = set()
+    for collection in collections:
+        for item in collection:
+            if item in seen:
+                repeated.add(item)
+            seen.add(item)
+    return repeated
 
 
 def noop(*args: Any, **kwargs: Any) -> None:

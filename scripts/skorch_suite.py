@@ -1,6 +1,6 @@
 """Run skorch's own tests against bridge and print ``skorch suite on bridge: passed P of N``.
 
-Usage: ``python scripts/skorch_suite.py PATH [--all] [--json OUT] [-- PYTEST_ARGS...]`` where PATH
+Usage: ``python scripts/skorch_suite.py PATH [--all] [--json OUT] [--only FILE...] [PYTEST_ARGS...]`` where PATH
 is the ``skorch`` directory of an unpacked skorch wheel (``pip download --no-deps skorch==1.4.0``,
 then unzip). Nothing is downloaded; skorch itself is never imported, only its tests.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,6 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.skorch_suite.shim import install  # noqa: E402
 
+_SHIM_ENV = "BRIDGE_SKORCH_SHIM_ROOT"
+if __name__ == "__mp_main__" and os.environ.get(_SHIM_ENV):
+    # A process started by multiprocessing's spawn re-imports this script under this name
+    # before unpickling its task: map skorch onto bridge there too, so no skorch code runs.
+    install(os.environ[_SHIM_ENV])
+
 #: The core test files of skorch 1.4.0 (the extras: Hugging Face, CLI, probabilistic, LLM, are left out).
 CORE_FILES = (
     "test_net.py", "test_classifier.py", "test_regressor.py", "test_history.py", "test_dataset.py",
@@ -33,7 +40,8 @@ CORE_FILES = (
 class OutcomeRecorder:
     """A pytest plugin that records one outcome per test and the collection errors."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress_path: Path | None = None) -> None:
+        self.progress_path = progress_path
         self.outcomes: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.collected = 0
@@ -56,6 +64,13 @@ class OutcomeRecorder:
             self.outcomes[report.nodeid] = "skipped"
         elif report.when == "call" and report.passed and previous is None:
             self.outcomes[report.nodeid] = "passed"
+        if report.when == "teardown" and self.progress_path is not None and len(self.outcomes) % 100 == 0:
+            self.write(self.progress_path)
+
+    def write(self, path: Path, seconds: float | None = None) -> None:
+        """Write each test's outcome and failure message (and the wall time when known) as JSON."""
+        path.write_text(json.dumps({"outcomes": self.outcomes, "reasons": self.reasons,
+                                    "collection_errors": self.collection_errors, "seconds": seconds}, indent=1))
 
 
 def _provide_flaky() -> None:
@@ -81,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every test file, not only the core ones")
     parser.add_argument("--json", type=Path, help="write each test's outcome and failure message here")
     parser.add_argument("--only", nargs="*", help="these test files/node ids (relative to PATH/tests) instead")
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
-    args = parser.parse_args(argv)
+    args, pytest_args = parser.parse_known_args(argv)
+    pytest_args = [arg for arg in pytest_args if arg != "--"]
     tests = args.path / "tests"
+    os.environ[_SHIM_ENV] = str(args.path.resolve())  # for processes the tests spawn (see below)
     install(args.path)
     _provide_flaky()
     if args.only:
@@ -92,20 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         targets = [str(tests)]
     else:
         targets = [str(tests / name) for name in CORE_FILES]
-    recorder = OutcomeRecorder()
+    recorder = OutcomeRecorder(args.json)
     with tempfile.TemporaryDirectory() as empty:
         ini = Path(empty) / "pytest.ini"
         ini.write_text("[pytest]\n")
         started = time.perf_counter()
         pytest.main(["-q", "-p", "no:cacheprovider", "-c", str(ini), "--rootdir", str(args.path.parent),
                      "-W", "ignore::DeprecationWarning",
-                     "--continue-on-collection-errors", *args.pytest_args, *targets], plugins=[recorder])
+                     "--continue-on-collection-errors", *pytest_args, *targets], plugins=[recorder])
         elapsed = time.perf_counter() - started
     counts = Counter(recorder.outcomes.values())
     if args.json:
-        args.json.write_text(json.dumps({"outcomes": recorder.outcomes, "reasons": recorder.reasons,
-                                         "collection_errors": recorder.collection_errors,
-                                         "seconds": elapsed}, indent=1))
+        recorder.write(args.json, elapsed)
     for error in recorder.collection_errors:
         print(f"collection error: {error}")
     print(f"skorch suite on bridge: passed {counts['passed']} of {recorder.collected} "

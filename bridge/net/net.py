@@ -18,7 +18,8 @@ from bridge.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from bridge.callbacks.base import HOOK_NAMES, overrides_hook
 from bridge.dataset import Dataset, ValidSplit
 from bridge.errors import NotFittedError
-from bridge.history import History
+from bridge.history import DistributedHistory, History
+from bridge.net.components import ComponentsMixin
 from bridge.net.distributed import skip_on_this_rank
 from bridge.net.inference import InferenceMixin
 from bridge.net.params import ParamsMixin
@@ -29,7 +30,7 @@ from bridge.utils import check_device
 __all__ = ["NeuralNet"]
 
 
-class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, BaseEstimator):
+class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, BaseEstimator):
     """A torch module with the scikit-learn estimator API (skorch-compatible).
 
     Parameters
@@ -123,6 +124,7 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         self.use_caching = use_caching
         self.torch_load_kwargs = torch_load_kwargs
         self.distributed = distributed
+        self._remember_given(kwargs)
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -303,10 +305,12 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
 
     # ------------------------------------------------------------------ initialization
     def initialize_module(self) -> NeuralNet:
-        """Build ``module_`` from ``module`` and ``module__*``, move it to ``device``, compile if asked."""
+        """Build ``module_`` from ``module`` and ``module__*`` (compiled if asked).
+
+        Modules set here under a name ending in ``_`` (``self.module2_ = ...``) are registered:
+        moved to ``device`` afterwards, trained, saved and configured by ``module2__*``.
+        """
         module = self.initialized_instance(self.module, self.get_params_for("module"))
-        if self.device is not None:
-            module = module.to(self.device)
         if self.compile:
             module = torch.compile(module, **self.get_params_for("compile"))
         self.module_ = module
@@ -314,22 +318,25 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
 
     def initialize_criterion(self) -> NeuralNet:
         """Build ``criterion_`` from ``criterion`` and ``criterion__*``."""
-        criterion = self.initialized_instance(self.criterion, self.get_params_for("criterion"))
-        if isinstance(criterion, torch.nn.Module) and self.device is not None:
-            criterion = criterion.to(self.device)
-        self.criterion_ = criterion
+        self.criterion_ = self.initialized_instance(self.criterion, self.get_params_for("criterion"))
         return self
 
     def get_all_learnable_params(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
-        """``(name, parameter)`` for every parameter of the module and criterion (each once)."""
+        """``(name, parameter)`` for every parameter of the registered modules and criteria (each once).
+
+        The parameters of ``module_`` and ``criterion_`` keep their own names; those of other
+        registered components are prefixed with the attribute, e.g. ``'module2_.dense.weight'``.
+        """
         seen: set[int] = set()
-        for owner in (getattr(self, "module_", None), getattr(self, "criterion_", None)):
-            if not isinstance(owner, torch.nn.Module):
-                continue
-            for name, param in owner.named_parameters():
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    yield name, param
+        for kind in ("module", "criterion"):
+            for owner_name, owner in self._components(kind):
+                if not isinstance(owner, torch.nn.Module):
+                    continue
+                prefix = "" if owner_name in ("module", "criterion") else owner_name + "_."
+                for name, param in owner.named_parameters():
+                    if id(param) not in seen:
+                        seen.add(id(param))
+                        yield prefix + name, param
 
     def initialize_optimizer(self, triggered_directly: Any = None) -> NeuralNet:
         """Build ``optimizer_`` over :meth:`get_all_learnable_params` with ``lr`` and ``optimizer__*``."""
@@ -338,8 +345,13 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         return self
 
     def initialize_history(self) -> NeuralNet:
-        """Start an empty ``history_``."""
-        self.history_ = History()
+        """Start an empty ``history_`` (a :class:`~bridge.history.DistributedHistory` set on the net is kept).
+
+        A distributed history is shared with the other processes of a data-parallel run, so it is
+        not replaced; a fresh one per ``fit`` is the caller's choice.
+        """
+        if not isinstance(self.__dict__.get("history_"), DistributedHistory):
+            self.history_ = History()
         return self
 
     def initialize(self) -> NeuralNet:
@@ -356,7 +368,6 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
         DeviceError
             When ``device`` is not available.
         """
-        self._check_param_names(self._routed_param_names())
         if self.use_caching not in ("auto", True, False):
             raise ValueError(f"use_caching must be 'auto', True or False; got {self.use_caching!r}")
         if self.get_params_for("iterator_valid").get("shuffle"):
@@ -366,19 +377,22 @@ class NeuralNet(ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, Ba
                           "this is most likely not what you want", UserWarning, stacklevel=2)
         check_device(self.device)
         _check_components(self)
+        for attribute in ("_modules", "_criteria", "_optimizers"):
+            self.__dict__[attribute] = []
+        self._check_param_names(name for name in self._routed_param_names()
+                                if name.split("__", 1)[0] in self._base_prefixes or "__" not in name)
         self.initialize_callbacks()
-        self.initialize_module()
-        self.initialize_criterion()
-        self.initialize_optimizer()
+        for part in ("module", "criterion", "optimizer"):
+            self._initialize_part(part)
+        self._check_param_names(self._routed_param_names())  # <name>__* of the registered components
         self.initialize_history()
         self._initialized = True
         return self
 
     def _set_training(self, training: bool = True) -> None:
-        if self.module_.training != training:
-            self.module_.train(training)
-        if isinstance(self.criterion_, torch.nn.Module) and self.criterion_.training != training:
-            self.criterion_.train(training)
+        for component in self._training_modules():
+            if component.training != training:
+                component.train(training)
 
     def module_dtype(self) -> torch.dtype:
         """The floating dtype of the module's parameters (the default dtype before initialization)."""

@@ -24,7 +24,8 @@ PREFIXES = ("module", "criterion", "optimizer", "iterator_train", "iterator_vali
 class ParamsMixin:
     """get_params/set_params with skorch's routed (``prefix__name``) parameters."""
 
-    prefixes_ = PREFIXES
+    #: The routed-parameter prefixes every net accepts; ``prefixes_`` adds registered components.
+    _base_prefixes = PREFIXES
 
     @classmethod
     def _init_param_names(cls) -> list[str]:
@@ -39,10 +40,18 @@ class ParamsMixin:
         return names
 
     def _routed_param_names(self) -> list[str]:
-        """Names given to ``__init__``/``set_params`` beyond the constructor's own (``module__x``, ...)."""
+        """Names given to ``__init__``/``set_params`` beyond the constructor's own (``module__x``, ...).
+
+        An attribute set by plain assignment (``net.note = 'x'``) is not a parameter: it is
+        neither checked nor returned by ``get_params``.
+        """
         own = set(self._init_param_names())
-        return sorted(k for k in vars(self) if k not in own and not k.endswith("_") and not k.startswith("_")
-                      and k != "forward_iter")
+        present = vars(self)
+        return sorted(k for k in self.__dict__.get("_given_params", ()) if k not in own and k in present)
+
+    def _remember_given(self, names: Iterable[str]) -> None:
+        given = self.__dict__.setdefault("_given_params", set())
+        given.update(n for n in names if not n.endswith("_"))
 
     def _get_param_names(self) -> list[str]:
         return self._init_param_names() + self._routed_param_names()
@@ -136,6 +145,7 @@ class ParamsMixin:
         """
         if getattr(self, "initialized_", False):
             self._check_param_names(params)
+        self._remember_given(params)
         for key, value in params.items():
             setattr(self, key, value)
         if not getattr(self, "initialized_", False):
@@ -143,11 +153,14 @@ class ParamsMixin:
         changed = {key.split("__", 1)[0] if "__" in key else key for key in params}
         if "callbacks" in changed:
             self.initialize_callbacks()
-        if changed & {"module", "compile"}:
+        modules = {"module", "compile", *self.__dict__.get("_modules", ())}
+        criteria = {"criterion", *self.__dict__.get("_criteria", ())}
+        custom_optimizers = set(self.__dict__.get("_optimizers", ())) - {"optimizer"}
+        if changed & modules:
             self._reinitialize(("module", "criterion", "optimizer"), params)
-        elif "criterion" in changed or "criterion" in params:
+        elif changed & criteria or "criterion" in params:
             self._reinitialize(("criterion", "optimizer"), params)
-        elif "optimizer" in params:
+        elif "optimizer" in params or changed & custom_optimizers:
             self._reinitialize(("optimizer",), params)
         elif changed & {"optimizer", "lr"}:
             self._update_optimizer_in_place(params)
@@ -160,7 +173,7 @@ class ParamsMixin:
             shown = ", ".join(sorted(params))
             print(f"Re-initializing {', '.join(parts)} because the following parameters were re-set: {shown}.")
         for part in parts:
-            getattr(self, "initialize_" + part)()
+            self._initialize_part(part)
 
     def _update_optimizer_in_place(self, params: dict[str, Any]) -> None:
         groups = self.optimizer_.param_groups

@@ -137,8 +137,13 @@ class TrainingMixin:
         if grad_hooks is None:
             grad_hooks = self._hook_methods("on_grad_computed")[1:]
 
+        optimizers = self._registered_optimizers()
+        others = [opt for opt in optimizers if opt is not self.optimizer_]
+
         def step_fn() -> torch.Tensor:
             self.optimizer_.zero_grad()
+            for optimizer in others:
+                optimizer.zero_grad()
             step = self.train_step_single(batch, **fit_params)
             accumulator.store_step(step)
             if grad_hooks:
@@ -148,6 +153,8 @@ class TrainingMixin:
             return step["loss"]
 
         self.optimizer_.step(step_fn)
+        for optimizer in others:  # extra optimizers from initialize_optimizer step on the same gradients
+            optimizer.step()
         return accumulator.get_step()
 
     def validation_step(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
@@ -169,8 +176,7 @@ class TrainingMixin:
             return
         begin_hooks = self._hook_methods("on_batch_begin")
         end_hooks = self._hook_methods("on_batch_end")
-        batches = self.history[-1]["batches"]
-        first_row = len(batches)
+        first_row = len(self.history.current_batches())
         losses: list[torch.Tensor] = []
         sizes: list[int] = []
         for batch in iterator:
@@ -183,13 +189,7 @@ class TrainingMixin:
             for hook in end_hooks:
                 hook(self, batch=batch, training=training, **step)
         values = torch.stack([loss.float().reshape(()) for loss in losses]).tolist() if losses else []
-        rows = batches[first_row:first_row + len(values)]
-        if len(rows) != len(values):
-            raise RuntimeError(f"expected one history row per batch ({len(values)}), found {len(rows)}; "
-                               "the net's on_batch_begin must call history.new_batch()")
-        for row, value, size in zip(rows, values, sizes):
-            row[prefix + "_loss"] = value
-            row[prefix + "_batch_size"] = size
+        self.history.fill_batch_rows(first_row, {prefix + "_loss": values, prefix + "_batch_size": sizes})
         self.history.record(prefix + "_batch_count", len(values))
 
     def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:

@@ -123,7 +123,7 @@ def test_history_indexing(history):
     assert history[:, "valid_loss"] == [1.0, pytest.approx(2 / 3)]  # epochs without the key are skipped
     assert history[:, "batches", :, "train_loss"] == [[0.0, 0.1], [1.0, 1.1], [2.0, 2.1]]
     assert history[-1, "batches", -1, "train_loss"] == 2.1
-    assert history[:, ("epoch", "train_loss")][1] == [2, 0.5]
+    assert history[:, ("epoch", "train_loss")][1] == (2, 0.5)  # a tuple of keys gives tuples, a list gives lists
     assert isinstance(history[-1], dict) and isinstance(history[:2], History)
     with pytest.raises(KeyError):
         history[0, "valid_loss"]
