@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,11 @@ from bridge.onnx.graph import load_model
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 PROVIDERS = (CUDA_PROVIDER, CPU_PROVIDER)
-_UNSET_VERSION = 2**63 - 1  # what onnxruntime reports as the version of a model without one
+_UNSET_VERSION = 2**63 - 1
+Provider = str | tuple[str, Mapping[str, Any]]  # a name, or (name, options)  # what onnxruntime reports as the version of a model without one
 
 # onnxruntime's names for tensor element types, as NodeArg.type spells them.
-_ELEMENT_NAMES = {
+_ELEMENT_NAMES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float", onnx.TensorProto.DOUBLE: "double",
     onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16",
     onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16",
@@ -54,7 +55,7 @@ class NodeArg:
 
     name: str
     type: str
-    shape: list = field(default_factory=list)
+    shape: list[int | str | None] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
@@ -77,30 +78,32 @@ def type_string(value_type: onnx.TypeProto) -> str:
     """onnxruntime's spelling of an ONNX type: ``tensor(float)``, ``seq(map(string,tensor(float)))``."""
     kind = value_type.WhichOneof("value")
     if kind == "tensor_type":
-        return f"tensor({_ELEMENT_NAMES.get(value_type.tensor_type.elem_type, 'undefined')})"
+        return f"tensor({_ELEMENT_NAMES.get(int(value_type.tensor_type.elem_type), 'undefined')})"
     if kind == "sequence_type":
         return f"seq({type_string(value_type.sequence_type.elem_type)})"
     if kind == "map_type":
-        key = _ELEMENT_NAMES.get(value_type.map_type.key_type, "undefined")
+        key = _ELEMENT_NAMES.get(int(value_type.map_type.key_type), "undefined")
         return f"map({key},{type_string(value_type.map_type.value_type)})"
     if kind == "optional_type":
         return f"optional({type_string(value_type.optional_type.elem_type)})"
     return "undefined"
 
 
-def _shape(value_type: onnx.TypeProto) -> list:
+def _shape(value_type: onnx.TypeProto) -> list[int | str | None]:
     if value_type.WhichOneof("value") != "tensor_type" or not value_type.tensor_type.HasField("shape"):
         return []
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param if d.HasField("dim_param")
             else None) for d in value_type.tensor_type.shape.dim]
 
 
-def _node_args(values, skipped: set[str]) -> list[NodeArg]:
+def _node_args(values: Iterable[onnx.ValueInfoProto], skipped: set[str]) -> list[NodeArg]:
     return [NodeArg(v.name, type_string(v.type), _shape(v.type)) for v in values
             if v.name not in skipped]
 
 
-def _device_for(providers, provider_options) -> tuple[torch.device, list[str], dict]:
+def _device_for(providers: Sequence[Provider] | None,
+                provider_options: Sequence[Mapping[str, Any]] | None,
+                ) -> tuple[torch.device, list[str], dict[str, dict[str, str]]]:
     """The torch device the providers ask for, the providers in effect and their options.
 
     Providers are tried in order, as onnxruntime does; one that cannot run here is skipped
@@ -141,7 +144,7 @@ def _device_for(providers, provider_options) -> tuple[torch.device, list[str], d
     return device, chosen, shown
 
 
-def _cuda_device(options: Mapping) -> torch.device:
+def _cuda_device(options: Mapping[str, Any]) -> torch.device:
     raw = options.get("device_id", 0)
     try:
         index = int(raw)
@@ -186,9 +189,9 @@ class InferenceSession:
         ``device_id`` names no CUDA device.
     """
 
-    def __init__(self, path_or_bytes: str | os.PathLike | bytes | onnx.ModelProto,
-                 sess_options: Any = None, providers: Sequence | None = None,
-                 provider_options: Sequence[Mapping] | None = None) -> None:
+    def __init__(self, path_or_bytes: str | os.PathLike[str] | bytes | onnx.ModelProto,
+                 sess_options: Any = None, providers: Sequence[Provider] | None = None,
+                 provider_options: Sequence[Mapping[str, Any]] | None = None) -> None:
         from bridge.onnx.importer import from_onnx
 
         self._proto = load_model(path_or_bytes)
@@ -199,6 +202,11 @@ class InferenceSession:
         self._output_types = {v.name: v.type for v in graph.output}
         self._sess_options = sess_options
         self.module = from_onnx(_importable(self._proto)).eval()
+        # the module's edges, as plain typed attributes (nn.Module's __getattr__ is untyped)
+        self._output_names: list[str] = list(self.module.__dict__["output_names"])
+        self._input_vocabularies: dict[str, list[Any]] = self.module.__dict__["input_vocabularies"]
+        self._output_vocabularies: dict[str, list[Any]] = self.module.__dict__[
+            "output_vocabularies"]
         self._device = torch.device("cpu")
         self.set_providers(providers, provider_options)
 
@@ -243,8 +251,8 @@ class InferenceSession:
         """The ``sess_options`` given at construction (None when none were)."""
         return self._sess_options
 
-    def set_providers(self, providers: Sequence | None = None,
-                      provider_options: Sequence[Mapping] | None = None) -> None:
+    def set_providers(self, providers: Sequence[Provider] | None = None,
+                      provider_options: Sequence[Mapping[str, Any]] | None = None) -> None:
         """Move the session to the device ``providers`` ask for (see the class docstring)."""
         device, self._providers, self._provider_options = _device_for(providers,
                                                                       provider_options)
@@ -253,7 +261,7 @@ class InferenceSession:
 
     # -- running -------------------------------------------------------------------
     def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any],
-            run_options: Any = None) -> list:
+            run_options: Any = None) -> list[Any]:
         """Run the graph on numpy inputs and return the requested outputs.
 
         Parameters
@@ -285,10 +293,10 @@ class InferenceSession:
         with torch.inference_mode():
             result = self.module(*arguments)
         results = result if isinstance(result, tuple) else (result,)
-        position = {name: index for index, name in enumerate(self.module.output_names)}
+        position = {name: index for index, name in enumerate(self._output_names)}
         return [self._decode(name, results[position[name]]) for name in names]
 
-    def _requested(self, output_names) -> list[str]:
+    def _requested(self, output_names: Sequence[str] | None) -> list[str]:
         known = [o.name for o in self._outputs]
         if not output_names:
             return known
@@ -312,11 +320,11 @@ class InferenceSession:
                 [f"unknown input(s) {extra}"] if extra else [])
             raise InvalidInputError(f"{'; '.join(parts)}; the graph takes {expected}, the feed "
                                     f"holds {list(feed)}")
-        vocabularies = self.module.input_vocabularies
+        vocabularies = self._input_vocabularies
         return [self._tensor(arg, feed[arg.name], vocabularies.get(arg.name))
                 for arg in self._inputs]
 
-    def _tensor(self, arg: NodeArg, value: Any, vocabulary: list | None) -> torch.Tensor:
+    def _tensor(self, arg: NodeArg, value: Any, vocabulary: list[Any] | None) -> torch.Tensor:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
         element = arg.type[len("tensor("):-1] if arg.type.startswith("tensor(") else None
         if element == "string":
@@ -337,7 +345,7 @@ class InferenceSession:
     def _decode(self, name: str, value: Any) -> Any:
         value_type = self._output_types[name]
         kind = value_type.WhichOneof("value")
-        labels = self.module.output_vocabularies.get(name)
+        labels = self._output_vocabularies.get(name)
         if kind == "sequence_type" and value_type.sequence_type.elem_type.HasField("map_type"):
             return _zipped(value, labels, name)
         if isinstance(value, (list, tuple)):
@@ -383,23 +391,25 @@ def _check_shape(arg: NodeArg, shape: tuple[int, ...]) -> None:
                                 f"(axis {', '.join(map(str, wrong))} differs)")
 
 
-def _labels(labels: list | None, name: str) -> np.ndarray:
+def _labels(labels: list[Any] | None, name: str) -> np.ndarray:
     if labels is None:
         raise ConversionError(f"output {name!r} holds strings or map keys, but the graph "
                               "records no vocabulary for it")
     return np.asarray(labels, dtype=object)
 
 
-def _strings(indices: np.ndarray, labels: list | None, name: str) -> np.ndarray:
+def _strings(indices: np.ndarray, labels: list[Any] | None, name: str) -> np.ndarray:
     table = _labels(labels, name)
     outside = (indices < 0) | (indices >= len(table))
     if outside.any():
         raise ConversionError(f"output {name!r} holds index {int(indices[outside][0])}, outside "
                               f"its vocabulary of {len(table)} labels")
-    return table[indices]
+    strings: np.ndarray = table[indices]
+    return strings
 
 
-def _zipped(probabilities: torch.Tensor, labels: list | None, name: str) -> list[dict]:
+def _zipped(probabilities: torch.Tensor, labels: list[Any] | None,
+            name: str) -> list[dict[str | int, float]]:
     """ZipMap's output as onnxruntime returns it: one ``{label: probability}`` per row."""
     keys = [k if isinstance(k, str) else int(k) for k in _labels(labels, name)]
     rows = probabilities.detach().cpu().reshape(len(probabilities), -1).tolist()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from sklearn.base import is_classifier, is_regressor
+from numpy.typing import DTypeLike
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.pipeline import Pipeline
 from torch import nn
 
@@ -64,15 +65,15 @@ class TrainableModel(nn.Module):
                             f"{type(X).__name__} (torch.as_tensor(X, dtype=torch.float32))")
         if self.preprocessing is not None:
             X = self.preprocessing(X)
-        values = self.head(X)
+        values: torch.Tensor = self.head(X)
         values = values.flatten(1) if values.dim() > 1 else values.unsqueeze(1)
         if self.binary_scores:  # one score per row: the positive class's logit against 0
             return torch.cat([torch.zeros_like(values), values], dim=1)
         return values
 
 
-def trainable_module(estimator, *, train_preprocessing: bool = False,
-                     dtype=np.float32) -> TrainableModel:
+def trainable_module(estimator: BaseEstimator, *, train_preprocessing: bool = False,
+                     dtype: DTypeLike = np.float32) -> TrainableModel:
     """Build the :class:`TrainableModel` of a fitted estimator or pipeline (see
     :func:`bridge.from_sklearn`, which checks that it is fitted)."""
     steps = estimator.steps if isinstance(estimator, Pipeline) else [("model", estimator)]
@@ -91,7 +92,7 @@ def trainable_module(estimator, *, train_preprocessing: bool = False,
         preprocessing = _graph_module(Pipeline(steps[:-1]), "transform", dtype)
         preprocessing.requires_grad_(train_preprocessing)
     classes = np.asarray(final.classes_) if is_classifier(final) else None
-    if name == "MLPClassifier":
+    if classes is not None and name == "MLPClassifier":
         head = _graph_module(final, "predict_proba", dtype, logits=True)
         binary = len(classes) == 2  # one sigmoid unit: its input is the positive logit
     elif classes is not None:
@@ -102,7 +103,8 @@ def trainable_module(estimator, *, train_preprocessing: bool = False,
     return TrainableModel(head.train(), preprocessing, classes, binary, type(estimator).__name__)
 
 
-def _graph_module(estimator, method: str, dtype, logits: bool = False) -> OnnxGraphModule:
+def _graph_module(estimator: BaseEstimator, method: str, dtype: DTypeLike,
+                  logits: bool = False) -> OnnxGraphModule:
     """The graph behind ``estimator.<method>`` cut at the value the head returns, imported
     with every floating constant as a parameter."""
     from bridge.sklearn.convert import from_sklearn
@@ -113,7 +115,7 @@ def _graph_module(estimator, method: str, dtype, logits: bool = False) -> OnnxGr
     name = graph.graph.output[output.output].name
     if logits:
         name = _pre_activation(graph, name)
-    elif method == "decision_function" and len(converted._classes) == 2:
+    elif method == "decision_function" and len(getattr(estimator, "classes_", ())) == 2:
         name = _positive_column(graph, name)
     module = from_onnx(_sliced(graph, name), trainable=True)
     _promote_buffers(module)
@@ -135,7 +137,7 @@ def _pre_activation(model: onnx.ModelProto, output: str) -> str:
             continue
         seen.add(value)
         if node.op_type in ("Softmax", "Sigmoid"):
-            return node.input[0]
+            return str(node.input[0])
         pending.extend(node.input)
     raise UnsupportedEstimatorError(f"no Softmax or Sigmoid leads to {output!r}: the graph has "
                                     "no logits to fine-tune")
