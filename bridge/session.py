@@ -290,7 +290,7 @@ class InferenceSession:
         """
         names = self._requested(output_names)
         arguments = self._arguments(input_feed)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: modules may cache tensors between calls
             result = self.module(*arguments)
         results = result if isinstance(result, tuple) else (result,)
         position = {name: index for index, name in enumerate(self._output_names)}
