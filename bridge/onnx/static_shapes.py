@@ -26,9 +26,10 @@ _LARGEST_VECTOR = 64  # integer constants longer than this are no shapes
 
 
 class _Partial:
-    """An integer scalar or vector with some entries known (ints) and others not (None)."""
+    """An integer scalar or vector with some entries known (ints) and others not: a str
+    names a symbolic size of shape inference (equal names, equal sizes), None is unknown."""
 
-    def __init__(self, values: list[int | None], scalar: bool = False,
+    def __init__(self, values: list[int | str | None], scalar: bool = False,
                  dtype: torch.dtype = torch.int64):
         self.values = values
         self.scalar = scalar
@@ -36,7 +37,7 @@ class _Partial:
 
     @property
     def known(self) -> bool:
-        return all(v is not None for v in self.values)
+        return all(isinstance(v, int) for v in self.values)
 
     def tensor(self) -> torch.Tensor:
         value = torch.tensor(self.values, dtype=self.dtype)
@@ -94,25 +95,26 @@ class StaticShapes:
             return None
         initializers = {t.name for t in graph.initializer}
         input_types = {}
-        for value in graph.input:
+        for position, value in enumerate(graph.input):
             if value.name in initializers or not value.type.HasField("tensor_type"):
                 continue
             free = onnx.TypeProto()
             free.CopyFrom(value.type)
             dims = free.tensor_type.shape.dim
-            if len(dims) > 0:
+            if len(dims) > 0:  # one symbol per input: their batch sizes may differ
                 dims[0].Clear()
-                dims[0].dim_param = FREE_AXIS
+                dims[0].dim_param = f"{FREE_AXIS}_{position}"
             input_types[value.name] = free
         return cls(input_types, list(model.opset_import))
 
-    def dims(self, name: str) -> tuple[int | None, ...] | None:
-        """The dims of value ``name`` known whatever the free axis (None entries vary)."""
+    def dims(self, name: str) -> tuple[int | str | None, ...] | None:
+        """The dims of value ``name``: ints are fixed whatever the free axes' sizes, a str
+        is a symbolic size (shape inference's ``dim_param``), None an unknown one."""
         value = self.types.get(name)
         if value is None or not value.HasField("tensor_type") \
                 or not value.tensor_type.HasField("shape"):
             return None
-        return tuple(d.dim_value if d.HasField("dim_value") else None
+        return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                      for d in value.tensor_type.shape.dim)
 
     def rewrite(self, node: OnnxNode, context: ConversionContext) -> OnnxNode | None:
@@ -159,12 +161,46 @@ class StaticShapes:
                 schema, node.proto, input_types, input_data, opset_imports=self.opset_protos))
         except Exception:  # noqa: BLE001  (no schema or inference failed: outputs stay unknown)
             return
+        self._dims_from_partial_target(node)
+
+    def _dims_from_partial_target(self, node: OnnxNode) -> None:
+        """Give ``Expand``/``ConstantOfShape``/``Reshape`` outputs the sizes their partly
+        known target holds (ONNX's inference only reads fully constant targets)."""
+        position = {"Expand": 1, "ConstantOfShape": 0, "Reshape": 1}.get(node.op_type)
+        output = self.types.get(node.outputs[0])
+        if position is None or len(node.inputs) <= position or output is None \
+                or not output.HasField("tensor_type"):
+            return
+        target = self.partials.get(node.inputs[position])
+        if target is None or target.scalar:
+            return
+        data = self.dims(node.inputs[0]) if node.op_type != "ConstantOfShape" else ()
+        if data is None:
+            return
+        dims: list = list(target.values)
+        if node.op_type == "Expand":
+            rank = max(len(data), len(dims))
+            data = (1,) * (rank - len(data)) + tuple(data)
+            dims = [1] * (rank - len(dims)) + dims
+            dims = [d if t == 1 else t if d == 1 or d == t else None for d, t in zip(data, dims)]
+        elif node.op_type == "Reshape":
+            dims = [None if v == -1 else data[i] if v == 0 and i < len(data) else v
+                    for i, v in enumerate(dims)]
+        shape = output.tensor_type.shape
+        shape.Clear()
+        for value in dims:
+            dim = shape.dim.add()
+            if isinstance(value, int):
+                dim.dim_value = value
+            elif isinstance(value, str):
+                dim.dim_param = value
 
     def _partial(self, name: str, context: ConversionContext) -> _Partial | None:
         if name in self.partials:
             return self.partials[name]
         value = context.constant(name)
-        if value is None or value.dtype not in (torch.int64, torch.int32) or value.dim() > 1 \
+        if value is None or value.dtype not in (torch.int64, torch.int32, torch.bool) \
+                or value.dim() > 1 \
                 or value.numel() > _LARGEST_VECTOR:
             return None
         return _Partial([int(v) for v in value.reshape(-1).tolist()], value.dim() == 0,
@@ -188,7 +224,7 @@ class StaticShapes:
             if dims is None:
                 return None
             if op == "Size":
-                known = all(d is not None for d in dims)
+                known = all(isinstance(d, int) for d in dims)
                 return _Partial([_product(dims) if known else None], scalar=True)
             rank = len(dims)
             start, end = node.attribute("start", 0), node.attribute("end", rank)
@@ -215,11 +251,26 @@ class StaticShapes:
             if any(p is None or p.scalar or p.dtype != first.dtype for p in parts):
                 return None
             return _Partial([v for p in parts for v in p.values], False, first.dtype)
+        if op == "Reshape" and len(node.inputs) > 1 and not first.scalar \
+                and len(first.values) <= _LARGEST_VECTOR:  # a shape vector kept 1-D
+            target = self._ints(node, context, 1, "shape")
+            if target in ([-1], [len(first.values)]):
+                return _Partial(first.values, False, first.dtype)
+            return None
         if op == "Slice" and not first.scalar:
             return self._slice(node, context, first)
         if op in _ARITHMETIC and len(node.inputs) == 2:
             second = self._partial(node.inputs[1], context)
             return None if second is None else _elementwise(_ARITHMETIC[op], first, second)
+        if op == "Equal" and len(node.inputs) == 2:
+            second = self._partial(node.inputs[1], context)
+            if second is None:
+                return None
+            result = _elementwise(_equal, first, second, symbols=True)
+            return None if result is None else _Partial(result.values, result.scalar, torch.bool)
+        if op == "Where" and len(node.inputs) == 3 and first.dtype == torch.bool:
+            return _where(first, self._partial(node.inputs[1], context),
+                          self._partial(node.inputs[2], context))
         return None
 
     def _gather(self, node: OnnxNode, context: ConversionContext,
@@ -251,17 +302,40 @@ class StaticShapes:
         target = self.partials.get(node.inputs[1])
         if target is None or target.scalar or target.known or node.attribute("allowzero", 0):
             return node
-        known = [v for v in target.values if v is not None]
-        if len(known) != len(target.values) - 1 or any(v <= 0 for v in known):
+        values = _resolve_minus_one(list(target.values), self.dims(node.inputs[0]))
+        if values is None or sum(not isinstance(v, int) for v in values) != 1 \
+                or any(isinstance(v, int) and v <= 0 for v in values):
             return node  # -1 can stand for one unknown entry only; 0 copies an input size
         name = f"{node.inputs[1]}::static"
-        context.constants[name] = torch.tensor([-1 if v is None else v for v in target.values],
-                                               dtype=torch.int64)
+        context.constants[name] = torch.tensor(
+            [v if isinstance(v, int) else -1 for v in values], dtype=torch.int64)
+        self.partials[name] = _Partial(values)  # so the output keeps the symbolic size
         proto = onnx.NodeProto()
         proto.CopyFrom(node.proto)
         proto.input[1] = name
         self.folded += 1
         return OnnxNode(proto, node.index)
+
+
+def _resolve_minus_one(target: list, dims: tuple | None) -> list | None:
+    """Replace a ``-1`` of a Reshape target by its size where the one other unknown entry
+    is a symbol the input's dims hold once (the symbols cancel): ``[b, 32, -1, 64]`` on an
+    input ``(b, 32, 128)`` gives ``[b, 32, 2, 64]``. Returns the target, changed or not,
+    or None when it holds a 0 (a copied input size, not worth resolving)."""
+    if 0 in target:
+        return None
+    if -1 not in target or dims is None:
+        return target
+    symbols = [v for v in target if not isinstance(v, int)]
+    if len(symbols) != 1 or symbols[0] is None or list(dims).count(symbols[0]) != 1:
+        return target
+    others = [d for d in dims if d != symbols[0]]
+    if not all(isinstance(d, int) for d in others):
+        return target
+    known = _product(v for v in target if isinstance(v, int) and v != -1)
+    if known <= 0 or _product(others) % known:
+        return target
+    return [_product(others) // known if v == -1 else v for v in target]
 
 
 def _product(dims) -> int:
@@ -271,14 +345,42 @@ def _product(dims) -> int:
     return result
 
 
-def _elementwise(function, a: _Partial, b: _Partial) -> _Partial | None:
+def _equal(x, y) -> int | None:
+    """1/0 where known: two ints compare; a symbolic size is never negative."""
+    if isinstance(x, int) and isinstance(y, int):
+        return int(x == y)
+    if (isinstance(x, str) and isinstance(y, int) and y < 0) or \
+            (isinstance(y, str) and isinstance(x, int) and x < 0):
+        return 0
+    return None
+
+
+def _where(condition: _Partial, a: _Partial | None, b: _Partial | None) -> _Partial | None:
+    if a is None or b is None or a.dtype != b.dtype:
+        return None
+    length = max(len(condition.values), len(a.values), len(b.values))
+    if any(len(p.values) not in (1, length) for p in (condition, a, b)):
+        return None
+    picked = []
+    for i in range(length):
+        chosen = condition.values[i if len(condition.values) > 1 else 0]
+        if not isinstance(chosen, int):
+            picked.append(None)
+            continue
+        source = a if chosen else b
+        picked.append(source.values[i if len(source.values) > 1 else 0])
+    return _Partial(picked, condition.scalar and a.scalar and b.scalar, a.dtype)
+
+
+def _elementwise(function, a: _Partial, b: _Partial, symbols: bool = False) -> _Partial | None:
     if (len(a.values) != len(b.values) and 1 not in (len(a.values), len(b.values))) \
             or a.dtype != b.dtype:
         return None
     length = max(len(a.values), len(b.values))
     left = a.values * length if len(a.values) == 1 else a.values
     right = b.values * length if len(b.values) == 1 else b.values
-    values = [None if x is None or y is None else function(x, y) for x, y in zip(left, right)]
+    values = [function(x, y) if symbols or (isinstance(x, int) and isinstance(y, int)) else None
+              for x, y in zip(left, right)]
     return _Partial(values, a.scalar and b.scalar, a.dtype)
 
 

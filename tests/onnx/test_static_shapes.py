@@ -176,3 +176,26 @@ def test_imported_folded_model_traces_and_exports(windowed):
         exported = torch.export.export(module, (x,)).module()
         torch.testing.assert_close(traced(x), expected)
         torch.testing.assert_close(exported(x), expected)
+
+
+class Heads(nn.Module):
+    """BERT-like head split: a ``-1`` beside the batch size read at run time."""
+
+    def forward(self, x):  # x: [batch, 6, 8]
+        heads = x.view(x.size(0), x.size(1), -1, 4).transpose(1, 2)
+        mask = torch.zeros(x.size(0), x.size(1)).expand(x.size(0), -1)
+        return heads.reshape(x.size(0), -1) + mask.sum(-1, keepdim=True)
+
+
+def test_minus_one_beside_the_batch_is_resolved_and_expand_keeps_sizes():
+    module = Heads().eval()
+    model = _torchscript_export(module, torch.randn(2, 6, 8), dynamic_batch=True)
+    folded, unfolded = _import(model), _import(model, fold=False)
+    # one Shape stays: the zeros mask needs the batch size; both views get constant targets
+    assert _shape_nodes(folded) == 1 and _shape_nodes(unfolded) > 2
+    assert len(folded.graph.nodes) < len(unfolded.graph.nodes) - 10
+    for batch in (1, 3, 7):
+        x = torch.randn(batch, 6, 8)
+        expected = run_onnxruntime(model, {"x": x.numpy()})[0]
+        with torch.no_grad():
+            assert_parity(folded(x), expected, **TOLERANCE, what=f"batch {batch}")
