@@ -73,9 +73,12 @@
 #define DEFINE_WALK(NAME, XT, IT, CMP)                                                      \
     static void NAME(const XT *x, Py_ssize_t stride, Py_ssize_t n_rows, Py_ssize_t n_trees,  \
                      const IT *feature, const XT *threshold, const IT *first_child,          \
-                     const IT *roots, const int32_t *depths, IT *out)                        \
+                     const IT *roots, const int32_t *depths, IT *out, const XT *values,      \
+                     Py_ssize_t n_outputs, XT *sums)                                         \
     {                                                                                       \
         IT slot[BLOCK_ROWS];                                                                \
+        if (sums != NULL)                                                                   \
+            memset(sums, 0, (size_t)(n_rows * n_outputs) * sizeof(XT));                     \
         for (Py_ssize_t start = 0; start < n_rows; start += BLOCK_ROWS) {                   \
             const Py_ssize_t size = n_rows - start < BLOCK_ROWS ? n_rows - start        \
                                                                 : BLOCK_ROWS;               \
@@ -95,7 +98,16 @@
                     if (!moved) /* every walk of the block is at its leaf */                \
                         break;                                                              \
                 }                                                                           \
-                memcpy(out + tree * n_rows + start, slot, (size_t)size * sizeof(IT));       \
+                if (sums == NULL) {                                                         \
+                    memcpy(out + tree * n_rows + start, slot, (size_t)size * sizeof(IT));   \
+                    continue;                                                               \
+                }                                                                           \
+                for (Py_ssize_t row = 0; row < size; row++) { /* trees in order, per row */ \
+                    const XT *value = values + (Py_ssize_t)slot[row] * n_outputs;           \
+                    XT *total = sums + (start + row) * n_outputs;                           \
+                    for (Py_ssize_t output = 0; output < n_outputs; output++)               \
+                        total[output] += value[output];                                     \
+                }                                                                           \
             }                                                                               \
         }                                                                                   \
     }
@@ -110,14 +122,16 @@
     DEFINE_WALK(PREFIX##_neq, XT, IT, CMP_NEQ)                                              \
     static void (*const PREFIX##_modes[6])(const XT *, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
                                            const IT *, const XT *, const IT *, const IT *,  \
-                                           const int32_t *, IT *) =                         \
+                                           const int32_t *, IT *, const XT *, Py_ssize_t,   \
+                                           XT *) =                                          \
         {PREFIX##_leq, PREFIX##_lt, PREFIX##_gte, PREFIX##_gt, PREFIX##_eq, PREFIX##_neq};  \
     static int PREFIX(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_columns,        \
                       Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,            \
                       unsigned long long feature, unsigned long long threshold,             \
                       unsigned long long first_child, unsigned long long roots,             \
-                      unsigned long long depths, unsigned long long out, int mode,          \
-                      int check)                                                            \
+                      unsigned long long depths, unsigned long long out,                    \
+                      unsigned long long values, Py_ssize_t n_outputs,                      \
+                      unsigned long long sums, int mode, int check)                         \
     {                                                                                       \
         if (check && !PREFIX##_check(n_columns, n_trees, n_slots,                           \
                                      (const IT *)(uintptr_t)feature,                        \
@@ -130,7 +144,8 @@
                              (const XT *)(uintptr_t)threshold,                              \
                              (const IT *)(uintptr_t)first_child,                            \
                              (const IT *)(uintptr_t)roots,                                  \
-                             (const int32_t *)(uintptr_t)depths, (IT *)(uintptr_t)out);     \
+                             (const int32_t *)(uintptr_t)depths, (IT *)(uintptr_t)out,      \
+                             (const XT *)(uintptr_t)values, n_outputs, (XT *)(uintptr_t)sums); \
         return 1;                                                                           \
     }
 
@@ -138,6 +153,52 @@ DEFINE_MODES(walk_f32_i32, float, int32_t)
 DEFINE_MODES(walk_f32_i64, float, int64_t)
 DEFINE_MODES(walk_f64_i32, double, int32_t)
 DEFINE_MODES(walk_f64_i64, double, int64_t)
+
+/* The shared body of walk() and walk_sum(): values, n_outputs and sums are 0 for walk(). */
+static PyObject *run(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_columns,
+                     Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,
+                     unsigned long long feature, unsigned long long threshold,
+                     unsigned long long first_child, unsigned long long roots,
+                     unsigned long long depths, unsigned long long out,
+                     unsigned long long values, Py_ssize_t n_outputs, unsigned long long sums,
+                     int mode, int double_values, int wide_index, int check)
+{
+    int valid;
+    if (mode < MODE_LEQ || mode > MODE_NEQ) {
+        PyErr_Format(PyExc_ValueError, "walk: mode %d is not a comparison mode (0..5)", mode);
+        return NULL;
+    }
+    if (stride < 0 || n_columns < 0 || n_rows < 0 || n_trees < 0 || n_slots < 0
+        || n_outputs < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk: sizes and stride must be >= 0");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (double_values && wide_index)
+        valid = walk_f64_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, values, n_outputs,
+                             sums, mode, check);
+    else if (double_values)
+        valid = walk_f64_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, values, n_outputs,
+                             sums, mode, check);
+    else if (wide_index)
+        valid = walk_f32_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, values, n_outputs,
+                             sums, mode, check);
+    else
+        valid = walk_f32_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
+                             threshold, first_child, roots, depths, out, values, n_outputs,
+                             sums, mode, check);
+    Py_END_ALLOW_THREADS
+    if (!valid) {
+        PyErr_Format(PyExc_IndexError,
+                     "walk: the tree tables lead to a slot outside 0..%zd or read a column "
+                     "outside 0..%zd of x", n_slots - 1, n_columns - 1);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
 
 PyDoc_STRVAR(walk_doc,
 "walk(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold, first_child,\n"
@@ -152,45 +213,48 @@ static PyObject *walk(PyObject *self, PyObject *args)
 {
     unsigned long long x, feature, threshold, first_child, roots, depths, out;
     Py_ssize_t stride, n_columns, n_rows, n_trees, n_slots;
-    int mode, double_values, wide_index, check, valid;
+    int mode, double_values, wide_index, check;
     (void)self;
     if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKippp", &x, &stride, &n_columns, &n_rows, &n_trees,
                           &n_slots, &feature, &threshold, &first_child, &roots, &depths, &out,
                           &mode, &double_values, &wide_index, &check))
         return NULL;
-    if (mode < MODE_LEQ || mode > MODE_NEQ) {
-        PyErr_Format(PyExc_ValueError, "walk: mode %d is not a comparison mode (0..5)", mode);
+    return run(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold,
+               first_child, roots, depths, out, 0, 0, 0, mode, double_values, wide_index,
+               check);
+}
+
+PyDoc_STRVAR(walk_sum_doc,
+"walk_sum(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold, first_child,\n"
+"         roots, depths, values, n_outputs, sums, mode, double_values, wide_index, check)\n"
+"\n"
+"Walk as walk() does and write into sums [rows, n_outputs] (x's dtype) the sum over the\n"
+"trees, in the order of roots, of values [slots, n_outputs] (x's dtype) at the slot each\n"
+"walk ends at. Same pointer rules and checks as walk().");
+
+static PyObject *walk_sum(PyObject *self, PyObject *args)
+{
+    unsigned long long x, feature, threshold, first_child, roots, depths, values, sums;
+    Py_ssize_t stride, n_columns, n_rows, n_trees, n_slots, n_outputs;
+    int mode, double_values, wide_index, check;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKnKippp", &x, &stride, &n_columns, &n_rows,
+                          &n_trees, &n_slots, &feature, &threshold, &first_child, &roots,
+                          &depths, &values, &n_outputs, &sums, &mode, &double_values,
+                          &wide_index, &check))
+        return NULL;
+    if (values == 0 || sums == 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_sum: values and sums must be data addresses");
         return NULL;
     }
-    if (stride < 0 || n_columns < 0 || n_rows < 0 || n_trees < 0 || n_slots < 0) {
-        PyErr_SetString(PyExc_ValueError, "walk: sizes and stride must be >= 0");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (double_values && wide_index)
-        valid = walk_f64_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode, check);
-    else if (double_values)
-        valid = walk_f64_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode, check);
-    else if (wide_index)
-        valid = walk_f32_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode, check);
-    else
-        valid = walk_f32_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
-                             threshold, first_child, roots, depths, out, mode, check);
-    Py_END_ALLOW_THREADS
-    if (!valid) {
-        PyErr_Format(PyExc_IndexError,
-                     "walk: the tree tables lead to a slot outside 0..%zd or read a column "
-                     "outside 0..%zd of x", n_slots - 1, n_columns - 1);
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return run(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold,
+               first_child, roots, depths, 0, values, n_outputs, sums, mode, double_values,
+               wide_index, check);
 }
 
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, walk_doc},
+    {"walk_sum", walk_sum, METH_VARARGS, walk_sum_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,7 +11,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.derived import Derived
 from bridge.trees.ensemble import TreeEnsemble
+
+
+def always_scored(ensemble: TreeEnsemble) -> bool:
+    """Whether every row has a score for every output: each output has a tree that scores
+    it at every one of its leaves (every row reaches one leaf per tree). The has-score flags
+    are then all true and the operators' rules that read them reduce to plain scores."""
+    covering = np.ones((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
+    np.logical_and.at(covering, ensemble.leaf_tree, ensemble.leaf_has.astype(bool))
+    return bool(covering.any(0).all())
 
 
 class LeafAggregator(nn.Module):
@@ -48,6 +58,8 @@ class LeafAggregator(nn.Module):
         self.register_buffer("values32", self.values64.float())
         self.register_buffer("leaf_has", leaf_has.t().contiguous())
         self.register_buffer("constant_has", always)
+        self.always_scored: bool = always_scored(ensemble)  # flags all true, every row
+        self.values_by_slot32, self.values_by_slot64 = Derived(), Derived()
         # per output, the rows of the index tensor whose trees score it (None: every row)
         scoring = np.zeros((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
         np.logical_or.at(scoring, ensemble.leaf_tree, scored)
@@ -61,6 +73,23 @@ class LeafAggregator(nn.Module):
                 self.output_trees.append(name)
             else:  # all trees, or none (then every gathered value is 0 / has no score)
                 self.output_trees.append(None)
+
+    @property
+    def sums_in_walk(self) -> bool:
+        """Whether a walk may add up the leaf values itself (:meth:`values_by_terminal`):
+        SUM or AVERAGE, with flags that do not depend on the rows."""
+        return self.static_has and self.aggregate in ("SUM", "AVERAGE")
+
+    def values_by_terminal(self, dtype: torch.dtype) -> torch.Tensor:
+        """The leaf values [terminal ids, outputs] in ``dtype`` (float32 or float64), kept
+        between eager calls while the tables are unchanged."""
+        if dtype == torch.float64:
+            return self.values_by_slot64.get(self.values64, lambda v: v.t().contiguous())
+        return self.values_by_slot32.get(self.values32, lambda v: v.t().contiguous())
+
+    def constant_flags(self, n_rows: int) -> torch.Tensor:
+        """The has-score flags [n_rows, outputs] when they do not depend on the rows."""
+        return self.constant_has.unsqueeze(0).expand(n_rows, -1)
 
     def forward(self, leaf: torch.Tensor, dtype: torch.dtype,
                 tree_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -173,11 +173,15 @@ class TreeEnsembleModule(nn.Module):
         dtype = comparison_dtype(x, self.double_thresholds)
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
         x = x.to(dtype)
-        fused = (self.strategy == "auto" and "traversal" in self.strategies
-                 and self.strategies["traversal"].kernel_runs(x))  # (only "auto" asks)
+        fused = "traversal" in self.strategies and self.strategies["traversal"].kernel_runs(x)
         name = self.choose(x.shape[0], x.device.type, fused)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
+        if fused and name == "traversal" and aggregator.sums_in_walk and x.device.type == "cpu":
+            # the C walk adds up the leaf values in its loop: no [trees, N] slots, no
+            # per-output gathers and reductions (a 1-row call of a random forest: ~25 us)
+            sums = strategy.walk_and_sum(x, aggregator.values_by_terminal(accumulate))
+            return sums, aggregator.constant_flags(x.shape[0])
         rows, tree_dim = self.rows_per_chunk(name, x.device.type), self.tree_dim[name]
         if x.shape[0] <= rows:
             return aggregator(strategy(x), accumulate, tree_dim)

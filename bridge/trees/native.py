@@ -54,7 +54,7 @@ class CheckedTables:
 
     def unchanged(self, tensors: tuple[torch.Tensor, ...], key: tuple) -> bool:
         """Whether ``tensors`` are the ones last remembered, unmodified, under ``key`` (the
-        input's width and dtype)."""
+        input's width and dtype, the mode, the number of tables)."""
         state = self._state
         if state is None or state[2] != key:
             return False
@@ -86,17 +86,9 @@ def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
     RuntimeError
         When the extension is not built (see :func:`available`).
     """
-    if _walk is None:
-        raise RuntimeError("bridge.trees._walk is not built (no C compiler at install time)")
-    _check_rows(x)
-    if x.stride(1) != 1:  # rows may be strided (a column slice), features must be adjacent
-        x = x.contiguous()
-    tables = tuple(t.contiguous() for t in (feature, threshold, first_child, roots, depths))
+    x, tables, check = _prepared(x, (feature, threshold, first_child, roots, depths), mode,
+                                 checked)
     feature, threshold, first_child, roots, depths = tables
-    key = (x.shape[1], x.dtype)  # what the tables were checked against
-    check = checked is None or not checked.unchanged(tables, key)
-    if check:
-        _check_tables(x.dtype, feature, threshold, first_child, roots, depths, mode)
     n_rows, n_trees = x.shape[0], roots.shape[0]
     out = torch.empty((n_trees, n_rows), dtype=first_child.dtype)
     if n_rows and n_trees:
@@ -106,13 +98,72 @@ def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
                    out.data_ptr(), int(mode), x.dtype == torch.float64,
                    first_child.dtype == torch.int64, check)
         if check and checked is not None:
-            checked.remember(tables, key)
+            checked.remember(tables, (x.shape[1], x.dtype, mode, len(tables)))
     return out
+
+
+def walk_sum(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
+             first_child: torch.Tensor, roots: torch.Tensor, depths: torch.Tensor,
+             mode: int, values: torch.Tensor, checked: CheckedTables | None = None
+             ) -> torch.Tensor:
+    """Per row of ``x`` [N, F], the sum over trees of ``values`` [slots, outputs] at the
+    terminal slot the row reaches in each tree: [N, outputs] in ``x``'s dtype.
+
+    The walk of :func:`walk` with the leaf values added up in the same C loop, tree by tree
+    in the order of ``roots`` (onnxruntime's order when ``roots`` is the forest's), in
+    ``x``'s dtype; ``values`` must have that dtype. No [trees, N] tensor of slots is made.
+
+    Raises
+    ------
+    ValueError, IndexError, RuntimeError
+        As :func:`walk`; ValueError also when ``values`` is not a CPU matrix of ``x``'s dtype
+        with one row per slot.
+    """
+    x, tables, check = _prepared(x, (feature, threshold, first_child, roots, depths, values),
+                                 mode, checked)
+    feature, threshold, first_child, roots, depths, values = tables
+    n_rows, n_outputs = x.shape[0], values.shape[1]
+    sums = torch.empty((n_rows, n_outputs), dtype=x.dtype)
+    _walk.walk_sum(x.data_ptr(), x.stride(0), x.shape[1], n_rows, roots.shape[0],
+                   first_child.numel(), feature.data_ptr(), threshold.data_ptr(),
+                   first_child.data_ptr(), roots.data_ptr(), depths.data_ptr(),
+                   values.data_ptr(), n_outputs, sums.data_ptr(), int(mode),
+                   x.dtype == torch.float64, first_child.dtype == torch.int64, check)
+    if check and checked is not None:
+        checked.remember(tables, (x.shape[1], x.dtype, mode, len(tables)))
+    return sums
+
+
+def _prepared(x: torch.Tensor, tables: tuple[torch.Tensor, ...], mode: int,
+              checked: CheckedTables | None
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], bool]:
+    """``x`` and ``tables`` (feature, threshold, first_child, roots, depths[, values]) ready
+    for C (features adjacent, tables contiguous), and whether C must check the tables' indices
+    (not when ``checked`` remembers these very tables); raises as :func:`walk` and
+    :func:`walk_sum`. Remembered tables skip the Python checks too."""
+    if _walk is None:
+        raise RuntimeError("bridge.trees._walk is not built (no C compiler at install time)")
+    _check_rows(x)
+    if x.stride(1) != 1:  # rows may be strided (a column slice), features must be adjacent
+        x = x.contiguous()
+    key = (x.shape[1], x.dtype, mode, len(tables))  # what the tables were checked against
+    if checked is not None and checked.unchanged(tables, key):  # (remembered contiguous)
+        return x, tables, False
+    tables = tuple(t.contiguous() for t in tables)
+    _check_tables(x.dtype, *tables[:5], mode)
+    if len(tables) > 5:
+        values, slots = tables[5], tables[2].numel()
+        if (values.device.type != "cpu" or values.dtype != x.dtype or values.dim() != 2
+                or values.shape[0] != slots):
+            raise ValueError(f"walk_sum: values must be a CPU {x.dtype} matrix with one row "
+                             f"per slot ({slots}); got {values.dtype} of shape "
+                             f"{tuple(values.shape)} on {values.device}")
+    return x, tables, True
 
 
 def _check_rows(x: torch.Tensor) -> None:
     """Raise ValueError unless ``x`` is a CPU float32/float64 matrix."""
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         raise ValueError(f"walk: x is on {x.device}; the C walk runs on CPU")
     if x.dim() != 2 or x.dtype not in VALUE_DTYPES:
         raise ValueError(f"walk: x must be a 2-D float32/float64 tensor; got {x.dtype} "

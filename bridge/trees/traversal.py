@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.derived import Derived
 from bridge.trees import kernel, native
 from bridge.trees.ensemble import (
     BRANCH_GT,
@@ -104,6 +105,11 @@ class TraversalTrees(nn.Module):
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
         self.checked_tables = native.CheckedTables()  # what the C walk has checked
+        # walk_and_sum walks the trees in the forest's order (as onnxruntime adds them up):
+        # the roots and depths in that order, kept between calls, and their own check record
+        self.forest_rank = torch.from_numpy(np.argsort(order))
+        self.forest_roots, self.forest_depths = Derived(), Derived()
+        self.checked_sum_tables = native.CheckedTables()
 
     def step(self, values: torch.Tensor, slot: torch.Tensor,
              row_start: torch.Tensor) -> torch.Tensor:
@@ -145,6 +151,18 @@ class TraversalTrees(nn.Module):
         else:
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
         return self.walk(values, slot, row_start, self.active[1:])
+
+    def walk_and_sum(self, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Per row of ``x`` [N, F], the sum over the trees of ``values`` [slots, outputs] at
+        the slot reached, trees taken in the forest's order, in ``x``'s dtype: the C walk
+        with the leaf sums in its loop (:func:`bridge.trees.native.walk_sum`). Only for CPU
+        calls where :meth:`kernel_runs`."""
+        filled = filled_rows(x, self.n_features, self.missing_fill)
+        roots = self.forest_roots.get(self.roots, lambda r: r[self.forest_rank])
+        depths = self.forest_depths.get(self.depths, lambda d: d[self.forest_rank])
+        return native.walk_sum(filled, self.feature, self.tests.thresholds(filled.dtype),
+                               self.first_child, roots, depths, self.tests.single_mode,
+                               values, checked=self.checked_sum_tables)
 
     def kernel_runs(self, x: torch.Tensor) -> bool:
         """Whether this call walks in one fused loop: eager calls with float32/float64 rows

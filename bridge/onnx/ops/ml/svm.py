@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.derived import Derived
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
@@ -74,33 +75,6 @@ class SvmKernel(nn.Module):
         if not eager_mode():  # a traced or compiled graph computes it from the buffer
             return self.vectors.square().sum(dim=1)
         return self.vector_norms.get(self.vectors, lambda v: v.square().sum(dim=1))
-
-
-class Derived:
-    """A tensor computed from a buffer, kept while the buffer is the same tensor, unmodified.
-
-    In-place edits and ``load_state_dict`` bump the buffer's version counter, ``.to()`` and
-    ``_apply`` replace it; either way the value is computed again. Copies and pickles start
-    empty. Eager calls only: a trace would record the kept tensor as a constant.
-    """
-
-    def __init__(self) -> None:
-        self._state: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self._state = None
-
-    def get(self, source: torch.Tensor, compute) -> torch.Tensor:
-        """``compute(source)``, from the last call when ``source`` has not changed since."""
-        if source.requires_grad and torch.is_grad_enabled():  # a kept graph would go stale
-            return compute(source)
-        state = self._state
-        if state is None or state[0] is not source or state[1] != source._version:
-            state = self._state = (source, source._version, compute(source))
-        return state[2]
 
 
 def _read_kernel(node: OnnxNode, has_support_vectors: bool) -> tuple[str, float, float, float]:
