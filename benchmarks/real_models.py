@@ -157,19 +157,25 @@ EXPORTS = [(name, "dynamo") for name in MODELS] + [
     (name, "torchscript") for name in ("resnet18", "swin_t", "bert", "lstm", "gru")]
 
 
-def export(module: nn.Module, x: torch.Tensor, exporter: str) -> onnx.ModelProto:
-    """Export with the first axis dynamic, as a served model would be."""
+def export(module: nn.Module, x: torch.Tensor, exporter: str) -> tuple[onnx.ModelProto, str]:
+    """Export with the first axis dynamic, as a served model would be; return the model
+    and how: the exporter's name, with " (static batch)" where torch.export could not keep
+    the batch free (it proved a guard on it) and the export was redone at fixed shapes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             batch = torch.export.Dim("batch", min=1, max=1024)
-            program = torch.onnx.export(module, (x,), dynamo=True, verbose=False,
-                                        dynamic_shapes=({0: batch},))
-            return program.model_proto
+            try:
+                program = torch.onnx.export(module, (x,), dynamo=True, verbose=False,
+                                            dynamic_shapes=({0: batch},))
+                return program.model_proto, exporter
+            except Exception:  # noqa: BLE001  (retried below at fixed shapes)
+                program = torch.onnx.export(module, (x,), dynamo=True, verbose=False)
+                return program.model_proto, exporter + " (static batch)"
         buffer = io.BytesIO()
         torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17,
                           input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-        return onnx.load_from_string(buffer.getvalue())
+        return onnx.load_from_string(buffer.getvalue()), exporter
 
 
 def timed(functions: dict[str, Callable[[], object]], repeats: int,
@@ -237,7 +243,7 @@ def measure(name: str, exporter: str, compile_model: bool, repeats: int) -> Row:
     module.eval()
     start = time.perf_counter()
     try:
-        model = export(module, x, exporter)
+        model, row.exporter = export(module, x, exporter)
     except Exception as error:  # noqa: BLE001  (an exporter failure is a result to report)
         row.status = f"export failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
         return row
