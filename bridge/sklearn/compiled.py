@@ -28,6 +28,7 @@ from torch import nn
 from bridge.errors import ConversionError
 from bridge.onnx.ops.control_flow import PAIRWISE_WHILE_EXPORTING
 from bridge.sklearn.model import ConvertedModel
+from bridge.sklearn.threads import enter_single_thread, leave_single_thread
 
 
 class MethodGraph(nn.Module):
@@ -214,7 +215,11 @@ class CompiledModel:
                 "tensor that requires grad. Call the converted model itself to differentiate")
         if inputs[0].shape[0] == 0:  # compiled for one row or more: an empty batch runs eagerly
             return getattr(model, method)(X)
-        values = self._runners[method](inputs)
+        threads = enter_single_thread(inputs)
+        try:
+            values = self._runners[method](inputs)
+        finally:
+            leave_single_thread(threads)
         name = graph.output_names[output.output]
         return model._decode(output, values, graph.output_vocabularies.get(name), as_numpy)
 

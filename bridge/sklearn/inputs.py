@@ -68,7 +68,8 @@ class InputSpec:
             self._check_shape(tuple(tensor.shape))
             if not self.allow_nan and tensor.is_floating_point():
                 if tensor.device.type == "cpu":  # numpy's check costs a fifth of torch's
-                    self._check_finite_array(tensor.detach().numpy())
+                    view = tensor.detach() if tensor.requires_grad else tensor
+                    self._check_finite_array(view.numpy())
                 else:
                     self._check_finite(tensor)
         else:
@@ -148,7 +149,8 @@ class InputSpec:
                 f"input tensor is on {X.device} but the converted {self.estimator_name} is on "
                 f"{device}; move one of them with .to()"
             )
-        return X.to(TORCH_DTYPES[self.dtype])
+        dtype = TORCH_DTYPES[self.dtype]
+        return X if X.dtype == dtype else X.to(dtype)
 
     def _check_columns(self, columns: list) -> None:
         if self.feature_names is None:

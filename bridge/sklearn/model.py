@@ -16,6 +16,7 @@ from bridge.dask import score as dask_score
 from bridge.errors import UnsupportedEstimatorError
 from bridge.onnx.plans import eager_call, plan_for
 from bridge.sklearn.inputs import InputSpec
+from bridge.sklearn.threads import enter_single_thread, leave_single_thread
 
 METHODS = (
     "predict",
@@ -242,6 +243,7 @@ class ConvertedModel(nn.Module):
         grad_was_enabled = torch.is_grad_enabled()
         if as_numpy:  # numpy out: no graph to record
             torch.set_grad_enabled(False)
+        threads = enter_single_thread(inputs)  # small inputs: one thread (threads.py)
         try:
             if eager_call():  # only the outputs this method reads (bridge/onnx/plans.py)
                 values = plan_for(module, (output.output,))(module, *inputs)[0]
@@ -250,6 +252,7 @@ class ConvertedModel(nn.Module):
                 values = result[output.output] if isinstance(result, tuple) else result
         finally:
             torch.set_grad_enabled(grad_was_enabled)
+            leave_single_thread(threads)
         name = module.output_names[output.output]
         return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
 
