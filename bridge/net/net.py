@@ -6,9 +6,10 @@ Training and inference live in ``training.py`` and ``inference.py``, saving and 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from sklearn.base import BaseEstimator
@@ -26,6 +27,9 @@ from bridge.net.params import ParamsMixin
 from bridge.net.persistence import PersistenceMixin
 from bridge.net.training import TrainingMixin
 from bridge.utils import check_device
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["NeuralNet"]
 
@@ -403,7 +407,8 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
                     return param.dtype
         return torch.get_default_dtype()
 
-    def to_onnx(self, path=None, **kwargs):
+    def to_onnx(self, path: str | os.PathLike[str] | None = None,
+                **kwargs: Any) -> onnx.ModelProto:
         """Export to a checked ONNX model; the same as ``bridge.to_onnx(self, path, **kwargs)``.
 
         Parameters

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import bridge
+from bridge.onnx.plans import plan_for
 from tests.parity import assert_parity, run_onnxruntime
 from tests.sklearn.cases import LOOSE_TOLERANCE, case_params, fitted
 from tests.sklearn.checks import assert_method_matches, predicts_labels
@@ -50,6 +51,22 @@ def test_matches_sklearn_and_onnxruntime(case, data_name):
                 a, r = np.exp(a.numpy()), np.exp(r)
             assert_parity(a, r, rtol=1e-4 * loose, atol=1e-4 * loose,
                           what=f"{case}.{method} output {index} vs onnxruntime")
+    assert_plans_match_full_graphs(model, X, case)
+
+
+def assert_plans_match_full_graphs(model, X, case: str) -> None:
+    """The serving plans the methods run (bridge/onnx/plans.py) give what the full graph
+    gives: exactly, but for fused dense layers (addmm rounds once where MatMul + Add round
+    twice; after cancellation that is ULPs of the terms, not of the result: atol 1e-5)."""
+    for method, output in model._method_outputs.items():
+        graph = model.graph_modules[output.graph]
+        inputs, _ = model._input_spec.prepare(X, model._device(), graph.input_vocabularies)
+        with torch.no_grad():
+            full = graph(*inputs)
+            full = full[output.output] if isinstance(full, tuple) else full
+            (planned,) = plan_for(graph, (output.output,))(graph, *inputs)
+        assert_parity(planned, full, rtol=1e-6, atol=1e-5,
+                      what=f"{case}.{method}: plan vs full graph")
 
 
 @pytest.mark.parametrize("case", ["LogisticRegression", "SVC-rbf-proba", "RandomForestClassifier"])
