@@ -243,7 +243,7 @@ static PyObject *walk_sum(PyObject *self, PyObject *args)
                           &depths, &values, &n_outputs, &sums, &mode, &double_values,
                           &wide_index, &check))
         return NULL;
-    if (values == 0 || sums == 0) {
+    if (n_rows > 0 && n_outputs > 0 && (values == 0 || sums == 0)) {
         PyErr_SetString(PyExc_ValueError, "walk_sum: values and sums must be data addresses");
         return NULL;
     }

@@ -123,6 +123,8 @@ def walk_sum(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
                                  mode, checked)
     feature, threshold, first_child, roots, depths, values = tables
     n_rows, n_outputs = x.shape[0], values.shape[1]
+    if not (n_rows and n_outputs):
+        return torch.zeros((n_rows, n_outputs), dtype=x.dtype)
     sums = torch.empty((n_rows, n_outputs), dtype=x.dtype)
     _walk.walk_sum(x.data_ptr(), x.stride(0), x.shape[1], n_rows, roots.shape[0],
                    first_child.numel(), feature.data_ptr(), threshold.data_ptr(),

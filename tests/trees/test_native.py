@@ -182,6 +182,10 @@ class Recorder:
         self.checks.append(arguments[-1])
         return self.extension.walk(*arguments)
 
+    def walk_sum(self, *arguments):
+        self.checks.append(arguments[-1])
+        return self.extension.walk_sum(*arguments)
+
 
 @built
 def test_tables_are_checked_again_only_when_they_change(monkeypatch):
