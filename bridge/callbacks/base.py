@@ -65,6 +65,6 @@ HOOK_NAMES = (
 def overrides_hook(callback: Any, hook: str) -> bool:
     """Whether ``callback`` does something in ``hook`` (it overrides the base no-op)."""
     method = getattr(type(callback), hook, None)
-    if method is None:
-        return False
-    return method is not getattr(Callback, hook) or not isinstance(callback, Callback)
+    if method is None or not isinstance(callback, Callback):  # any object with the hook (a Mock too)
+        return callable(getattr(callback, hook, None))
+    return method is not getattr(Callback, hook)

@@ -166,3 +166,9 @@ class ProgressBar(Callback):
             self.counted_batches_ = self.seen_batches_
         if self.pbar_ is not None:
             self.pbar_.close()
+            self.pbar_ = None  # a closed bar holds the output stream, which cannot be pickled
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["pbar_"] = None  # a bar (open after an interrupted epoch) is not picklable
+        return state

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bridge.errors import NetAttributeError
+from bridge.net.params import PREFIXES
 
 __all__ = ["ComponentsMixin"]
 
@@ -24,6 +25,11 @@ _KINDS = {"module": "_modules", "criterion": "_criteria", "optimizer": "_optimiz
 
 class ComponentsMixin:
     """Tracks the components created by the ``initialize_*`` methods (names without the ``_``)."""
+
+    #: Routed-parameter prefixes; an instance adds the names of the components it registers.
+    prefixes_: list[str] = list(PREFIXES)
+    #: Attributes holding device-dependent state; an instance adds its registered components.
+    cuda_dependent_attributes_: list[str] = ["module_", "criterion_", "optimizer_"]
 
     _modules: list[str]
     _criteria: list[str]
@@ -41,6 +47,8 @@ class ComponentsMixin:
                 registered = self.__dict__.get(attribute)
                 if registered and name[:-1] in registered:
                     registered.remove(name[:-1])
+                    self._shrink_instance_list("prefixes_", name[:-1])
+                    self._shrink_instance_list("cuda_dependent_attributes_", name)
 
     def _registry(self, kind: str) -> list[str]:
         return self.__dict__.setdefault(_KINDS[kind], [])
@@ -67,6 +75,19 @@ class ComponentsMixin:
         names = self._registry(kind)
         if name[:-1] not in names:
             names.append(name[:-1])
+        self._extend_instance_list("prefixes_", name[:-1])
+        self._extend_instance_list("cuda_dependent_attributes_", name)
+
+    def _extend_instance_list(self, attribute: str, item: str) -> None:
+        # The class-level list stays untouched: each net gets its own copy once it registers.
+        current = self.__dict__.get(attribute, getattr(type(self), attribute))
+        if item not in current:
+            self.__dict__[attribute] = [*current, item]
+
+    def _shrink_instance_list(self, attribute: str, item: str) -> None:
+        current = self.__dict__.get(attribute)
+        if current is not None and item in current and item not in getattr(type(self), attribute):
+            self.__dict__[attribute] = [x for x in current if x != item]
 
     def _initialize_part(self, part: str) -> None:
         """Run ``initialize_<part>`` with registration open, then move what it created to the device."""
@@ -76,29 +97,20 @@ class ComponentsMixin:
             getattr(self, "initialize_" + part)()
         finally:
             self.__dict__["_initializing"] = previous
-        if part in ("module", "criterion") and self.device is not None:
-            kind = "criterion" if part == "criterion" else "module"
-            for name in self._registry(kind):
-                component = getattr(self, name + "_", None)
-                if isinstance(component, torch.nn.Module):
-                    moved = component.to(self.device)
-                    if moved is not None and moved is not component:
-                        self.__dict__[name + "_"] = moved
+        if part not in ("module", "criterion"):
+            return
+        for name in self._registry(part):
+            component = getattr(self, name + "_", None)
+            if not isinstance(component, torch.nn.Module):
+                continue
+            if self.device is not None:
+                moved = component.to(self.device)
+                component = moved if isinstance(moved, torch.nn.Module) else component
+            if self.compile and not hasattr(component, "_orig_mod"):
+                component = torch.compile(component, **self.get_params_for("compile"))
+            self.__dict__[name + "_"] = component
 
     # ---------------------------------------------------------------- views
-    @property
-    def prefixes_(self) -> list[str]:
-        """The prefixes of routed parameters: the defaults and every registered component's name."""
-        names = list(type(self)._base_prefixes)
-        for attribute in _KINDS.values():
-            names += [n for n in self.__dict__.get(attribute, ()) if n not in names]
-        return names
-
-    @property
-    def cuda_dependent_attributes_(self) -> list[str]:
-        """The attributes holding device-dependent state: every registered component (with its ``_``)."""
-        return [n + "_" for a in _KINDS.values() for n in self.__dict__.get(a, ())]
-
     def _components(self, kind: str) -> Iterator[tuple[str, Any]]:
         for name in list(self.__dict__.get(_KINDS[kind], ())):
             component = getattr(self, name + "_", None)

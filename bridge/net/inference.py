@@ -100,6 +100,8 @@ class InferenceMixin:
 
     def _get_predict_nonlinearity(self) -> Callable:
         self.check_is_fitted()
+        if "_trimmed_nonlinearity" in self.__dict__:
+            return self._trimmed_nonlinearity
         nonlinearity = self.predict_nonlinearity
         if nonlinearity is None:
             return _identity
@@ -110,9 +112,13 @@ class InferenceMixin:
         return nonlinearity
 
     def _auto_nonlinearity(self) -> Callable:
-        if isinstance(self.criterion_, torch.nn.CrossEntropyLoss):
+        # With several criteria (or none under the usual name) no single choice is right: identity.
+        if len(self.__dict__.get("_criteria", ())) > 1:
+            return _identity
+        criterion = getattr(self, "criterion_", None)
+        if isinstance(criterion, torch.nn.CrossEntropyLoss):
             return _softmax_last_dim
-        if isinstance(self.criterion_, torch.nn.BCEWithLogitsLoss):
+        if isinstance(criterion, torch.nn.BCEWithLogitsLoss):
             return torch.sigmoid
         return _identity
 

@@ -71,7 +71,8 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
     device : str, torch.device or None
         Where the module and data go (``'cuda'`` needs CUDA); None leaves them where they are.
     compile : bool
-        Wrap the module with ``torch.compile`` (``compile__*`` are its arguments).
+        Wrap every registered module and criterion with ``torch.compile`` (``compile__*`` are
+        its arguments).
     use_caching : 'auto' or bool
         Whether scoring callbacks reuse the epoch's predictions ('auto': each callback decides).
     torch_load_kwargs : dict or None
@@ -158,11 +159,7 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
         NotFittedError
             Before ``fit``/``initialize``.
         """
-        names = attributes or ["module_"]
-        missing = [name for name in names if not hasattr(self, name)]
-        if not self.initialized_ or missing:
-            raise NotFittedError(f"This {type(self).__name__} instance is not initialized yet; call 'initialize' "
-                                 "or 'fit' with appropriate arguments before using this method.")
+        check_is_fitted(self, attributes, *args, **kwargs)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -251,8 +248,12 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
             name, param = key.split("__", 1)
             if by_name[name] is not None:
                 by_name[name].set_params(**{param: value})
-        self.callbacks_ = [(n, cb.initialize() if cb is not None else None) for n, cb in named]
-        self.callbacks_ = [(n, cb) for n, cb in self.callbacks_ if cb is not None]
+        named = [(n, cb) for n, cb in named if cb is not None]
+        for _, cb in named:
+            cb.initialize()
+        # The default PrintLog runs last, so that it prints the columns user callbacks record.
+        last = [(n, cb) for n, cb in named if n == "print_log" and isinstance(cb, PrintLog)]
+        self.callbacks_ = [(n, cb) for n, cb in named if (n, cb) not in last] + last
         return self
 
     def _active_callbacks(self) -> Iterator[Any]:
@@ -309,15 +310,12 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
 
     # ------------------------------------------------------------------ initialization
     def initialize_module(self) -> NeuralNet:
-        """Build ``module_`` from ``module`` and ``module__*`` (compiled if asked).
+        """Build ``module_`` from ``module`` and ``module__*``.
 
         Modules set here under a name ending in ``_`` (``self.module2_ = ...``) are registered:
         moved to ``device`` afterwards, trained, saved and configured by ``module2__*``.
         """
-        module = self.initialized_instance(self.module, self.get_params_for("module"))
-        if self.compile:
-            module = torch.compile(module, **self.get_params_for("compile"))
-        self.module_ = module
+        self.module_ = self.initialized_instance(self.module, self.get_params_for("module"))
         return self
 
     def initialize_criterion(self) -> NeuralNet:
@@ -354,8 +352,11 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
         A distributed history is shared with the other processes of a data-parallel run, so it is
         not replaced; a fresh one per ``fit`` is the caller's choice.
         """
-        if not isinstance(self.__dict__.get("history_"), DistributedHistory):
-            self.history_ = History()
+        current = self.__dict__.get("history_")
+        if isinstance(current, DistributedHistory):
+            return self
+        # A history of the user's own class (history=MyHistory()) stays of that class, emptied.
+        self.history_ = type(current)() if isinstance(current, History) else History()
         return self
 
     def initialize(self) -> NeuralNet:
@@ -381,10 +382,10 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
                           "this is most likely not what you want", UserWarning, stacklevel=2)
         check_device(self.device)
         _check_components(self)
-        for attribute in ("_modules", "_criteria", "_optimizers"):
-            self.__dict__[attribute] = []
+        for attribute in ("_modules", "_criteria", "_optimizers", "prefixes_", "cuda_dependent_attributes_"):
+            self.__dict__.pop(attribute, None)
         self._check_param_names(name for name in self._routed_param_names()
-                                if name.split("__", 1)[0] in self._base_prefixes or "__" not in name)
+                                if name.split("__", 1)[0] in type(self).prefixes_ or "__" not in name)
         self.initialize_callbacks()
         for part in ("module", "criterion", "optimizer"):
             self._initialize_part(part)
@@ -433,6 +434,29 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
         body = ",\n  ".join(f"{k}={v!r}" for k, v in shown.items())
         state = "initialized" if self.initialized_ else "uninitialized"
         return f"<class '{type(self).__module__}.{type(self).__name__}'>[{state}](\n  {body},\n)"
+
+
+def check_is_fitted(net: Any, attributes: Any = None, *args: Any, **kwargs: Any) -> None:
+    """Raise :class:`bridge.errors.NotFittedError` unless ``net`` is initialized and has ``attributes``.
+
+    Parameters
+    ----------
+    net : NeuralNet
+        The net.
+    attributes : list of str or None
+        Attributes that must exist; default: every registered module (``module_``, ...).
+
+    Raises
+    ------
+    NotFittedError
+        Before ``fit``/``initialize``, or when one of ``attributes`` is missing.
+    """
+    names = attributes or [name + "_" for name in net.__dict__.get("_modules", ())] or ["module_"]
+    missing = [name for name in names if not hasattr(net, name)]
+    if not net.initialized_ or missing:
+        raise NotFittedError(f"This {type(net).__name__} instance is not initialized yet; call 'initialize' "
+                             "or 'fit' with appropriate arguments before using this method"
+                             + (f" (missing: {missing})." if net.initialized_ else "."))
 
 
 def _check_components(net: Any) -> None:

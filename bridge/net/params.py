@@ -24,8 +24,7 @@ PREFIXES = ("module", "criterion", "optimizer", "iterator_train", "iterator_vali
 class ParamsMixin:
     """get_params/set_params with skorch's routed (``prefix__name``) parameters."""
 
-    #: The routed-parameter prefixes every net accepts; ``prefixes_`` adds registered components.
-    _base_prefixes = PREFIXES
+    prefixes_: list[str] = list(PREFIXES)
 
     @classmethod
     def _init_param_names(cls) -> list[str]:
@@ -171,7 +170,9 @@ class ParamsMixin:
     def _reinitialize(self, parts: tuple[str, ...], params: dict[str, Any]) -> None:
         if self.verbose:
             shown = ", ".join(sorted(params))
-            print(f"Re-initializing {', '.join(parts)} because the following parameters were re-set: {shown}.")
+            print(f"Re-initializing {parts[0]} because the following parameters were re-set: {shown}.")
+            for part in parts[1:]:
+                print(f"Re-initializing {part}.")
         for part in parts:
             self._initialize_part(part)
 

@@ -188,7 +188,11 @@ class PersistenceMixin:
 
     # ------------------------------------------------------------------ trimming
     def trim_for_prediction(self) -> None:
-        """Drop what only training needs (optimizer, callbacks, history); the net can still predict.
+        """Drop what only training needs; the net can still predict (and be pickled, copied, cloned).
+
+        Optimizers, criteria (``criterion_`` and any registered one), callbacks, the training
+        iterator and the history are set to None or emptied; modules go to eval mode. The
+        prediction nonlinearity is resolved first, so 'auto' keeps the criterion's choice.
 
         Raises
         ------
@@ -196,9 +200,18 @@ class PersistenceMixin:
             Before ``initialize``.
         """
         self.check_is_fitted()
-        for attribute in [k for k in vars(self) if k.startswith("optimizer") and k.endswith("_")]:
-            delattr(self, attribute)
+        if getattr(self, "_trimmed", False):
+            return
+        self._trimmed_nonlinearity = self._get_predict_nonlinearity()
+        self._set_training(False)
+        for kind in ("optimizer", "criterion"):
+            for name, _ in list(self._components(kind)):
+                self.__dict__[name + "_"] = None
+        self.optimizer = None
+        self.criterion = None
+        self.callbacks = None
         self.callbacks_ = []
+        self.iterator_train = None
         self.history_ = History()
         self._trimmed = True
 

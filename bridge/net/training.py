@@ -268,6 +268,8 @@ class TrainingMixin:
         reinitialize = not self.warm_start or not self.initialized_
         X, y = self._prepare_fit_data(X, y, reset=reinitialize)
         if reinitialize:
+            if self.initialized_ and self.verbose:
+                print("Re-initializing module.\nRe-initializing criterion.\nRe-initializing optimizer.")
             self.initialize()
         return self._train(X, y, **fit_params)
 

@@ -100,7 +100,7 @@ def test_trim_for_prediction(iris):
     net = fitted(iris)
     before = net.predict_proba(X)
     net.trim_for_prediction()
-    assert not hasattr(net, "optimizer_") and len(net.history) == 0
+    assert net.optimizer_ is None and net.criterion_ is None and len(net.history) == 0
     np.testing.assert_allclose(net.predict_proba(X), before)
     with pytest.raises(TrimmedNetError):
         net.fit(X, y)
