@@ -3,7 +3,9 @@ from its ONNX graph(s), with numpy-in/numpy-out and tensor-in/tensor-out behavio
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -130,7 +132,8 @@ class ConvertedModel(nn.Module):
             result = module(*inputs)
         return result if isinstance(result, tuple) else (result,)
 
-    def to_onnx(self, path=None, **kwargs):
+    def to_onnx(self, path: str | os.PathLike[str] | None = None,
+                **kwargs: Any) -> onnx.ModelProto:
         """Export to a checked ONNX model; the same as ``bridge.to_onnx(self, path, **kwargs)``.
 
         Parameters
@@ -181,6 +184,40 @@ class ConvertedModel(nn.Module):
     def score_samples(self, X):
         """Per-sample scores (e.g. IsolationForest's opposite anomaly score)."""
         return self._run("score_samples", X)
+
+    def enable_cuda_graphs(self, max_graphs: int = 16) -> ConvertedModel:
+        """Replay captured CUDA graphs for repeated calls on a GPU (see
+        :mod:`bridge.sklearn.replay`): one capture per method and input shape, dropped
+        when the model's tensors change. Calls with autograd, and CPU calls, run as usual.
+
+        Parameters
+        ----------
+        max_graphs : int, default 16
+            Captures kept, least recently used dropped first (each holds device memory).
+
+        Returns
+        -------
+        ConvertedModel
+            ``self``.
+        """
+        from bridge.sklearn.replay import CudaGraphs
+
+        self.__dict__["_cuda_graphs"] = CudaGraphs(self, max_graphs)
+        return self
+
+    def disable_cuda_graphs(self) -> None:
+        """Drop the captured graphs; later calls run eagerly."""
+        self.__dict__.pop("_cuda_graphs", None)
+
+    @property
+    def cuda_graphs(self):
+        """The :class:`~bridge.sklearn.replay.CudaGraphs` in use, or None."""
+        return self.__dict__.get("_cuda_graphs")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_cuda_graphs", None)  # device graphs do not travel: enable after loading
+        return state
 
     def __prepare_scriptable__(self) -> nn.Module:
         """What ``torch.jit.script(model)`` compiles: the methods on tensors alone (see
@@ -246,7 +283,12 @@ class ConvertedModel(nn.Module):
         threads = enter_single_thread(inputs)  # small inputs: one thread (threads.py)
         try:
             if eager_call():  # only the outputs this method reads (bridge/onnx/plans.py)
-                values = plan_for(module, (output.output,))(module, *inputs)[0]
+                plan = plan_for(module, (output.output,))
+                replay = self.__dict__.get("_cuda_graphs")
+                if replay is not None and inputs[0].is_cuda and not torch.is_grad_enabled():
+                    values = replay.run(method, lambda *xs: plan(module, *xs), inputs)[0]
+                else:
+                    values = plan(module, *inputs)[0]
             else:
                 result = module(*inputs)
                 values = result[output.output] if isinstance(result, tuple) else result
