@@ -180,6 +180,35 @@ class TorchBackend(Backend):
         return getattr(converted, target.method)
 
 
+class TorchServingBackend(TorchBackend):
+    """A converted model served the fast ways: ``torch-aot`` compiles each method ahead
+    of time (:func:`bridge.compile_for_serving`, compile time not timed), and
+    ``torch-cuda-graphs`` replays captured CUDA graphs (``enable_cuda_graphs``)."""
+
+    def __init__(self, kind: str):
+        device = "cuda" if kind == "cuda-graphs" or torch.cuda.is_available() else "cpu"
+        super().__init__(device)
+        self.kind = kind
+        self.name = f"torch-{kind}"
+
+    def unavailable_reason(self, target):
+        if self.kind == "cuda-graphs" and not torch.cuda.is_available():
+            return "no CUDA device (CUDA graphs replay on a GPU)"
+        if target.converted is None:
+            return "serves converted scikit-learn models (not a bare .onnx file)"
+        return super().unavailable_reason(target)
+
+    def _callable(self, target):
+        converted = (target.converted if self.device == "cpu"
+                     else copy.deepcopy(target.converted).to(self.device))
+        if self.kind == "aot":
+            from bridge.sklearn.compiled import compile_for_serving
+
+            return getattr(compile_for_serving(converted, [target.method]), target.method)
+        converted = copy.deepcopy(converted).enable_cuda_graphs()
+        return getattr(converted, target.method)
+
+
 def all_backends() -> dict[str, Backend]:
     """Every backend bridge-bench knows, by name."""
     backends: list[Backend] = [
@@ -189,8 +218,11 @@ def all_backends() -> dict[str, Backend]:
         TorchBackend("cpu"),
         TorchBackend("cuda"),
         TorchBackend("cuda" if torch.cuda.is_available() else "cpu", compiled=True),
+        TorchServingBackend("aot"),
+        TorchServingBackend("cuda-graphs"),
     ]
     return {backend.name: backend for backend in backends}
 
 
-DEFAULT_BACKENDS = ["sklearn", "onnxruntime-cpu", "onnxruntime-cuda", "torch-cpu", "torch-cuda"]
+DEFAULT_BACKENDS = ["sklearn", "onnxruntime-cpu", "onnxruntime-cuda", "torch-cpu", "torch-cuda",
+                    "torch-cuda-graphs"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 
 import bridge
-from bridge.bench.backends import Target, TorchBackend
+from bridge.bench.backends import Target, TorchBackend, TorchServingBackend
 
 
 def logreg_target(seed: int):
@@ -31,3 +32,20 @@ def test_a_device_copy_of_a_converted_model_runs():
     copied = TorchBackend("cpu:0").prepare(target)  # not "cpu": a deep copy, as for CUDA
     output, _ = copied(X)
     np.testing.assert_allclose(output, estimator.predict_proba(X), rtol=1e-4, atol=1e-5)
+
+
+def test_aot_backend_serves_the_compiled_method():
+    X, estimator, target = logreg_target(2)
+    backend = TorchServingBackend("aot")
+    assert backend.unavailable_reason(target) is None
+    output, timing = backend.prepare(target)(X)
+    np.testing.assert_allclose(output, estimator.predict_proba(X), rtol=1e-4, atol=1e-5)
+    assert timing.compute > 0
+
+
+def test_serving_backends_say_why_they_cannot_run():
+    _, _, target = logreg_target(3)
+    bare_file = Target("file", "predict_proba", target.onnx_model, 1)
+    assert "converted scikit-learn" in TorchServingBackend("aot").unavailable_reason(bare_file)
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in TorchServingBackend("cuda-graphs").unavailable_reason(target)
