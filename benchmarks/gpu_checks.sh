@@ -6,6 +6,8 @@
 # Run there (carry .whl):  bash benchmarks/gpu_checks.sh [steps]   — results land in $OUT (or
 # ./gpu-results) as gpu-results.tar.gz. Steps (default: all, in this order, most important first):
 #   tests     the CUDA tests (the rest of the suite runs in CI)
+#   serving   issue 16's GPU targets: batch-1 call cost with CUDA-graph replay (<= 60 us),
+#             every model at 10k rows vs onnxruntime on all cores, kNN >= 10x scikit-learn
 #   trees     benchmarks/trees.py on CUDA: issue 4's GPU target (>= 10x onnxruntime CPU at
 #             >= 10k rows; onnxruntime with 1 thread and with every core) and the CUDA rule
 #   matrix    the strategies on eight more forest shapes on CUDA (the CUDA rule's calibration)
@@ -18,7 +20,7 @@
 # needs ~50 s per forest. Commit the results under benchmarks/results/ named after the device
 # (trees-h100.md, ...) with a line saying the run, the commit and the command.
 set -uo pipefail
-steps="${*:-tests trees matrix bench compiled train}"
+steps="${*:-tests serving trees matrix bench compiled train}"
 want() { [[ " $steps " == *" $1 "* ]]; }
 final="${OUT:-gpu-results}"  # at most 8 files come back: everything travels as one archive
 out=/tmp/gpu-results
@@ -44,12 +46,15 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $out/NAME.txt
     tar -czf "$final/gpu-results.tar.gz" -C "$out" .
 }
 want tests && step pytest 60 python3 -m pytest -q -p no:cacheprovider -m cuda
+want serving && step serving 150 python3 -m bridge.bench --suite full --batch-sizes 1,10000 \
+    --backends sklearn,onnxruntime-cpu,torch-cuda,torch-cuda-graphs --repeats 5 \
+    --json "$out/serving-gpu.json" --markdown
 want trees && step trees 150 python3 benchmarks/trees.py --devices cuda --no-compile \
     --ort-all-cores --output trees-gpu
 want matrix && step matrix 100 python3 benchmarks/trees.py --matrix --devices cuda \
     --output trees-matrix-gpu
 want bench && step bench 85 python3 -m bridge.bench --suite full --batch-sizes 1,100,10000 \
-    --backends sklearn,onnxruntime-cpu,onnxruntime-cuda,torch-cpu,torch-cuda \
+    --backends sklearn,onnxruntime-cpu,onnxruntime-cuda,torch-cpu,torch-cuda,torch-cuda-graphs \
     --json "$out/bench-full-gpu.json" --plot "$out/bench-full-gpu.png" --markdown
 want compiled && step compiled 50 python3 benchmarks/trees.py --devices cuda \
     --cases deep_tree_20 --output trees-gpu-compiled
