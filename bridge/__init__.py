@@ -20,9 +20,25 @@ NeuralNet, NeuralNetClassifier, NeuralNetBinaryClassifier, NeuralNetRegressor
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see (``X as X``: explicit re-exports); at run time
+    # the names resolve lazily below
+    from bridge import callbacks as callbacks
+    from bridge import dataset as dataset
+    from bridge import errors as errors
+    from bridge import helper as helper
+    from bridge.export import to_onnx as to_onnx
+    from bridge.net import NeuralNet as NeuralNet
+    from bridge.net import NeuralNetBinaryClassifier as NeuralNetBinaryClassifier
+    from bridge.net import NeuralNetClassifier as NeuralNetClassifier
+    from bridge.net import NeuralNetRegressor as NeuralNetRegressor
+    from bridge.onnx.importer import from_onnx as from_onnx
+    from bridge.session import InferenceSession as InferenceSession
+    from bridge.sklearn.compiled import compile_for_serving as compile_for_serving
+    from bridge.sklearn.convert import from_sklearn as from_sklearn
 
 # Names resolve lazily so that ``import bridge`` stays cheap and the pieces stay
 # independent (importing the ONNX importer never imports the training loop).

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import onnx
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
 from torch import nn
 
 from bridge.errors import ExportError, NotFittedError
@@ -19,8 +21,11 @@ from bridge.export.lowering import (
     output_vocabularies,
 )
 from bridge.export.modules import check_opset, default_opset, export_module
-from bridge.export.net import net_head, sample_array, sample_for, sample_tensor
+from bridge.export.net import SampleLike, net_head, sample_array, sample_for, sample_tensor
 from bridge.export.portable import make_portable
+
+if TYPE_CHECKING:
+    from bridge.net import NeuralNet
 
 __all__ = [
     "LOWERING_SUPPORT",
@@ -49,16 +54,19 @@ class _SelectOutput(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         result = self.graph_module(X)
-        return result[self.index] if isinstance(result, tuple) else result
+        selected: torch.Tensor = result[self.index] if isinstance(result, tuple) else result
+        return selected
 
 
-def _is_net(obj) -> bool:
+def _is_net(obj: object) -> bool:
     from bridge.net import NeuralNet
 
     return isinstance(obj, NeuralNet)
 
 
-def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
+def _export_net(net: NeuralNet, X_sample: SampleLike | None, opset: int | None, exporter: str,
+                preprocess: nn.Module | None = None, metadata: str | None = None,
+                ) -> onnx.ModelProto:
     try:
         net.check_is_fitted()
     except NotFittedError as error:
@@ -66,7 +74,10 @@ def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
             f"cannot export an unfitted {type(net).__name__}: call fit (or initialize) first"
         ) from error
     head, outputs, net_metadata = net_head(net, preprocess)
-    sample = sample_for(net, X_sample) if preprocess is None else sample_tensor(X_sample)
+    if preprocess is None or X_sample is None:
+        sample = sample_for(net, X_sample)
+    else:
+        sample = sample_tensor(X_sample)
     model = export_module(head.cpu(), sample, output_names=outputs, opset=opset,
                           exporter=exporter)
     net_metadata["bridge.input"] = {"name": "X", "dtype": str(sample.dtype).replace("torch.", ""),
@@ -77,9 +88,8 @@ def _export_net(net, X_sample, opset, exporter, preprocess=None, metadata=None):
     return set_metadata(model, net_metadata)
 
 
-def _export_pipeline(pipeline, X_sample, opset, exporter):
-    from sklearn.pipeline import Pipeline
-
+def _export_pipeline(pipeline: Pipeline, X_sample: SampleLike | None, opset: int | None,
+                     exporter: str) -> onnx.ModelProto:
     from bridge.onnx.importer import from_onnx
     from bridge.sklearn.convert import from_sklearn
 
@@ -100,8 +110,8 @@ def _export_pipeline(pipeline, X_sample, opset, exporter):
 _MAIN_METHODS = ("predict_proba", "predict", "transform", "decision_function", "score_samples")
 
 
-def _graph_of(model, method: str | None) -> onnx.ModelProto:
-    graph = model.onnx_model
+def _graph_of(model: Any, method: str | None) -> onnx.ModelProto:
+    graph: onnx.ModelProto | dict[str, onnx.ModelProto] = model.onnx_model
     if not isinstance(graph, dict):
         if method is not None and not hasattr(model, method):
             raise ExportError(f"the converted model has no method {method!r}")
@@ -113,7 +123,8 @@ def _graph_of(model, method: str | None) -> onnx.ModelProto:
     return graph[method]
 
 
-def _export_graph(graph: onnx.ModelProto, X_sample, opset, exporter, lowered):
+def _export_graph(graph: onnx.ModelProto, X_sample: SampleLike | None, opset: int | None,
+                  exporter: str, lowered: bool) -> onnx.ModelProto:
     if not lowered:
         check_opset(opset)
         if opset is not None and opset != default_opset(graph):
@@ -127,26 +138,30 @@ def _export_graph(graph: onnx.ModelProto, X_sample, opset, exporter, lowered):
     return _lower_graph(graph, X_sample, opset, exporter)
 
 
-def _lower_graph(graph: onnx.ModelProto, X_sample, opset, exporter) -> onnx.ModelProto:
+def _lower_graph(graph: onnx.ModelProto, X_sample: SampleLike | None, opset: int | None,
+                 exporter: str) -> onnx.ModelProto:
     """Re-export an ONNX(-ML) graph through its torch module: standard ai.onnx ops only."""
     from bridge.onnx.importer import from_onnx
 
     module = from_onnx(graph)
     _fix_tree_strategies(module)
-    if len(module.input_names) != 1:
+    input_names: list[str] = module.__dict__["input_names"]
+    output_names: list[str] = module.__dict__["output_names"]
+    vocabularies: dict[str, list[Any]] = module.__dict__["output_vocabularies"]
+    if len(input_names) != 1:
         raise ExportError(
-            f"lowering supports graphs with one input; this one has {module.input_names}"
+            f"lowering supports graphs with one input; this one has {input_names}"
         )
     sample = _graph_sample(graph, X_sample)
-    lowered = export_module(module, sample, input_name=module.input_names[0],
-                            output_names=module.output_names, opset=opset, exporter=exporter)
+    lowered = export_module(module, sample, input_name=input_names[0],
+                            output_names=output_names, opset=opset, exporter=exporter)
     ml_nodes = ml_operators(lowered)
     if ml_nodes:
         raise ExportError(f"lowering left ai.onnx.ml operators in the graph: {ml_nodes}")
     make_portable(lowered)
-    metadata = {"bridge.form": "lowered (standard ai.onnx operators only)"}
-    if module.output_vocabularies:
-        metadata["bridge.output_vocabularies"] = module.output_vocabularies
+    metadata: dict[str, Any] = {"bridge.form": "lowered (standard ai.onnx operators only)"}
+    if vocabularies:
+        metadata["bridge.output_vocabularies"] = vocabularies
     original = read_metadata(graph)
     metadata.update({k: v for k, v in original.items() if not k.startswith("bridge.version")})
     return set_metadata(lowered, metadata)
@@ -165,7 +180,7 @@ def _fix_tree_strategies(module: nn.Module) -> None:
             trees.strategy = trees.choose(LOWERED_TREE_BATCH, "cpu")
 
 
-def _graph_sample(graph: onnx.ModelProto, X_sample) -> torch.Tensor:
+def _graph_sample(graph: onnx.ModelProto, X_sample: SampleLike | None) -> torch.Tensor:
     """The tracing input for a graph: ``X_sample`` (or zeros of the graph's input shape) in
     the element type the graph's input declares, so a double graph stays double."""
     from bridge.onnx.dtypes import torch_dtype
@@ -182,10 +197,10 @@ def _graph_sample(graph: onnx.ModelProto, X_sample) -> torch.Tensor:
 
 
 def to_onnx(
-    obj,
-    path: str | os.PathLike | None = None,
+    obj: object,
+    path: str | os.PathLike[str] | None = None,
     *,
-    X_sample=None,
+    X_sample: SampleLike | None = None,
     opset: int | None = None,
     lowered: bool = False,
     method: str | None = None,
@@ -231,10 +246,9 @@ def to_onnx(
     ExportError
         ``obj`` is of another type, its forward cannot be traced, or the opset is too old.
     """
-    from sklearn.pipeline import Pipeline
-
+    model: onnx.ModelProto
     if _is_net(obj):
-        model = _export_net(obj, X_sample, opset, exporter)
+        model = _export_net(obj, X_sample, opset, exporter)  # type: ignore[arg-type]
     elif isinstance(obj, Pipeline) and obj.steps and _is_net(obj.steps[-1][1]):
         model = _export_pipeline(obj, X_sample, opset, exporter)
     elif isinstance(obj, onnx.ModelProto):
@@ -244,8 +258,8 @@ def to_onnx(
     elif isinstance(obj, BaseEstimator):
         from bridge.sklearn.convert import from_sklearn
 
-        sample = None if X_sample is None else sample_array(X_sample)[:2]
-        converted = from_sklearn(obj, sample)
+        rows = None if X_sample is None else sample_array(X_sample)[:2]
+        converted = from_sklearn(obj, rows)
         model = _export_graph(_graph_of(converted, method), X_sample, opset, exporter, lowered)
     elif isinstance(obj, nn.Module):
         if X_sample is None:

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -23,7 +24,7 @@ def bridge_version() -> str:
     return __version__
 
 
-def set_metadata(model: onnx.ModelProto, metadata: dict) -> onnx.ModelProto:
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.ModelProto:
     """Store producer, bridge version and ``metadata`` (JSON-encoded when not a string)."""
     model.producer_name = PRODUCER_NAME
     model.producer_version = bridge_version()
@@ -43,7 +44,8 @@ def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
-def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> onnx.ModelProto:
+def check_and_save(model: onnx.ModelProto,
+                   path: str | os.PathLike[str] | None) -> onnx.ModelProto:
     """Run ``onnx.checker.check_model(full_check=True)``; write to ``path`` when given.
 
     Models over 2 GiB are written with their tensors as external data next to ``path``
@@ -61,7 +63,7 @@ def check_and_save(model: onnx.ModelProto, path: str | os.PathLike | None) -> on
             "limit: give a path so its tensors can be written as external data"
         )
     try:
-        if large:
+        if large and path is not None:
             _save_with_external_data(model, Path(path))
             return model
         onnx.checker.check_model(model, full_check=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import ArrayLike
 
 from bridge.errors import ConversionError
 
@@ -98,7 +100,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
 }
 
 
-def lowering_support(estimator) -> tuple[bool, str]:
+def lowering_support(estimator: object) -> tuple[bool, str]:
     """Whether ``to_onnx(..., lowered=True)`` is verified for an estimator, and why (not).
 
     Parameters
@@ -159,7 +161,7 @@ def ml_operators(model: onnx.ModelProto) -> list[str]:
     return found
 
 
-def output_vocabularies(model: onnx.ModelProto) -> dict[str, list]:
+def output_vocabularies(model: onnx.ModelProto) -> dict[str, list[Any]]:
     """The labels of the string outputs of a lowered graph, keyed by output name.
 
     Lowered graphs return string class labels as int64 indices into these lists.
@@ -176,11 +178,12 @@ def output_vocabularies(model: onnx.ModelProto) -> dict[str, list]:
     """
     for prop in model.metadata_props:
         if prop.key == VOCABULARIES_KEY:
-            return json.loads(prop.value)
+            vocabularies: dict[str, list[Any]] = json.loads(prop.value)
+            return vocabularies
     return {}
 
 
-def decode_output(model: onnx.ModelProto, output_name: str, values) -> np.ndarray:
+def decode_output(model: onnx.ModelProto, output_name: str, values: ArrayLike) -> np.ndarray:
     """Turn a lowered graph's int64 label indices back into the original (string) labels.
 
     Parameters
@@ -213,4 +216,5 @@ def decode_output(model: onnx.ModelProto, output_name: str, values) -> np.ndarra
             f"output {output_name!r} holds indices {np.unique(indices[outside])[:5].tolist()} "
             f"outside its vocabulary of {len(vocabulary)} labels (valid: 0..{len(vocabulary) - 1})"
         )
-    return np.asarray(vocabulary, dtype=object)[indices]
+    labels: np.ndarray = np.asarray(vocabulary, dtype=object)[indices]
+    return labels

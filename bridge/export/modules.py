@@ -94,7 +94,8 @@ def default_opset(model: onnx.ModelProto) -> int | None:
                  if entry.domain in ("", "ai.onnx")), None)
 
 
-def _export_dynamo(module, sample, input_name, output_names, opset) -> onnx.ModelProto:
+def _export_dynamo(module: nn.Module, sample: torch.Tensor, input_name: str,
+                   output_names: list[str], opset: int | None) -> onnx.ModelProto:
     if opset is not None and opset < MINIMUM_DYNAMO_OPSET:
         raise ExportError(
             f"opset {opset} is too old for torch's dynamo exporter (it targets opset "
@@ -106,14 +107,17 @@ def _export_dynamo(module, sample, input_name, output_names, opset) -> onnx.Mode
         module, (sample,), dynamo=True, input_names=[input_name], output_names=output_names,
         dynamic_shapes=({0: batch},), opset_version=opset, verbose=False,
     )
+    if program is None:  # torch returns None only when writing to a file, which we never ask
+        raise ExportError("torch.onnx.export returned no program")
     program.optimize()
     return program.model_proto
 
 
-def _export_torchscript(module, sample, input_name, output_names, opset) -> onnx.ModelProto:
+def _export_torchscript(module: nn.Module, sample: torch.Tensor, input_name: str,
+                        output_names: list[str], opset: int | None) -> onnx.ModelProto:
     buffer = io.BytesIO()
     torch.onnx.export(
-        module, (sample,), buffer, dynamo=False, input_names=[input_name],
+        module, (sample,), buffer,  # type: ignore[arg-type]  # the legacy exporter takes files dynamo=False, input_names=[input_name],
         output_names=output_names, dynamic_axes={input_name: {0: "batch"}},
         opset_version=opset or 17,
     )

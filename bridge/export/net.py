@@ -7,19 +7,28 @@ ZipMap off), regressors and plain nets give ``variable``; the batch dimension is
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from bridge.errors import ExportError
+
+if TYPE_CHECKING:
+    from bridge.net import NeuralNet
+
+Nonlinearity = Callable[[torch.Tensor], torch.Tensor]
+SampleLike = ArrayLike | torch.Tensor  # rows: an array, a DataFrame, a list or a tensor
 
 CLASSIFIER_OUTPUTS = ("label", "probabilities")
 REGRESSOR_OUTPUTS = ("variable",)
 
 
-def _first(output):
-    return output[0] if isinstance(output, (tuple, list)) else output
+def _first(output: Any) -> torch.Tensor:
+    first: torch.Tensor = output[0] if isinstance(output, (tuple, list)) else output
+    return first
 
 
 class _ClassifierHeadBase(nn.Module):
@@ -39,26 +48,27 @@ class _ClassifierHeadBase(nn.Module):
         else:
             self.classes = None
 
-    def probabilities_and_index(self, output: torch.Tensor):
+    def probabilities_and_index(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, X: torch.Tensor):
+    def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.preprocess is not None:
             X = self.preprocess(X)
         probabilities, index = self.probabilities_and_index(_first(self.module(X)))
-        label = self.classes[index] if self.classes is not None else index
+        classes = self.classes
+        label = classes[index] if isinstance(classes, torch.Tensor) else index
         return label, probabilities
 
 
 class ClassifierHead(_ClassifierHeadBase):
     """Multiclass: the predict nonlinearity, then the most probable class."""
 
-    def __init__(self, module: nn.Module, nonlinearity: Callable, classes: torch.Tensor | None,
-                 preprocess: nn.Module | None = None):
+    def __init__(self, module: nn.Module, nonlinearity: Nonlinearity,
+                 classes: torch.Tensor | None, preprocess: nn.Module | None = None):
         super().__init__(module, classes, preprocess)
         self.nonlinearity = nonlinearity
 
-    def probabilities_and_index(self, output: torch.Tensor):
+    def probabilities_and_index(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probabilities = self.nonlinearity(output)
         return probabilities, probabilities.argmax(dim=-1)
 
@@ -71,7 +81,7 @@ class BinaryClassifierHead(_ClassifierHeadBase):
         super().__init__(module, classes, preprocess)
         self.threshold = float(threshold)
 
-    def probabilities_and_index(self, output: torch.Tensor):
+    def probabilities_and_index(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         positive = torch.sigmoid(output).reshape(-1)
         probabilities = torch.stack([1 - positive, positive], dim=1)
         return probabilities, (positive > self.threshold).long()
@@ -80,20 +90,20 @@ class BinaryClassifierHead(_ClassifierHeadBase):
 class RegressorHead(nn.Module):
     """A regressor or plain net: the module's (first) output after its predict nonlinearity."""
 
-    def __init__(self, module: nn.Module, nonlinearity: Callable,
+    def __init__(self, module: nn.Module, nonlinearity: Nonlinearity,
                  preprocess: nn.Module | None = None):
         super().__init__()
         self.preprocess = preprocess
         self.module = module
         self.nonlinearity = nonlinearity
 
-    def forward(self, X: torch.Tensor):
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         if self.preprocess is not None:
             X = self.preprocess(X)
         return self.nonlinearity(_first(self.module(X)))
 
 
-def _numeric_classes(classes) -> torch.Tensor | None:
+def _numeric_classes(classes: ArrayLike | None) -> torch.Tensor | None:
     """The class values as a tensor when numeric; None when they are strings (indices then)."""
     if classes is None:
         return None
@@ -107,12 +117,13 @@ def _numeric_classes(classes) -> torch.Tensor | None:
     return None
 
 
-def net_head(net, preprocess: nn.Module | None = None) -> tuple[nn.Module, tuple[str, ...], dict]:
+def net_head(net: NeuralNet, preprocess: nn.Module | None = None,
+             ) -> tuple[nn.Module, tuple[str, ...], dict[str, Any]]:
     """Return the exportable module, its output names and the metadata for a fitted net."""
     from bridge.net import NeuralNetBinaryClassifier, NeuralNetClassifier
 
-    module = net.module_
-    metadata: dict = {"bridge.estimator": type(net).__name__}
+    module: nn.Module = net.module_  # type: ignore[assignment]  # (torch.compile may wrap it)
+    metadata: dict[str, Any] = {"bridge.estimator": type(net).__name__}
     if isinstance(net, NeuralNetBinaryClassifier):
         classes = getattr(net, "classes_", np.array([0, 1]))
         head = BinaryClassifierHead(module, net.threshold, _numeric_classes(classes), preprocess)
@@ -121,25 +132,28 @@ def net_head(net, preprocess: nn.Module | None = None) -> tuple[nn.Module, tuple
     nonlinearity = net._get_predict_nonlinearity()
     if isinstance(net, NeuralNetClassifier):
         classes = getattr(net, "classes_", None)
-        head = ClassifierHead(module, nonlinearity, _numeric_classes(classes), preprocess)
+        multiclass = ClassifierHead(module, nonlinearity, _numeric_classes(classes), preprocess)
         if classes is not None:
             metadata["bridge.classes"] = np.asarray(classes).tolist()
             metadata["bridge.label"] = (
                 "class values" if _numeric_classes(classes) is not None
                 or np.asarray(classes).dtype.kind in "iub" else "indices into bridge.classes"
             )
-        return head, CLASSIFIER_OUTPUTS, metadata
+        return multiclass, CLASSIFIER_OUTPUTS, metadata
     return RegressorHead(module, nonlinearity, preprocess), REGRESSOR_OUTPUTS, metadata
 
 
-def sample_array(X_sample) -> np.ndarray:
+def sample_array(X_sample: SampleLike) -> np.ndarray:
     """Example rows (array, DataFrame or tensor) as a numpy array of their own dtype."""
     if isinstance(X_sample, torch.Tensor):
         return X_sample.detach().cpu().numpy()
-    return X_sample.to_numpy() if hasattr(X_sample, "iloc") else np.asarray(X_sample)
+    if hasattr(X_sample, "iloc"):  # a DataFrame
+        frame: Any = X_sample
+        return np.asarray(frame.to_numpy())
+    return np.asarray(X_sample)
 
 
-def sample_tensor(X_sample, dtype: torch.dtype | None = None) -> torch.Tensor:
+def sample_tensor(X_sample: SampleLike, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Example rows (array, DataFrame or tensor) as a CPU tensor of ``dtype``; without one,
     a tensor keeps its dtype and an array becomes float32 (bridge's default boundary type)."""
     if isinstance(X_sample, torch.Tensor):
@@ -148,9 +162,10 @@ def sample_tensor(X_sample, dtype: torch.dtype | None = None) -> torch.Tensor:
     return torch.as_tensor(sample_array(X_sample)).to(dtype or torch.float32)
 
 
-def sample_for(net, X_sample) -> torch.Tensor:
+def sample_for(net: NeuralNet, X_sample: SampleLike | None) -> torch.Tensor:
     """The example input for tracing: ``X_sample`` or zeros of the fitted feature count."""
-    dtype = next((p.dtype for p in net.module_.parameters() if p.is_floating_point()),
+    module: nn.Module = net.module_  # type: ignore[assignment]
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
                  torch.float32)
     if X_sample is not None:
         if isinstance(X_sample, dict):

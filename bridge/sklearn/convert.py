@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import onnx
+import torch
+from numpy.typing import ArrayLike, DTypeLike
 from onnx import helper
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import (
@@ -33,6 +36,9 @@ from bridge.sklearn.model import ConvertedModel
 from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
 from bridge.sklearn.rewrites import encode_string_class_lookups
 
+if TYPE_CHECKING:
+    from bridge.sklearn.finetune import TrainableModel
+
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # skl2onnx's default ai.onnx.ml opset for IsolationForest is refused by onnxruntime.
 ISOLATION_FOREST_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -40,17 +46,34 @@ _SKL2ONNX_TYPE = re.compile(r"type '<class '(?:[\w.]*\.)?(\w+)'>'")
 _COLUMN_NAME_ERROR = "Unable to find column name"
 
 
+@overload
 def from_sklearn(
-    estimator,
-    X_sample=None,
+    estimator: BaseEstimator, X_sample: ArrayLike | None = None, *, dtype: DTypeLike = ...,
+    options: dict[Any, Any] | None = None, target_opset: int | dict[str, int] | None = None,
+    tree_strategy: str = "auto", trainable: Literal[False] = False,
+    train_preprocessing: Literal[False] = False,
+) -> ConvertedModel: ...
+
+
+@overload
+def from_sklearn(
+    estimator: BaseEstimator, X_sample: ArrayLike | None = None, *, dtype: DTypeLike = ...,
+    options: dict[Any, Any] | None = None, target_opset: int | dict[str, int] | None = None,
+    tree_strategy: str = "auto", trainable: Literal[True], train_preprocessing: bool = False,
+) -> TrainableModel: ...
+
+
+def from_sklearn(
+    estimator: BaseEstimator,
+    X_sample: ArrayLike | None = None,
     *,
-    dtype=np.float32,
-    options: dict | None = None,
-    target_opset: int | dict | None = None,
+    dtype: DTypeLike = np.float32,
+    options: dict[Any, Any] | None = None,
+    target_opset: int | dict[str, int] | None = None,
     tree_strategy: str = "auto",
     trainable: bool = False,
     train_preprocessing: bool = False,
-) -> ConvertedModel:
+) -> ConvertedModel | TrainableModel:
     """Convert a fitted scikit-learn estimator into a torch module through ONNX.
 
     Parameters
@@ -134,7 +157,8 @@ def from_sklearn(
         target_opset = dict(ISOLATION_FOREST_OPSET)
     input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
     text = text_columns(estimator, X_sample)
-    graphs, modules = {}, {}
+    graphs: dict[str, onnx.ModelProto] = {}
+    modules: dict[str, torch.nn.Module] = {}
     for key, graph_plan in plan.graphs.items():
         graph, initial_types = _convert_graph(
             estimator, graph_plan, initial_types, options, target_opset, numpy_dtype, text
