@@ -143,3 +143,17 @@ def test_unsupported_estimators_and_arguments_are_named(digits):
     module = bridge.from_sklearn(fit(Ridge, X, X[:, 0]), trainable=True)
     with pytest.raises(TypeError, match="takes a torch.Tensor"):
         module(X)
+
+
+def test_grid_search_clones_start_from_the_estimators_solution(digits):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = digits
+    estimator = fit(CLASSIFIERS["LogisticRegression"][0], X, y)
+    module = bridge.from_sklearn(estimator, trainable=True)
+    before = weights(module)
+    search = GridSearchCV(classifier_net(module, max_epochs=1), {"lr": [0.01, 0.1]}, cv=2)
+    search.fit(X, y)
+    assert all(torch.equal(p, before[n]) for n, p in module.named_parameters())  # clones trained
+    assert search.best_estimator_.module_ is not module
+    assert search.best_score_ > 0.8
