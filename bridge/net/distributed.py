@@ -101,7 +101,11 @@ class _Run:
         device = next((p.device for p in net.module_.parameters()), torch.device("cpu"))
         ids = [device.index] if device.type == "cuda" else None
         self.module = DistributedDataParallel(net.module_, device_ids=ids)  # syncs rank 0's state
+        # NCCL exchanges CUDA tensors only; gloo CPU ones
+        self.device = (torch.device("cuda", torch.cuda.current_device())
+                       if dist.get_backend() == "nccl" else torch.device("cpu"))
         seed = torch.randint(0, 2**31 - 1, (1,)) if self.rank == 0 else torch.zeros(1, dtype=torch.int64)
+        seed = seed.to(self.device)
         dist.broadcast(seed, src=0)
         self.seed = int(seed.item())
         self.epoch = 0
@@ -283,8 +287,8 @@ def before_epoch_end(net: Any) -> None:
     values = [float(row.get(k, 0.0)) for row in batches for k in keys]
     if not values:
         return
-    tensor = torch.tensor(values, dtype=torch.float64)
-    sizes = torch.tensor([len(values), -len(values)], dtype=torch.int64)
+    tensor = torch.tensor(values, dtype=torch.float64, device=run.device)
+    sizes = torch.tensor([len(values), -len(values)], dtype=torch.int64, device=run.device)
     dist.all_reduce(sizes, op=dist.ReduceOp.MAX)  # the largest count and minus the smallest
     if int(sizes[0]) != -int(sizes[1]):
         raise DistributedError(f"rank {run.rank} ran {len(batches)} batches in epoch "

@@ -3,7 +3,8 @@ fits a small regression or classification net with ``distributed=True`` and writ
 what the test compares (parameters, history, rows seen, predictions, checkpoint saves).
 
 Usage: ``python ddp_script.py OUT_DIR CASE[,CASE...]`` with cases ``regression``,
-``classification``, ``uneven`` (101 rows) and ``die`` (rank 1 exits in epoch 2); each case
+``classification``, ``uneven`` (101 rows), ``dataset`` (a torch Dataset, not in-memory
+arrays) and ``die`` (rank 1 exits in epoch 2); each case
 writes into ``OUT_DIR/CASE``.
 """
 
@@ -89,7 +90,13 @@ def run(case: str) -> None:
         dirname=os.path.join(OUT, "checkpoint"), monitor="train_loss_best"))]
     if case == "die":
         callbacks.append(("die", Die()))
-    net = make_net(classification, BATCH, True, callbacks).fit(X, y)
+    def fit(net):
+        if case == "dataset":  # the DataLoader path, not the in-memory fast path
+            return net.fit(torch.utils.data.TensorDataset(torch.from_numpy(X),
+                                                          torch.from_numpy(y)), None)
+        return net.fit(X, y)
+
+    net = fit(make_net(classification, BATCH, True, callbacks))
     restored = pickle.loads(pickle.dumps(net))
     report = {
         "rank": RANK, "world": WORLD,
@@ -100,7 +107,7 @@ def run(case: str) -> None:
     }
     torch.save(net.module_.state_dict(), os.path.join(OUT, f"params-rank{RANK}.pt"))
     if RANK == 0:
-        reference = make_net(classification, BATCH * WORLD, False, None).fit(X, y)
+        reference = fit(make_net(classification, BATCH * WORLD, False, None))
         torch.save(reference.module_.state_dict(), os.path.join(OUT, "params-single.pt"))
         report["single_history"] = json.loads(json.dumps(list(reference.history), default=float))
     with open(os.path.join(OUT, f"report-rank{RANK}.json"), "w") as handle:

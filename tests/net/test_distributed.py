@@ -38,23 +38,23 @@ def _report(folder: Path, rank: int) -> dict:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
-    """One torchrun launch running the regression, classification and 101-row cases."""
+    """One torchrun launch running the regression, classification, Dataset and 101-row cases."""
     out = tmp_path_factory.mktemp("ddp")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--standalone", str(SCRIPT), str(out), "regression,classification,uneven"]
+               "--standalone", str(SCRIPT), str(out), "regression,classification,dataset,uneven"]
     done = subprocess.run(command, env=_environment(), capture_output=True, text=True,
                           timeout=LAUNCH_TIMEOUT, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
 
 
-@pytest.mark.parametrize("case", ["regression", "classification"])
+@pytest.mark.parametrize("case", ["regression", "classification", "dataset"])
 def test_both_ranks_agree_and_match_one_process(launched, case):
     folder = launched / case
     first, second = _report(folder, 0), _report(folder, 1)
     assert (first["world"], second["world"]) == (2, 2)
     assert first["history"] == second["history"]  # every value, durations included
-    n_rows = 120 if case == "regression" else 96  # classification: 24 rows go to validation
+    n_rows = 96 if case == "classification" else 120  # classification: 24 rows validate
     epochs = len(first["history"])
     assert epochs == 4
     for report in (first, second):  # each rank saw half the rows of every epoch
