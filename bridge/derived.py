@@ -28,12 +28,14 @@ class Derived:
     def __setstate__(self, state: dict) -> None:
         self._state = None
 
-    def get(self, source: torch.Tensor,
-            compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``compute(source)``, from the last call when ``source`` has not changed since."""
+    def get(self, source: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor],
+            key: object = None) -> torch.Tensor:
+        """``compute(source)``, from the last call when ``source`` has not changed since and
+        ``key`` (anything else ``compute`` depends on, e.g. a batch size) is the same."""
         if source.requires_grad and torch.is_grad_enabled():  # a kept graph would go stale
             return compute(source)
         state = self._state
-        if state is None or state[0] is not source or state[1] != source._version:
-            state = self._state = (source, source._version, compute(source))
-        return state[2]
+        if (state is None or state[0] is not source or state[1] != source._version
+                or state[2] != key):
+            state = self._state = (source, source._version, key, compute(source))
+        return state[3]

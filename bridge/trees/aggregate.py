@@ -60,6 +60,7 @@ class LeafAggregator(nn.Module):
         self.register_buffer("constant_has", always)
         self.always_scored: bool = always_scored(ensemble)  # flags all true, every row
         self.values_by_slot32, self.values_by_slot64 = Derived(), Derived()
+        self.flags_view = Derived()
         # per output, the rows of the index tensor whose trees score it (None: every row)
         scoring = np.zeros((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
         np.logical_or.at(scoring, ensemble.leaf_tree, scored)
@@ -88,8 +89,10 @@ class LeafAggregator(nn.Module):
         return self.values_by_slot32.get(self.values32, lambda v: v.t().contiguous())
 
     def constant_flags(self, n_rows: int) -> torch.Tensor:
-        """The has-score flags [n_rows, outputs] when they do not depend on the rows."""
-        return self.constant_has.unsqueeze(0).expand(n_rows, -1)
+        """The has-score flags [n_rows, outputs] when they do not depend on the rows (a
+        read-only view, kept for the last batch size)."""
+        return self.flags_view.get(self.constant_has,
+                                   lambda has: has.unsqueeze(0).expand(n_rows, -1), n_rows)
 
     def forward(self, leaf: torch.Tensor, dtype: torch.dtype,
                 tree_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -173,11 +173,12 @@ class TreeEnsembleModule(nn.Module):
         dtype = comparison_dtype(x, self.double_thresholds)
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
         x = x.to(dtype)
-        fused = "traversal" in self.strategies and self.strategies["traversal"].kernel_runs(x)
+        walk = self.strategies["traversal"] if "traversal" in self.strategies else None
+        fused = walk is not None and walk.kernel_runs(x)
         name = self.choose(x.shape[0], x.device.type, fused)
         self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
-        if fused and name == "traversal" and aggregator.sums_in_walk and x.device.type == "cpu":
+        if fused and name == "traversal" and x.is_cpu and aggregator.sums_in_walk:
             # the C walk adds up the leaf values in its loop: no [trees, N] slots, no
             # per-output gathers and reductions (a 1-row call of a random forest: ~25 us)
             sums = strategy.walk_and_sum(x, aggregator.values_by_terminal(accumulate))

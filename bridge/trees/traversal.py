@@ -102,6 +102,7 @@ class TraversalTrees(nn.Module):
         self.register_buffer("root_feature", self.feature[self.roots].unsqueeze(1))
         self.register_buffer("root_child", self.first_child[self.roots].unsqueeze(1))
         self.tests = NodeTests(threshold, mode, missing, members)
+        self.simple_tests: bool = self.tests.simple  # (a plain attribute: read every call)
         self.register_buffer("root_threshold64", self.tests.threshold64[self.roots].unsqueeze(1))
         self.register_buffer("root_threshold32", self.root_threshold64.float())
         self.checked_tables = native.CheckedTables()  # what the C walk has checked
@@ -168,10 +169,10 @@ class TraversalTrees(nn.Module):
         """Whether this call walks in one fused loop: eager calls with float32/float64 rows
         and one comparison for every test, on CUDA as a Triton kernel
         (:mod:`bridge.trees.kernel`), on CPU in C (:mod:`bridge.trees.native`)."""
-        if not (self.tests.simple and (x.dtype == torch.float32 or x.dtype == torch.float64)
+        if not (self.simple_tests and (x.dtype == torch.float32 or x.dtype == torch.float64)
                 and eager_mode()):
             return False
-        if x.device.type == "cpu":
+        if x.is_cpu:
             return native.available()
         return (x.device.type == "cuda" and self.roots.shape[0] <= kernel.MAX_TREES
                 and kernel.available())
