@@ -160,9 +160,11 @@ def _cuda_device(options: Mapping[str, Any]) -> torch.device:
 class InferenceSession:
     """An ONNX model run by torch behind onnxruntime's ``InferenceSession`` API.
 
-    ``import onnxruntime`` → ``import bridge as onnxruntime`` (or use
-    ``bridge.InferenceSession`` by name): the calls stay the same, the graph runs as the
-    ``torch.fx.GraphModule`` of :func:`bridge.from_onnx` (kept as :attr:`module`).
+    ``onnxruntime.InferenceSession(...)`` → ``bridge.InferenceSession(...)`` (``from bridge
+    import InferenceSession`` in place of ``from onnxruntime import InferenceSession``): the
+    calls stay the same, the graph runs as the ``torch.fx.GraphModule`` of
+    :func:`bridge.from_onnx` (kept as :attr:`module`). Only the session is bridge's;
+    ``onnxruntime.SessionOptions`` and friends stay onnxruntime's.
 
     Parameters
     ----------
