@@ -109,7 +109,8 @@ class ClassifierOutput(nn.Module):
 
     def forward(self, scores: torch.Tensor,
                 has: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = scores.float()
+        if scores.dtype != torch.float32:
+            scores = scores.float()
         if self.n_classes > 2:
             return self._multiclass(scores, has)
         return self._binary(scores, has)

@@ -172,11 +172,13 @@ class TreeEnsembleModule(nn.Module):
             )
         dtype = comparison_dtype(x, self.double_thresholds)
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
-        x = x.to(dtype)
+        if x.dtype != dtype:  # (a no-op .to still costs ~1.5 us)
+            x = x.to(dtype)
         walk = self.strategies["traversal"] if "traversal" in self.strategies else None
         fused = walk is not None and walk.kernel_runs(x)
         name = self.choose(x.shape[0], x.device.type, fused)
-        self.last_strategy = name
+        if self.last_strategy != name:  # (nn.Module's __setattr__ costs ~1 us)
+            self.last_strategy = name
         strategy, aggregator = self.strategies[name], self.aggregators[name]
         if fused and name == "traversal" and x.is_cpu and aggregator.sums_in_walk:
             # the C walk adds up the leaf values in its loop: no [trees, N] slots, no

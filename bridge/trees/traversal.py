@@ -159,10 +159,12 @@ class TraversalTrees(nn.Module):
         with the leaf sums in its loop (:func:`bridge.trees.native.walk_sum`). Only for CPU
         calls where :meth:`kernel_runs`."""
         filled = filled_rows(x, self.n_features, self.missing_fill)
-        roots = self.forest_roots.get(self.roots, lambda r: r[self.forest_rank])
-        depths = self.forest_depths.get(self.depths, lambda d: d[self.forest_rank])
-        return native.walk_sum(filled, self.feature, self.tests.thresholds(filled.dtype),
-                               self.first_child, roots, depths, self.tests.single_mode,
+        buffers = self._buffers  # (nn.Module's attribute lookup costs ~0.3 us a name)
+        roots = self.forest_roots.get(buffers["roots"], lambda r: r[self.forest_rank])
+        depths = self.forest_depths.get(buffers["depths"], lambda d: d[self.forest_rank])
+        tests = self._modules["tests"]
+        return native.walk_sum(filled, buffers["feature"], tests.thresholds(filled.dtype),
+                               buffers["first_child"], roots, depths, tests.single_mode,
                                values, checked=self.checked_sum_tables)
 
     def kernel_runs(self, x: torch.Tensor) -> bool:

@@ -49,7 +49,7 @@ class OnnxTreeEnsembleRegressor(nn.Module):
         scores, has = self.trees(x)
         result = self.output(scores, has)
         if not self.input_dtype:
-            return result.float()
+            return result if result.dtype == torch.float32 else result.float()
         return result.to(x.dtype) if x.is_floating_point() else result
 
 
