@@ -45,7 +45,7 @@ def main(smoke: bool = False, workers: int = 2) -> dict:
     model = bridge.from_sklearn(pipeline)
 
     torch.manual_seed(0)
-    numbers = frame[["size", "age"]].to_numpy(np.float32)
+    numbers = frame[["size", "age"]].astype(np.float32)  # the net learns the column names
     net = NeuralNetClassifier(
         torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2)),
         criterion=torch.nn.CrossEntropyLoss, max_epochs=3 if smoke else 20, lr=0.1,
@@ -61,7 +61,7 @@ def main(smoke: bool = False, workers: int = 2) -> dict:
         labels, probabilities = client.compute([labels, probabilities], sync=True)
         loads = client.run(load_counts)
     agree = float(np.mean(labels.to_numpy() == pipeline.predict(scored)))
-    in_memory = net.predict_proba(scored[["size", "age"]].to_numpy(np.float32))
+    in_memory = net.predict_proba(scored[["size", "age"]].astype(np.float32))
     net_gap = float(np.abs(probabilities.to_numpy() - in_memory).max())
     most_loads = max((count for counts in loads.values() for count in counts.values()), default=0)
     print(f"{len(labels):,} rows scored on {workers} worker processes; pipeline labels agree "

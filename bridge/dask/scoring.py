@@ -58,6 +58,9 @@ def score(model: Any, X: Any, method: str = "predict", *, device: str | torch.de
         it is an object array (text needs a DataFrame, whose columns carry their types).
     TypeError
         ``X`` is another kind of Dask collection.
+    RuntimeError
+        ``device`` is not a torch device (a worker without the device raises
+        :class:`~bridge.errors.DeviceError` when its task runs).
     AttributeError
         The model has no ``method``.
     """
@@ -66,6 +69,8 @@ def score(model: Any, X: Any, method: str = "predict", *, device: str | torch.de
     import dask.dataframe as dd
 
     function = getattr(model, method)  # AttributeError as in the in-memory call
+    if not (isinstance(device, str) and device == "auto"):
+        device = torch.device(device)  # a malformed device fails here, not on the workers
     if isinstance(X, da.Array):
         sample = _array_sample(X)
     elif isinstance(X, dd.DataFrame):

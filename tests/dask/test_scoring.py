@@ -20,6 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
 import bridge
+import bridge.dask
 from bridge import NeuralNetClassifier
 from bridge.dask import ModelPayload, load_counts
 from bridge.dask.scoring import model_key
@@ -210,3 +211,5 @@ def test_bad_collections_are_refused_with_the_reason(data, models):
         model.predict(da.from_array(X[:, :5], chunks=(100, 5)))
     with pytest.raises(AttributeError):
         models["forest"].decision_function(da.from_array(X, chunks=(100, 6)))
+    with pytest.raises(RuntimeError, match="gpu7"):
+        bridge.dask.score(model, da.from_array(X, chunks=(100, 6)), device="gpu7")
