@@ -15,7 +15,7 @@ import torch
 from scipy import sparse
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, check_cv
 
-from bridge.utils import is_pandas_ndframe, multi_indexing, to_numpy
+from bridge.utils import is_multi_input, is_pandas_ndframe, multi_indexing, to_numpy
 
 __all__ = ["Dataset", "ValidSplit", "get_len", "unpack_data", "uses_placeholder_y"]
 
@@ -30,7 +30,7 @@ def get_len(data: Any) -> int:
     """
     if isinstance(data, Mapping) and not is_pandas_ndframe(data):
         lengths = {get_len(v) for v in data.values()}
-    elif isinstance(data, tuple) or (isinstance(data, list) and data and all(hasattr(v, "shape") for v in data)):
+    elif is_multi_input(data):
         lengths = {get_len(v) for v in data}
     else:
         return data.shape[0] if sparse.issparse(data) else len(data)

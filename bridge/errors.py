@@ -90,6 +90,10 @@ class NetAttributeError(BridgeError, AttributeError):
     """
 
 
+class ConfigurationError(BridgeError, ValueError):
+    """A parameter value, or a combination of parameters, that cannot work (named in the message)."""
+
+
 class BridgeWarning(UserWarning):
     """Base class of the warnings bridge issues on purpose."""
 

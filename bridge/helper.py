@@ -89,8 +89,29 @@ class SliceDict(dict):
     def __repr__(self) -> str:
         return f"SliceDict(**{dict(self)!r})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, dict) or self.keys() != other.keys():
+            return False
+        return all(_same_values(value, other[key]) for key, value in self.items())
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment] - mutable
+
     def __reduce__(self) -> tuple:
         return (_rebuild_slicedict, (dict(self),))
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    """Equality of two values of a SliceDict: same type, then element-wise for arrays and tensors."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    if isinstance(a, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
 
 
 def _rebuild_slicedict(items: dict) -> SliceDict:
@@ -150,6 +171,8 @@ class SliceDataset(Sequence):
             i = i[0]  # sklearn indexes rows as ``X[rows, ...]``
         if isinstance(i, (int, np.integer)):
             return self._select_item(i)
+        if isinstance(i, np.ndarray | torch.Tensor) and i.ndim != 1:
+            raise IndexError(f"SliceDataset rows are selected with a 1-D index; got one with {i.ndim} dimensions")
         if isinstance(i, slice) or (isinstance(i, (np.ndarray, list, torch.Tensor))):
             rows = self.indices_[np.asarray(i) if not isinstance(i, slice) else i]
             return type(self)(self.dataset, idx=self.idx, indices=rows)

@@ -21,6 +21,7 @@ from scipy import sparse
 from bridge.errors import DeviceError
 
 __all__ = [
+    "FirstStepAccumulator",
     "duplicate_items",
     "flatten",
     "freeze_parameter",
@@ -31,7 +32,9 @@ __all__ = [
     "get_dim",
     "get_map_location",
     "is_dataset",
+    "is_multi_input",
     "is_pandas_ndframe",
+    "is_skorch_dataset",
     "is_torch_data_type",
     "multi_indexing",
     "noop",
@@ -76,6 +79,26 @@ def duplicate_items(*collections: Any) -> set[Any]:
                 repeated.add(item)
             seen.add(item)
     return repeated
+
+
+class FirstStepAccumulator:
+    """Keeps the result of the first closure call of an optimizer step.
+
+    Optimizers such as LBFGS call the closure several times per step; the loss and output of
+    the first call are the ones recorded (those of the parameters before the step).
+    """
+
+    def __init__(self) -> None:
+        self.step: Any = None
+
+    def store_step(self, step: Any) -> None:
+        """Keep ``step`` unless one is kept already."""
+        if self.step is None:
+            self.step = step
+
+    def get_step(self) -> Any:
+        """The kept step result."""
+        return self.step
 
 
 def noop(*args: Any, **kwargs: Any) -> None:
@@ -164,6 +187,8 @@ def to_numpy(X: Any) -> Any:
     if isinstance(X, (list, tuple)):
         return type(X)(to_numpy(v) for v in X)
     if isinstance(X, (Number, np.number)):
+        return np.asarray(X)
+    if hasattr(X, "__array__"):  # e.g. a SliceDataset
         return np.asarray(X)
     raise TypeError(f"cannot convert {type(X).__name__} to a numpy array")
 
@@ -279,8 +304,8 @@ def multi_indexing(data: Any, index: Any) -> Any:
     if isinstance(data, Mapping) and not is_pandas_ndframe(data):
         selected = {key: multi_indexing(val, index) for key, val in data.items()}
         return type(data)(**selected) if _is_slicedict(data) else selected
-    if isinstance(data, tuple):
-        return tuple(multi_indexing(val, index) for val in data)
+    if is_multi_input(data):
+        return type(data)(multi_indexing(val, index) for val in data)
     if isinstance(index, list):
         index = np.asarray(index)
     return _index_one(data, index)
@@ -316,7 +341,33 @@ def data_from_dataset(dataset: Any, X_indexing: Any = None, y_indexing: Any = No
         return multi_indexing(X, indices), multi_indexing(y, indices)
     if hasattr(dataset, "X") and hasattr(dataset, "y"):
         return dataset.X, dataset.y
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        if len(dataset.tensors) != 2:
+            raise AttributeError(f"a TensorDataset gives X and y only with 2 tensors; this one has "
+                                 f"{len(dataset.tensors)}")
+        return dataset.tensors[0], dataset.tensors[1]
     raise AttributeError(f"could not extract X and y from a {type(dataset).__name__}")
+
+
+def is_skorch_dataset(dataset: Any) -> bool:
+    """Whether ``dataset`` is bridge's :class:`~bridge.dataset.Dataset` or a ``Subset`` (of a Subset) of one."""
+    from bridge.dataset import Dataset
+
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    return isinstance(dataset, Dataset)
+
+
+def is_multi_input(data: Any) -> bool:
+    """Whether ``data`` holds several inputs side by side: a tuple, or a list of indexable parts.
+
+    ``[X_text, X_numbers]`` (arrays, tensors, lists, dicts or pandas objects with one entry per
+    row each) is indexed part by part; ``[0, 1, 2]`` is a list of rows.
+    """
+    if isinstance(data, tuple):
+        return True
+    return isinstance(data, list) and bool(data) and all(
+        not isinstance(v, str | bytes) and (hasattr(v, "__len__") or hasattr(v, "shape")) for v in data)
 
 
 def open_file_like(f: str | os.PathLike | IO, mode: str) -> Any:

@@ -94,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="the 'skorch' directory of an unpacked skorch wheel")
     parser.add_argument("--all", action="store_true", help="every test file, not only the core ones")
-    parser.add_argument("--json", type=Path, help="write each test's outcome and failure message here")
+    parser.add_argument("--json", type=lambda p: Path(p).resolve(), help="write each test's outcome and failure message here")
     parser.add_argument("--only", nargs="*", help="these test files/node ids (relative to PATH/tests) instead")
     args, pytest_args = parser.parse_known_args(argv)
     pytest_args = [arg for arg in pytest_args if arg != "--"]
+    args.path = args.path.resolve()
     tests = args.path / "tests"
     os.environ[_SHIM_ENV] = str(args.path.resolve())  # for processes the tests spawn (see below)
     install(args.path)
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         targets = [str(tests / name) for name in CORE_FILES]
     recorder = OutcomeRecorder(args.json)
+    os.chdir(args.path.parent)  # some tests read files relative to the wheel's root
     with tempfile.TemporaryDirectory() as empty:
         ini = Path(empty) / "pytest.ini"
         ini.write_text("[pytest]\n")

@@ -7,11 +7,14 @@ With caching, predictions made during the epoch are reused instead of running th
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import get_scorer
+from sklearn.metrics import get_scorer, make_scorer
+from sklearn.metrics._scorer import _BaseScorer
 
 from bridge.callbacks.base import Callback
 from bridge.dataset import unpack_data, uses_placeholder_y
@@ -40,13 +43,38 @@ def cached_forward_iter(net: Any, use_caching: bool, y_preds: list) -> Iterator[
         del net.forward_iter
 
 
+def _innermost(function: Any) -> Any:
+    """The function under ``functools.partial`` layers."""
+    while isinstance(function, partial):
+        function = function.func
+    return function
+
+
+def _is_metric_function(function: Any) -> bool:
+    """Whether ``function`` compares targets with predictions (``metric(y_true, y_pred)``)
+    rather than scoring an estimator (``scorer(net, X, y)``)."""
+    if isinstance(function, _BaseScorer):
+        return False
+    inner = _innermost(function)
+    if getattr(inner, "__module__", "").startswith("sklearn.metrics"):
+        return True
+    try:
+        first = next(iter(inspect.signature(inner).parameters), None)
+    except (TypeError, ValueError):
+        return False
+    return first == "y_true"
+
+
 def _scorer_for(scoring: Any) -> Callable[[Any, Any, Any], float]:
     if scoring is None:
         return lambda net, X, y: net.score(X, y)
     if isinstance(scoring, str):
         return get_scorer(scoring)
+    if isinstance(scoring, dict):
+        raise ValueError(f"scoring={scoring!r}: a dict (multi-metric scoring) is not supported by one "
+                         "callback; add one scoring callback per metric")
     if callable(scoring):
-        return scoring
+        return make_scorer(scoring) if _is_metric_function(scoring) else scoring
     raise TypeError(f"scoring must be None, a metric name or a callable scorer(net, X, y); got {scoring!r}")
 
 
@@ -55,7 +83,10 @@ def _default_name(scoring: Any) -> str:
         return "score"
     if isinstance(scoring, str):
         return scoring
-    return getattr(scoring, "__name__", type(scoring).__name__)
+    if isinstance(scoring, _BaseScorer):  # make_scorer(accuracy_score) is named after its metric
+        return getattr(_innermost(scoring._score_func), "__name__", type(scoring).__name__)
+    inner = _innermost(scoring)
+    return getattr(inner, "__name__", type(inner).__name__)
 
 
 def _decode(net: Any, y: Any) -> Any:
@@ -64,7 +95,7 @@ def _decode(net: Any, y: Any) -> Any:
 
 
 class _ScoringBase(Callback):
-    def __init__(self, scoring: Any, lower_is_better: bool = True, on_train: bool = False,
+    def __init__(self, scoring: Any, lower_is_better: bool | None = True, on_train: bool = False,
                  name: str | None = None, target_extractor: Callable = to_numpy, use_caching: bool = True):
         self.scoring = scoring
         self.lower_is_better = lower_is_better
@@ -78,8 +109,13 @@ class _ScoringBase(Callback):
         self.name_ = self.name if self.name is not None else _default_name(self.scoring)
         return self
 
-    def _is_best_score(self, score: float) -> bool:
+    def _is_best_score(self, score: float) -> bool | None:
+        if self.lower_is_better is None:
+            return None  # no direction, no '<name>_best'
         return score < self.best_score_ if self.lower_is_better else score > self.best_score_
+
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        _resume_best_score(self, net.history)
 
     def _score(self, net: Any, X: Any, y: Any) -> float:
         return _scorer_for(self.scoring)(net, X, y)
@@ -150,6 +186,8 @@ class EpochScoring(_ScoringBase):
     def _record_score(self, history: Any, score: float) -> None:
         history.record(self.name_, score)
         is_best = self._is_best_score(score)
+        if is_best is None:
+            return
         if is_best:
             self.best_score_ = score
         history.record(self.name_ + "_best", bool(is_best))
@@ -188,7 +226,7 @@ class PassthroughScoring(Callback):
         Weigh by ``train_batch_size`` (else ``valid_batch_size``).
     """
 
-    def __init__(self, name: str, lower_is_better: bool = True, on_train: bool = False):
+    def __init__(self, name: str, lower_is_better: bool | None = True, on_train: bool = False):
         self.name = name
         self.lower_is_better = lower_is_better
         self.on_train = on_train
@@ -198,8 +236,13 @@ class PassthroughScoring(Callback):
         self.name_ = self.name
         return self
 
-    def _is_best_score(self, score: float) -> bool:
+    def _is_best_score(self, score: float) -> bool | None:
+        if self.lower_is_better is None:
+            return None
         return score < self.best_score_ if self.lower_is_better else score > self.best_score_
+
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        _resume_best_score(self, net.history)
 
     def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any) -> None:
         _record_weighted_mean(net.history, self.name, "train" if self.on_train else "valid", self)
@@ -217,6 +260,17 @@ def _record_weighted_mean(history: Any, name: str, prefix: str, callback: Any) -
     score = float(np.average(values, weights=sizes))
     history.record(name, score)
     is_best = callback._is_best_score(score)
+    if is_best is None:
+        return
     if is_best:
         callback.best_score_ = score
     history.record(name + "_best", bool(is_best))
+
+
+def _resume_best_score(callback: Any, history: Any) -> None:
+    """Continue from the best score already in the history (training resumed, e.g. after load_params)."""
+    if callback.lower_is_better is None or not history:
+        return
+    scores = [row[callback.name_] for row in history if isinstance(row, dict) and callback.name_ in row]
+    if scores:
+        callback.best_score_ = min(scores) if callback.lower_is_better else max(scores)

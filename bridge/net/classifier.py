@@ -21,7 +21,7 @@ from bridge.dask import score as dask_score
 from bridge.dataset import ValidSplit
 from bridge.net.net import NeuralNet
 from bridge.net.validation import cast_floating, check_input, require_y
-from bridge.utils import to_numpy
+from bridge.utils import data_from_dataset, is_dataset, to_numpy
 
 __all__ = ["NeuralNetBinaryClassifier", "NeuralNetClassifier"]
 
@@ -66,6 +66,18 @@ class _LabelEncodingMixin:
         elif reset:
             self.classes_ = None
 
+    def _classes_from_dataset(self, dataset: Any, reset: bool, classes: Any) -> None:
+        """Infer ``classes_`` from the targets a Dataset holds (bridge's Dataset, TensorDataset, Subsets)."""
+        try:
+            _, targets = data_from_dataset(dataset)
+        except (AttributeError, TypeError, ValueError):
+            targets = None  # a custom Dataset: classes_ stays unknown unless classes= is given
+        if targets is not None:
+            targets = np.asarray(to_numpy(targets))
+            if targets.ndim != 1:
+                targets = None
+        self._resolve_classes(targets, classes, reset)
+
     def decode_targets(self, y: Any) -> Any:
         """Map class indices back to labels (identity while ``classes_`` is unknown)."""
         classes = getattr(self, "classes_", None)
@@ -82,7 +94,7 @@ class _LabelEncodingMixin:
             warnings.warn("A column-vector y was passed when a 1d array was expected; it is used as y.ravel()",
                           DataConversionWarning, stacklevel=3)
             y_np = y_np.ravel()
-        if y_np.ndim != 1:
+        if y_np.ndim != 1 or (y_np.dtype == object and len(y_np) and isinstance(y_np[0], np.ndarray)):
             self._resolve_classes(None, classes, reset)
             return y  # multi-label or soft targets go to the criterion unchanged
         check_classification_targets(y_np)
@@ -126,6 +138,8 @@ class NeuralNetClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet):
     def _prepare_fit_data(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
         require_y(self, X, y)
         X, y = check_input(self, X, y, reset=reset)
+        if y is None and is_dataset(X):
+            self._classes_from_dataset(X, reset, classes)
         return cast_floating(X, self.module_dtype()), self._targets_to_indices(y, reset, classes)
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:

@@ -78,7 +78,9 @@ class ParamsMixin:
             messages.append(f"{type(self).__name__} got an unexpected parameter {name!r}{hint}")
         if messages:
             accepted = ", ".join(p + "__<name>" for p in self.prefixes_)
-            raise ValueError("\n".join(messages) + f"\n(routed parameters must start with one of: {accepted})")
+            valid = ", ".join(self._init_param_names())
+            raise ValueError("\n".join(messages) + f"\n(routed parameters must start with one of: {accepted}). "
+                             f"Valid parameters are: {valid}.")
 
     # ------------------------------------------------------------------ get/set
     def get_params_for(self, prefix: str) -> dict[str, Any]:
@@ -237,4 +239,4 @@ class ParamsMixin:
         default = {"params": [p for n, p in named if n not in used]}
         if groups and not default["params"]:
             return (groups,), kwargs
-        return ([default] + groups,), kwargs
+        return (groups + [default],), kwargs  # the groups in the order given, the rest last

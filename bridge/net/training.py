@@ -23,7 +23,7 @@ from bridge.net.distributed import (
     training_module,
 )
 from bridge.net.validation import cast_floating, check_input
-from bridge.utils import is_dataset, to_tensor
+from bridge.utils import FirstStepAccumulator, is_dataset, to_tensor
 
 __all__ = ["TrainingMixin"]
 
@@ -31,20 +31,6 @@ __all__ = ["TrainingMixin"]
 def _is_int(value: Any) -> bool:
     """Whether ``value`` is an integer (numpy's included), not a bool."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-class _FirstStepAccumulator:
-    """Keeps the step of the first closure call (optimizers such as LBFGS call it several times)."""
-
-    def __init__(self) -> None:
-        self.step: dict[str, Any] | None = None
-
-    def store_step(self, step: dict[str, Any]) -> None:
-        if self.step is None:
-            self.step = step
-
-    def get_step(self) -> dict[str, Any]:
-        return self.step
 
 
 class TrainingMixin:
@@ -117,9 +103,9 @@ class TrainingMixin:
         y_true = to_tensor(y_true, device=self.device)
         return self.criterion_(y_pred, y_true)
 
-    def get_train_step_accumulator(self) -> _FirstStepAccumulator:
+    def get_train_step_accumulator(self) -> FirstStepAccumulator:
         """Collects the step result of the optimizer's closure calls."""
-        return _FirstStepAccumulator()
+        return FirstStepAccumulator()
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """Forward, loss and backward for one batch; returns ``{'loss', 'y_pred'}``."""

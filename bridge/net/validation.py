@@ -6,6 +6,7 @@ Arrays and DataFrames go through sklearn's ``validate_data``; tensors are checke
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from scipy import sparse
 from sklearn.utils.validation import validate_data
+from torch.utils.data import DataLoader
 
 from bridge.dataset import get_len
 from bridge.helper import SliceDataset
@@ -78,7 +80,8 @@ def require_y(net: Any, X: Any, y: Any) -> None:
     ValueError
         When ``y`` is None for array-like ``X``.
     """
-    if y is None and not is_dataset(X):
+    custom_loader = getattr(net, "iterator_train", DataLoader) is not DataLoader  # it may yield targets
+    if y is None and not is_dataset(X) and not custom_loader:
         raise ValueError(f"{type(net).__name__} requires y to be passed, but the target y is None "
                          "(only a torch Dataset X may carry its own targets)")
 
@@ -116,6 +119,9 @@ def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool
                         "or a torch Dataset that densifies rows")
     if is_dataset(X) or isinstance(X, SliceDataset):
         return X, _plain_y(y, y_numeric)
+    if is_pandas_ndframe(X) and hasattr(X, "columns") and _forward_takes_keywords_only(net):
+        # forward(**X): each column becomes a keyword argument of shape (n, 1)
+        X = {str(column): X[column].to_numpy().reshape(-1, 1) for column in X.columns}
     if isinstance(X, Mapping) and not is_pandas_ndframe(X):
         n_rows = get_len(X)
         if n_rows == 0:
@@ -145,9 +151,36 @@ def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(X)}, {get_len(y)}]")
         _check_tensor_y(y)
         return X, y
+    if isinstance(y, np.ndarray) and (y.ndim > 2 or _is_ragged(y)):
+        # sequence targets (n, steps, k) or one array per row go to the criterion unchanged
+        X = validate_data(net, X, reset=reset, **{k: v for k, v in options.items() if k != "reset"})
+        if len(y) != len(X):
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{len(X)}, {len(y)}]")
+        return X, y
     X, y = validate_data(net, X, y, multi_output=True, y_numeric=y_numeric,
                          **{k: v for k, v in options.items() if k != "reset"}, reset=reset)
     return X, y
+
+
+def _forward_takes_keywords_only(net: Any) -> bool:
+    """Whether the net's module is called as ``forward(**X)`` (no positional input, ``**kwargs``)."""
+    module = getattr(net, "module_", None) or getattr(net, "module", None)
+    forward = getattr(module, "forward", None)
+    if forward is None:
+        return False
+    try:
+        parameters = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if parameters and parameters[0].name == "self":
+        parameters = parameters[1:]  # the class's function, not a bound method
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    return not positional and any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _is_ragged(y: np.ndarray) -> bool:
+    """Whether ``y`` is an object array holding one array per row (targets of varying length)."""
+    return y.dtype == object and len(y) > 0 and isinstance(y[0], np.ndarray | torch.Tensor)
 
 
 def _plain_y(y: Any, y_numeric: bool) -> Any:
