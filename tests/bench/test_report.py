@@ -92,7 +92,8 @@ def test_skops_names_untrusted_types_and_loads_them_once_trusted(data, tmp_path,
     error = capsys.readouterr().err
     assert "does not trust: ['sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor']" in error
     trusted = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-    assert main(["--skops", str(path), "--trust", trusted] + RUN) == 0
+    assert main(["--skops", str(path), "--trust", trusted, "--backends", "sklearn",
+                 "--batch-sizes", "4", "--repeats", "1"]) == 0
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
