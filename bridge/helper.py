@@ -290,3 +290,12 @@ class DataFrameTransformer(TransformerMixin, BaseEstimator):
         for column, categories in self.categories_.items():
             signature[column] = {"dtype": torch.int64 if self.int_dtype == np.int64 else torch.int32, "input_units": len(categories)}
         return signature
+
+
+def __getattr__(name: str) -> Any:
+    # The training doctor lives in bridge.doctor; skorch code imports it from the helper module.
+    if name in ("NetDoctor", "SkorchDoctor"):
+        from bridge import doctor
+
+        return getattr(doctor, name)
+    raise AttributeError(f"module 'bridge.helper' has no attribute {name!r}")
