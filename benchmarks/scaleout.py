@@ -88,12 +88,14 @@ def dask_timing(client: Client, model, n_rows: int, chunk: int, repeats: int) ->
     wall = time.perf_counter() - start
     cpu_after = client.run(time.process_time)
     shares = sorted((cpu_after[w] - cpu_before[w]) / wall for w in cpu_after)
+    cpu_seconds = sum(cpu_after[w] - cpu_before[w] for w in cpu_after)
     per_worker: dict[str, int] = {}
     for task in stream.data:
         if "_score_block" in str(task["key"]):
             per_worker[task["worker"]] = per_worker.get(task["worker"], 0) + 1
     return {"imports": imports, "first": first, "cold": cold, "warm": warm, "X": X,
-            "per_worker": sorted(per_worker.values()), "shares": shares}
+            "per_worker": sorted(per_worker.values()), "shares": shares,
+            "rows_per_cpu_second": repeats * n_rows / cpu_seconds}
 
 
 def _import_bridge() -> None:
@@ -125,7 +127,8 @@ def main(kind: str = "svc", n_rows: int = 200_000, repeats: int = 3) -> list[str
                          f"({n_rows // chunk} tasks)")
             shares = ", ".join(f"{share:.0%}" for share in timing["shares"])
             lines.append(f"  block tasks per worker over the timed runs: {timing['per_worker']}; "
-                         f"CPU each worker process got meanwhile: {shares} of a core")
+                         f"CPU each worker process got meanwhile: {shares} of a core; "
+                         f"{timing['rows_per_cpu_second']:,.0f} rows per worker CPU-second")
             lines.append(f"  fresh workers import torch+bridge: {timing['imports']:.2f} s; then a "
                          f"model new to them: first block back after {timing['first']:.3f} s, "
                          f"all {timing['cold']:.3f} s")
@@ -137,6 +140,9 @@ def main(kind: str = "svc", n_rows: int = 200_000, repeats: int = 3) -> list[str
     ratio = results[1]["warm"] / results[2]["warm"]
     lines.append(f"2 workers / 1 worker throughput: {ratio:.2f}x; 2 workers / in memory "
                  f"(measured beside them): {local[2] / results[2]['warm']:.2f}x")
+    per_cpu = results[2]["rows_per_cpu_second"] / results[1]["rows_per_cpu_second"]
+    lines.append(f"rows per worker CPU-second, 2 workers / 1 worker: {per_cpu:.2f} (1.00: splitting "
+                 "the work costs no extra CPU, so with two free cores the throughput would double)")
     print("\n".join(lines))
     return lines
 
