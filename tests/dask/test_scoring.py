@@ -213,3 +213,15 @@ def test_bad_collections_are_refused_with_the_reason(data, models):
         models["forest"].decision_function(da.from_array(X, chunks=(100, 6)))
     with pytest.raises(RuntimeError, match="gpu7"):
         bridge.dask.score(model, da.from_array(X, chunks=(100, 6)), device="gpu7")
+
+
+@pytest.mark.cuda
+def test_a_worker_with_a_gpu_rebuilds_the_model_there(data, models):
+    """``device="auto"``: where the process sees CUDA, the rebuilt model and net run on it."""
+    X = data[0][:50]
+    for name in ("svc", "net"):
+        rebuilt = ModelPayload(models[name]).model("auto")
+        device = rebuilt._device() if name == "svc" else next(rebuilt.module_.parameters()).device
+        assert device.type == "cuda", name
+        np.testing.assert_allclose(rebuilt.predict_proba(X), models[name].predict_proba(X),
+                                   rtol=1e-4, atol=1e-5)
