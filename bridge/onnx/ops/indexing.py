@@ -357,24 +357,34 @@ def _sortable(x: Tensor) -> Tensor:
 
 
 def _topk_lower_index_first(x: Tensor, count: int, axis: int, largest: bool):
-    """``torch.topk`` with ONNX's tie rule (the lower index first), or None when the rule
-    needs the full stable sort: ties straddling the k-th place, or NaN in ``x``.
+    """``torch.topk`` with ONNX's tie rule (the lower index first), or None for the dtypes
+    torch's topk lacks (bool, uint64), which take the full stable sort.
 
     topk selects in O(n); ties inside the selection are then put in index order by two
-    sorts of only ``count`` entries per row.
+    sorts of only ``count`` entries per row. Only the rows where that is not enough — a
+    value equal to the k-th one left outside the selection (it may have the lower index),
+    or a NaN — are sorted whole, so one such row no longer sorts the batch.
     """
     if count == 0 or x.numel() == 0 or x.dtype in (torch.bool, torch.uint64):
         return None
-    if x.is_floating_point() and bool(torch.isnan(x).any()):
-        return None
-    values, indices = torch.topk(x, count, dim=axis, largest=largest, sorted=True)
-    kth = values.narrow(axis, count - 1, 1)
-    if not bool(((x == kth).sum(axis) == (values == kth).sum(axis)).all()):
-        return None  # an equal value outside the selection may have the lower index
-    by_index = torch.argsort(indices, dim=axis)
-    indices, values = torch.gather(indices, axis, by_index), torch.gather(values, axis, by_index)
-    by_value = torch.sort(values, dim=axis, descending=largest, stable=True)[1]
-    return torch.gather(values, axis, by_value), torch.gather(indices, axis, by_value)
+    moved = x.movedim(axis, -1)
+    rows = moved.reshape(-1, moved.shape[-1])
+    values, indices = torch.topk(rows, count, dim=1, largest=largest, sorted=True)
+    kth = values[:, count - 1:count]
+    whole_sort = torch.count_nonzero(rows == kth, 1) != torch.count_nonzero(values == kth, 1)
+    if rows.is_floating_point():  # a NaN makes its row's sum NaN (so may +inf and -inf)
+        whole_sort |= torch.isnan(rows.sum(1))
+    by_index = torch.argsort(indices, dim=1)
+    indices, values = torch.gather(indices, 1, by_index), torch.gather(values, 1, by_index)
+    by_value = torch.sort(values, dim=1, descending=largest, stable=True)[1]
+    values, indices = torch.gather(values, 1, by_value), torch.gather(indices, 1, by_value)
+    if bool(whole_sort.any()):
+        chosen = whole_sort.nonzero().reshape(-1)
+        order = torch.sort(rows[chosen], dim=1, descending=largest, stable=True)[1]
+        indices[chosen] = order[:, :count]
+        values[chosen] = torch.gather(rows[chosen], 1, order[:, :count])
+    shape = moved.shape[:-1] + (count,)
+    return values.reshape(shape).movedim(-1, axis), indices.reshape(shape).movedim(-1, axis)
 
 
 class OnnxTopK(nn.Module):

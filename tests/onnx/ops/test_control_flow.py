@@ -160,3 +160,21 @@ def test_scan_that_is_a_map_runs_batched_and_matches_onnxruntime():
     inputs = {"weights": rng.normal(size=4).astype(np.float32),
               "rows": rng.normal(size=(9, 4)).astype(np.float32)}
     assert_matches_onnxruntime(model, inputs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("query_rows", [3, 700])  # one block, and blocks of 256 rows
+def test_squared_distances_are_float64_accurate_and_keep_ties(query_rows):
+    from bridge.onnx.ops.control_flow import squared_distances
+
+    rng = np.random.default_rng(7)
+    train = rng.normal(size=(50, 6)).astype(np.float32) * 10
+    train[20] = train[3]  # a duplicated row: its distances must tie exactly
+    queries = rng.normal(size=(query_rows, 6)).astype(np.float32) * 10
+    queries[0] = train[5]  # a zero distance
+    result = squared_distances(torch.from_numpy(queries), torch.from_numpy(train)).numpy()
+    exact = ((queries[:, None, :].astype(np.float64) - train[None, :, :]) ** 2).sum(-1)
+    assert result.dtype == np.float32 and result.shape == exact.shape
+    # one float32 rounding of a float64 value: within an ulp-scale error of the exact sum
+    np.testing.assert_allclose(result, exact, rtol=2e-7, atol=1e-9)
+    assert result[0, 5] == 0.0
+    np.testing.assert_array_equal(result[:, 3], result[:, 20])
