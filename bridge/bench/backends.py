@@ -149,7 +149,7 @@ class TorchBackend(Backend):
             tensor = torch.from_numpy(X).to(device)
             _synchronize(device)
             moved = time.perf_counter()
-            with torch.inference_mode():
+            with torch.no_grad():  # (what users run; inference tensors cannot be cached)
                 result = call(tensor)
             _synchronize(device)
             computed = time.perf_counter()
