@@ -192,7 +192,7 @@ class OnnxLinearRegressor(nn.Module):
         self.targets = coefficients.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = _as_batch(x) @ self.coefficients.t() + self.intercepts
+        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
         if self.targets > 1:
             return transform_scores(scores, self.post_transform)
         if self.post_transform == "PROBIT":  # the only transform onnxruntime applies to 1 target
