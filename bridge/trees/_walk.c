@@ -74,7 +74,7 @@
     static void NAME(const XT *x, Py_ssize_t stride, Py_ssize_t n_rows, Py_ssize_t n_trees,  \
                      const IT *feature, const XT *threshold, const IT *first_child,          \
                      const IT *roots, const int32_t *depths, IT *out, const XT *values,      \
-                     Py_ssize_t n_outputs, XT *sums)                                         \
+                     Py_ssize_t n_outputs, const int64_t *tree_outputs, XT *sums)            \
     {                                                                                       \
         IT slot[BLOCK_ROWS];                                                                \
         if (sums != NULL)                                                                   \
@@ -102,6 +102,12 @@
                     memcpy(out + tree * n_rows + start, slot, (size_t)size * sizeof(IT));   \
                     continue;                                                               \
                 }                                                                           \
+                if (tree_outputs != NULL) { /* the tree scores one output: one value */     \
+                    XT *total = sums + start * n_outputs + tree_outputs[tree];              \
+                    for (Py_ssize_t row = 0; row < size; row++)                             \
+                        total[row * n_outputs] += values[slot[row]];                        \
+                    continue;                                                               \
+                }                                                                           \
                 for (Py_ssize_t row = 0; row < size; row++) { /* trees in order, per row */ \
                     const XT *value = values + (Py_ssize_t)slot[row] * n_outputs;           \
                     XT *total = sums + (start + row) * n_outputs;                           \
@@ -123,7 +129,7 @@
     static void (*const PREFIX##_modes[6])(const XT *, Py_ssize_t, Py_ssize_t, Py_ssize_t,  \
                                            const IT *, const XT *, const IT *, const IT *,  \
                                            const int32_t *, IT *, const XT *, Py_ssize_t,   \
-                                           XT *) =                                          \
+                                           const int64_t *, XT *) =                         \
         {PREFIX##_leq, PREFIX##_lt, PREFIX##_gte, PREFIX##_gt, PREFIX##_eq, PREFIX##_neq};  \
     static int PREFIX(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_columns,        \
                       Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,            \
@@ -131,7 +137,8 @@
                       unsigned long long first_child, unsigned long long roots,             \
                       unsigned long long depths, unsigned long long out,                    \
                       unsigned long long values, Py_ssize_t n_outputs,                      \
-                      unsigned long long sums, int mode, int check)                         \
+                      unsigned long long tree_outputs, unsigned long long sums, int mode,   \
+                      int check)                                                            \
     {                                                                                       \
         if (check && !PREFIX##_check(n_columns, n_trees, n_slots,                           \
                                      (const IT *)(uintptr_t)feature,                        \
@@ -145,7 +152,8 @@
                              (const IT *)(uintptr_t)first_child,                            \
                              (const IT *)(uintptr_t)roots,                                  \
                              (const int32_t *)(uintptr_t)depths, (IT *)(uintptr_t)out,      \
-                             (const XT *)(uintptr_t)values, n_outputs, (XT *)(uintptr_t)sums); \
+                             (const XT *)(uintptr_t)values, n_outputs,                      \
+                             (const int64_t *)(uintptr_t)tree_outputs, (XT *)(uintptr_t)sums); \
         return 1;                                                                           \
     }
 
@@ -154,13 +162,15 @@ DEFINE_MODES(walk_f32_i64, float, int64_t)
 DEFINE_MODES(walk_f64_i32, double, int32_t)
 DEFINE_MODES(walk_f64_i64, double, int64_t)
 
-/* The shared body of walk() and walk_sum(): values, n_outputs and sums are 0 for walk(). */
+/* The shared body of walk() and walk_sum(): values, n_outputs, tree_outputs and sums are 0
+ * for walk(). */
 static PyObject *run(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_columns,
                      Py_ssize_t n_rows, Py_ssize_t n_trees, Py_ssize_t n_slots,
                      unsigned long long feature, unsigned long long threshold,
                      unsigned long long first_child, unsigned long long roots,
                      unsigned long long depths, unsigned long long out,
-                     unsigned long long values, Py_ssize_t n_outputs, unsigned long long sums,
+                     unsigned long long values, Py_ssize_t n_outputs,
+                     unsigned long long tree_outputs, unsigned long long sums,
                      int mode, int double_values, int wide_index, int check)
 {
     int valid;
@@ -177,19 +187,19 @@ static PyObject *run(unsigned long long x, Py_ssize_t stride, Py_ssize_t n_colum
     if (double_values && wide_index)
         valid = walk_f64_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
                              threshold, first_child, roots, depths, out, values, n_outputs,
-                             sums, mode, check);
+                             tree_outputs, sums, mode, check);
     else if (double_values)
         valid = walk_f64_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
                              threshold, first_child, roots, depths, out, values, n_outputs,
-                             sums, mode, check);
+                             tree_outputs, sums, mode, check);
     else if (wide_index)
         valid = walk_f32_i64(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
                              threshold, first_child, roots, depths, out, values, n_outputs,
-                             sums, mode, check);
+                             tree_outputs, sums, mode, check);
     else
         valid = walk_f32_i32(x, stride, n_columns, n_rows, n_trees, n_slots, feature,
                              threshold, first_child, roots, depths, out, values, n_outputs,
-                             sums, mode, check);
+                             tree_outputs, sums, mode, check);
     Py_END_ALLOW_THREADS
     if (!valid) {
         PyErr_Format(PyExc_IndexError,
@@ -220,36 +230,51 @@ static PyObject *walk(PyObject *self, PyObject *args)
                           &mode, &double_values, &wide_index, &check))
         return NULL;
     return run(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold,
-               first_child, roots, depths, out, 0, 0, 0, mode, double_values, wide_index,
+               first_child, roots, depths, out, 0, 0, 0, 0, mode, double_values, wide_index,
                check);
 }
 
 PyDoc_STRVAR(walk_sum_doc,
 "walk_sum(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold, first_child,\n"
-"         roots, depths, values, n_outputs, sums, mode, double_values, wide_index, check)\n"
+"         roots, depths, values, n_outputs, tree_outputs, sums, mode, double_values,\n"
+"         wide_index, check)\n"
 "\n"
 "Walk as walk() does and write into sums [rows, n_outputs] (x's dtype) the sum over the\n"
 "trees, in the order of roots, of values [slots, n_outputs] (x's dtype) at the slot each\n"
-"walk ends at. Same pointer rules and checks as walk().");
+"walk ends at. With tree_outputs (int64 [trees], each in 0..n_outputs-1, else IndexError),\n"
+"values holds one value per slot [slots], added to output tree_outputs[tree].\n"
+"Same pointer rules and checks as walk().");
 
 static PyObject *walk_sum(PyObject *self, PyObject *args)
 {
     unsigned long long x, feature, threshold, first_child, roots, depths, values, sums;
+    unsigned long long tree_outputs;
     Py_ssize_t stride, n_columns, n_rows, n_trees, n_slots, n_outputs;
     int mode, double_values, wide_index, check;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKnKippp", &x, &stride, &n_columns, &n_rows,
+    if (!PyArg_ParseTuple(args, "KnnnnnKKKKKKnKKippp", &x, &stride, &n_columns, &n_rows,
                           &n_trees, &n_slots, &feature, &threshold, &first_child, &roots,
-                          &depths, &values, &n_outputs, &sums, &mode, &double_values,
-                          &wide_index, &check))
+                          &depths, &values, &n_outputs, &tree_outputs, &sums, &mode,
+                          &double_values, &wide_index, &check))
         return NULL;
     if (n_rows > 0 && n_outputs > 0 && (values == 0 || sums == 0)) {
         PyErr_SetString(PyExc_ValueError, "walk_sum: values and sums must be data addresses");
         return NULL;
     }
+    if (tree_outputs != 0 && n_trees > 0) { /* n_trees entries: checked on every call */
+        const int64_t *output = (const int64_t *)(uintptr_t)tree_outputs;
+        int outside = n_trees < 0;
+        for (Py_ssize_t tree = 0; tree < n_trees; tree++)
+            outside |= (uint64_t)output[tree] >= (uint64_t)n_outputs;
+        if (outside) {
+            PyErr_Format(PyExc_IndexError, "walk_sum: a tree's output is outside 0..%zd",
+                         n_outputs - 1);
+            return NULL;
+        }
+    }
     return run(x, stride, n_columns, n_rows, n_trees, n_slots, feature, threshold,
-               first_child, roots, depths, 0, values, n_outputs, sums, mode, double_values,
-               wide_index, check);
+               first_child, roots, depths, 0, values, n_outputs, tree_outputs, sums, mode,
+               double_values, wide_index, check);
 }
 
 static PyMethodDef methods[] = {

@@ -65,6 +65,16 @@ class LeafAggregator(nn.Module):
         scoring = np.zeros((ensemble.n_trees, ensemble.n_outputs), dtype=bool)
         np.logical_or.at(scoring, ensemble.leaf_tree, scored)
         order = np.arange(ensemble.n_trees) if tree_order is None else np.asarray(tree_order)
+        # when every tree scores exactly one output (gradient boosting's multiclass trees):
+        # that output, per tree in the forest's order, and per terminal id the output its
+        # tree scores; a walk then adds one value per (row, tree), not one per output
+        self.tree_outputs: torch.Tensor | None = None
+        if ensemble.n_outputs > 1 and (scoring.sum(1) == 1).all():
+            tree_output = scoring.argmax(1)
+            leaf_of = np.arange(ensemble.n_leaves) if terminal_leaf is None else terminal_leaf
+            self.tree_outputs = torch.from_numpy(tree_output.astype(np.int64))
+            self.terminal_output = torch.from_numpy(
+                tree_output[ensemble.leaf_tree[leaf_of]].astype(np.int64)).unsqueeze(0)
         self.output_trees: list[str | None] = []
         for output in range(ensemble.n_outputs):
             rows = np.flatnonzero(scoring[order, output])
@@ -82,11 +92,18 @@ class LeafAggregator(nn.Module):
         return self.static_has and self.aggregate in ("SUM", "AVERAGE")
 
     def values_by_terminal(self, dtype: torch.dtype) -> torch.Tensor:
-        """The leaf values [terminal ids, outputs] in ``dtype`` (float32 or float64), kept
-        between eager calls while the tables are unchanged."""
+        """The leaf values by terminal id in ``dtype`` (float32 or float64) as a walk adds
+        them up: [terminal ids, outputs], or with :attr:`tree_outputs` the one value of each
+        terminal id [terminal ids]. Kept between eager calls while the tables are unchanged."""
+        if self.tree_outputs is not None:
+            def compute(values: torch.Tensor) -> torch.Tensor:
+                return values.gather(0, self.terminal_output).squeeze(0)
+        else:
+            def compute(values: torch.Tensor) -> torch.Tensor:
+                return values.t().contiguous()
         if dtype == torch.float64:
-            return self.values_by_slot64.get(self.values64, lambda v: v.t().contiguous())
-        return self.values_by_slot32.get(self.values32, lambda v: v.t().contiguous())
+            return self.values_by_slot64.get(self.values64, compute)
+        return self.values_by_slot32.get(self.values32, compute)
 
     def constant_flags(self, n_rows: int) -> torch.Tensor:
         """The has-score flags [n_rows, outputs] when they do not depend on the rows (a

@@ -183,7 +183,8 @@ class TreeEnsembleModule(nn.Module):
         if fused and name == "traversal" and x.is_cpu and aggregator.sums_in_walk:
             # the C walk adds up the leaf values in its loop: no [trees, N] slots, no
             # per-output gathers and reductions (a 1-row call of a random forest: ~25 us)
-            sums = strategy.walk_and_sum(x, aggregator.values_by_terminal(accumulate))
+            sums = strategy.walk_and_sum(x, aggregator.values_by_terminal(accumulate),
+                                         aggregator.tree_outputs, aggregator.n_outputs)
             return sums, aggregator.constant_flags(x.shape[0])
         rows, tree_dim = self.rows_per_chunk(name, x.device.type), self.tree_dim[name]
         if x.shape[0] <= rows:

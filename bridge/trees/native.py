@@ -104,33 +104,43 @@ def walk(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
 
 def walk_sum(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
              first_child: torch.Tensor, roots: torch.Tensor, depths: torch.Tensor,
-             mode: int, values: torch.Tensor, checked: CheckedTables | None = None
-             ) -> torch.Tensor:
+             mode: int, values: torch.Tensor, checked: CheckedTables | None = None,
+             tree_outputs: torch.Tensor | None = None, n_outputs: int = 0) -> torch.Tensor:
     """Per row of ``x`` [N, F], the sum over trees of ``values`` [slots, outputs] at the
     terminal slot the row reaches in each tree: [N, outputs] in ``x``'s dtype.
 
     The walk of :func:`walk` with the leaf values added up in the same C loop, tree by tree
     in the order of ``roots`` (onnxruntime's order when ``roots`` is the forest's), in
     ``x``'s dtype; ``values`` must have that dtype. No [trees, N] tensor of slots is made.
+    When each tree scores one output (gradient boosting's multiclass trees),
+    ``tree_outputs`` (int64, one entry per root) names it and ``values`` [slots] holds the
+    one value of each slot: the result has ``n_outputs`` columns.
 
     Raises
     ------
     ValueError, IndexError, RuntimeError
-        As :func:`walk`; ValueError also when ``values`` is not a CPU matrix of ``x``'s dtype
-        with one row per slot.
+        As :func:`walk`; ValueError also when ``values`` is not a CPU tensor of ``x``'s dtype
+        with one row per slot, or ``tree_outputs`` not an int64 vector with one entry per
+        root; IndexError when a tree's output is outside ``0..n_outputs - 1``.
     """
-    x, tables, check = _prepared(x, (feature, threshold, first_child, roots, depths, values),
-                                 mode, checked)
-    feature, threshold, first_child, roots, depths, values = tables
-    n_rows, n_outputs = x.shape[0], values.shape[1]
+    tables = (feature, threshold, first_child, roots, depths, values)
+    if tree_outputs is not None:
+        tables += (tree_outputs,)
+    x, tables, check = _prepared(x, tables, mode, checked)
+    feature, threshold, first_child, roots, depths, values = tables[:6]
+    single = tables[6] if tree_outputs is not None else None
+    if single is None:
+        n_outputs = values.shape[1]
+    n_rows = x.shape[0]
     if not (n_rows and n_outputs):
         return torch.zeros((n_rows, n_outputs), dtype=x.dtype)
     sums = torch.empty((n_rows, n_outputs), dtype=x.dtype)
     _walk.walk_sum(x.data_ptr(), x.stride(0), x.shape[1], n_rows, roots.shape[0],
                    first_child.numel(), feature.data_ptr(), threshold.data_ptr(),
                    first_child.data_ptr(), roots.data_ptr(), depths.data_ptr(),
-                   values.data_ptr(), n_outputs, sums.data_ptr(), int(mode),
-                   x.dtype == torch.float64, first_child.dtype == torch.int64, check)
+                   values.data_ptr(), n_outputs, 0 if single is None else single.data_ptr(),
+                   sums.data_ptr(), int(mode), x.dtype == torch.float64,
+                   first_child.dtype == torch.int64, check)
     if check and checked is not None:
         checked.remember(tables, (x.shape[1], x.dtype, mode, len(tables)))
     return sums
@@ -139,10 +149,10 @@ def walk_sum(x: torch.Tensor, feature: torch.Tensor, threshold: torch.Tensor,
 def _prepared(x: torch.Tensor, tables: tuple[torch.Tensor, ...], mode: int,
               checked: CheckedTables | None
               ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], bool]:
-    """``x`` and ``tables`` (feature, threshold, first_child, roots, depths[, values]) ready
-    for C (features adjacent, tables contiguous), and whether C must check the tables' indices
-    (not when ``checked`` remembers these very tables); raises as :func:`walk` and
-    :func:`walk_sum`. Remembered tables skip the Python checks too."""
+    """``x`` and ``tables`` (feature, threshold, first_child, roots, depths[, values[,
+    tree_outputs]]) ready for C (features adjacent, tables contiguous), and whether C must
+    check the tables' indices (not when ``checked`` remembers these very tables); raises as
+    :func:`walk` and :func:`walk_sum`. Remembered tables skip the Python checks too."""
     if _walk is None:
         raise RuntimeError("bridge.trees._walk is not built (no C compiler at install time)")
     _check_rows(x)
@@ -154,13 +164,26 @@ def _prepared(x: torch.Tensor, tables: tuple[torch.Tensor, ...], mode: int,
     tables = tuple(t.contiguous() for t in tables)
     _check_tables(x.dtype, *tables[:5], mode)
     if len(tables) > 5:
-        values, slots = tables[5], tables[2].numel()
-        if (values.device.type != "cpu" or values.dtype != x.dtype or values.dim() != 2
-                or values.shape[0] != slots):
-            raise ValueError(f"walk_sum: values must be a CPU {x.dtype} matrix with one row "
-                             f"per slot ({slots}); got {values.dtype} of shape "
-                             f"{tuple(values.shape)} on {values.device}")
+        _check_values(x.dtype, tables[2].numel(), tables[3].numel(), *tables[5:])
     return x, tables, True
+
+
+def _check_values(dtype: torch.dtype, slots: int, trees: int, values: torch.Tensor,
+                  tree_outputs: torch.Tensor | None = None) -> None:
+    """Raise ValueError unless ``values`` (and ``tree_outputs``) fit :func:`walk_sum`."""
+    dim = 2 if tree_outputs is None else 1
+    if (values.device.type != "cpu" or values.dtype != dtype or values.dim() != dim
+            or values.shape[0] != slots):
+        shape = "matrix with one row" if dim == 2 else "vector with one entry"
+        raise ValueError(f"walk_sum: values must be a CPU {dtype} {shape} per slot ({slots}); "
+                         f"got {values.dtype} of shape {tuple(values.shape)} on "
+                         f"{values.device}")
+    if tree_outputs is not None and (
+            tree_outputs.device.type != "cpu" or tree_outputs.dtype != torch.int64
+            or tree_outputs.shape != (trees,)):
+        raise ValueError(f"walk_sum: tree_outputs must be a CPU int64 vector with one entry "
+                         f"per tree ({trees}); got {tree_outputs.dtype} of shape "
+                         f"{tuple(tree_outputs.shape)} on {tree_outputs.device}")
 
 
 def _check_rows(x: torch.Tensor) -> None:

@@ -153,11 +153,14 @@ class TraversalTrees(nn.Module):
             slot = self.step(values, self.roots.unsqueeze(1).expand(-1, n_rows), row_start)
         return self.walk(values, slot, row_start, self.active[1:])
 
-    def walk_and_sum(self, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def walk_and_sum(self, x: torch.Tensor, values: torch.Tensor,
+                     tree_outputs: torch.Tensor | None = None, n_outputs: int = 0
+                     ) -> torch.Tensor:
         """Per row of ``x`` [N, F], the sum over the trees of ``values`` [slots, outputs] at
         the slot reached, trees taken in the forest's order, in ``x``'s dtype: the C walk
-        with the leaf sums in its loop (:func:`bridge.trees.native.walk_sum`). Only for CPU
-        calls where :meth:`kernel_runs`."""
+        with the leaf sums in its loop (:func:`bridge.trees.native.walk_sum`, which also
+        says what ``tree_outputs`` and ``n_outputs`` do). Only for CPU calls where
+        :meth:`kernel_runs`."""
         filled = filled_rows(x, self.n_features, self.missing_fill)
         buffers = self._buffers  # (nn.Module's attribute lookup costs ~0.3 us a name)
         roots = self.forest_roots.get(buffers["roots"], lambda r: r[self.forest_rank])
@@ -165,7 +168,7 @@ class TraversalTrees(nn.Module):
         tests = self._modules["tests"]
         return native.walk_sum(filled, buffers["feature"], tests.thresholds(filled.dtype),
                                buffers["first_child"], roots, depths, tests.single_mode,
-                               values, checked=self.checked_sum_tables)
+                               values, self.checked_sum_tables, tree_outputs, n_outputs)
 
     def kernel_runs(self, x: torch.Tensor) -> bool:
         """Whether this call walks in one fused loop: eager calls with float32/float64 rows

@@ -171,21 +171,49 @@ def test_without_the_extension_the_torch_walk_and_sum_run(monkeypatch):
 
 @built
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_modules_add_up_trees_in_the_forests_order(dtype):
-    # onnxruntime adds tree scores in the forest's order; the walk's tables sort trees by depth
-    _, estimator, x = next(sklearn_cases())
+@pytest.mark.parametrize("name", ["rf3", "gb3"])
+def test_modules_add_up_trees_in_the_forests_order(dtype, name):
+    # onnxruntime adds tree scores in the forest's order; the walk's tables sort trees by
+    # depth. Gradient boosting's trees score one class each: one value per (row, tree)
+    _, estimator, x = next(case for case in sklearn_cases() if case[0] == name)
     model = bridge.from_sklearn(estimator)
     trees = next(m for m in model.modules() if isinstance(m, TreeEnsembleModule))
     walk, aggregator = trees.strategies["traversal"], trees.aggregators["traversal"]
-    assert not np.array_equal(walk.tree_order, np.arange(len(walk.tree_order)))
+    if name == "rf3":  # trees of several depths: the walk's order is not the forest's
+        assert not np.array_equal(walk.tree_order, np.arange(len(walk.tree_order)))
     rows = torch.from_numpy(x.astype(dtype))
     with torch.no_grad():
         scores, has = trees(rows)
         slots = native.walk(rows, walk.feature, walk.tests.thresholds(rows.dtype),
                             walk.first_child, walk.roots, walk.depths, walk.tests.single_mode)
     assert trees.last_strategy == "traversal" and bool(has.all())
-    values = aggregator.values_by_terminal(rows.dtype).numpy()
+    assert (aggregator.tree_outputs is not None) == (name == "gb3")
+    values = (aggregator.values64 if dtype == np.float64 else aggregator.values32).numpy()
     expected = np.zeros(scores.shape, dtype=dtype)
-    for tree_slots in slots.numpy()[np.argsort(walk.tree_order)]:
-        expected = expected + values[tree_slots]
+    for tree, tree_slots in enumerate(slots.numpy()[np.argsort(walk.tree_order)]):
+        if aggregator.tree_outputs is None:
+            expected = expected + values[:, tree_slots].T
+        else:
+            output = int(aggregator.tree_outputs[tree])
+            expected[:, output] = expected[:, output] + values[output, tree_slots]
     np.testing.assert_array_equal(scores.numpy(), expected)
+
+
+@built
+def test_one_value_per_tree_and_bad_tree_outputs():
+    x = torch.tensor([[0.0], [1.0], [0.5]])
+    values = torch.tensor([0.0, 1.0, 2.0])
+    one = torch.tensor([1])
+    assert native.walk_sum(x, **tables(), values=values, tree_outputs=one,
+                           n_outputs=2).tolist() == [[0.0, 2.0], [0.0, 1.0], [0.0, 2.0]]
+    with pytest.raises(IndexError, match="output is outside 0..1"):
+        native.walk_sum(x, **tables(), values=values, tree_outputs=torch.tensor([2]),
+                        n_outputs=2)
+    with pytest.raises(IndexError, match="output is outside 0..1"):
+        native.walk_sum(x, **tables(), values=values, tree_outputs=torch.tensor([-1]),
+                        n_outputs=2)
+    with pytest.raises(ValueError, match="one entry per tree"):
+        native.walk_sum(x, **tables(), values=values, tree_outputs=torch.tensor([0, 1]),
+                        n_outputs=2)
+    with pytest.raises(ValueError, match="vector with one entry per slot"):
+        native.walk_sum(x, **tables(), values=values[:2], tree_outputs=one, n_outputs=2)
