@@ -7,7 +7,7 @@ ZipMap off), regressors and plain nets give ``variable``; the batch dimension is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def net_head(net: NeuralNet, preprocess: nn.Module | None = None,
     """Return the exportable module, its output names and the metadata for a fitted net."""
     from bridge.net import NeuralNetBinaryClassifier, NeuralNetClassifier
 
-    module: nn.Module = net.module_  # type: ignore[assignment]  # (torch.compile may wrap it)
+    module = cast(nn.Module, net.module_)  # (torch.compile may wrap it)
     metadata: dict[str, Any] = {"bridge.estimator": type(net).__name__}
     if isinstance(net, NeuralNetBinaryClassifier):
         classes = getattr(net, "classes_", np.array([0, 1]))
@@ -164,7 +164,7 @@ def sample_tensor(X_sample: SampleLike, dtype: torch.dtype | None = None) -> tor
 
 def sample_for(net: NeuralNet, X_sample: SampleLike | None) -> torch.Tensor:
     """The example input for tracing: ``X_sample`` or zeros of the fitted feature count."""
-    module: nn.Module = net.module_  # type: ignore[assignment]
+    module = cast(nn.Module, net.module_)
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
                  torch.float32)
     if X_sample is not None:
