@@ -250,9 +250,11 @@ class DistributedHistory(History):
         self.rank = rank
         self.world_size = world_size
         self._final: dict[tuple[int, int], dict] = {}  # (rank, epoch) -> an epoch another rank moved past
+        self._latest: dict[tuple[int, int], dict] = {}  # (rank, epoch) -> the last read of it
         for index in range(len(self)):
             self._publish_epoch(index)
         self._publish_epoch_count()
+        self._flush()
 
     # ---------------------------------------------------------------- publishing
     def _key(self, rank: int, *parts: Any) -> str:
@@ -261,6 +263,13 @@ class DistributedHistory(History):
     def _set(self, key: str, value: Any) -> None:
         if self.store is not None:
             self.store.set(key, json.dumps(value))
+
+    def _flush(self) -> None:
+        # A store client's ``set`` does not wait for the server; a request that is answered does,
+        # and the server handles one connection's requests in order. So after this call every
+        # earlier write is visible to the other processes.
+        if self.store is not None:
+            self.store.check([self._key(self.rank, "epochs")])
 
     def _publish_epoch_count(self) -> None:
         self._set(self._key(self.rank, "epochs"), len(self))
@@ -286,6 +295,7 @@ class DistributedHistory(History):
         super().new_epoch()
         self._publish_epoch(len(self) - 1)
         self._publish_epoch_count()
+        self._flush()
 
     def new_batch(self) -> None:
         """Start a new batch row in the current epoch and publish it."""
@@ -294,12 +304,14 @@ class DistributedHistory(History):
         count = len(self.current_batches())
         self._publish_batch(epoch, count - 1)
         self._set(self._key(self.rank, epoch, "batches"), count)
+        self._flush()
 
     def record(self, attr: str, value: Any) -> None:
         """Set ``attr`` of the current epoch and publish it (the value must be JSON-serialisable)."""
         _to_json(value, attr)
         super().record(attr, value)
         self._publish_epoch_values(len(self) - 1)
+        self._flush()
 
     def _publish_epoch_values(self, index: int) -> None:
         epoch = list.__getitem__(self, index)
@@ -310,6 +322,7 @@ class DistributedHistory(History):
         _to_json(value, attr)
         super().record_batch(attr, value)
         self._publish_batch(len(self) - 1, len(self.current_batches()) - 1)
+        self._flush()
 
     def fill_batch_rows(self, first_row: int, columns: dict[str, list]) -> None:
         """Write ``columns`` into the current epoch's batch rows and publish those rows."""
@@ -317,6 +330,7 @@ class DistributedHistory(History):
         count = max((len(values) for values in columns.values()), default=0)
         for position in range(first_row, first_row + count):
             self._publish_batch(len(self) - 1, position)
+        self._flush()
 
     # ---------------------------------------------------------------- reading
     def _get(self, key: str) -> Any:
@@ -334,14 +348,22 @@ class DistributedHistory(History):
         epoch = {**values, "batches": batches}
         if index < epochs_done - 1:
             self._final[(rank, index)] = epoch
+        self._latest[(rank, index)] = epoch
         return epoch
 
     def _merged(self) -> list:
         own = list(list.__iter__(self))
         if self.store is None or self.world_size == 1:
             return own
-        done = {rank: self._get(self._key(rank, "epochs")) or 0
-                for rank in range(self.world_size) if rank != self.rank}
+        try:
+            done = {rank: self._get(self._key(rank, "epochs")) or 0
+                    for rank in range(self.world_size) if rank != self.rank}
+            return self._merge(own, lambda rank, index: (self._other_epoch(rank, index, done[rank])
+                                                         if index < done[rank] else None))
+        except RuntimeError:  # the store is gone (its host process ended): use the last records read
+            return self._merge(own, lambda rank, index: self._latest.get((rank, index)))
+
+    def _merge(self, own: list, other_epoch: Any) -> list:
         merged = []
         for index, epoch in enumerate(own):
             if not isinstance(epoch, dict):
@@ -353,7 +375,7 @@ class DistributedHistory(History):
                 if rank == self.rank:
                     batches += epoch.get("batches", [])
                     continue
-                other = self._other_epoch(rank, index, done[rank]) if index < done[rank] else None
+                other = other_epoch(rank, index)
                 if other is not None:
                     batches += other["batches"]
                     for key, value in other.items():

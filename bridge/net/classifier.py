@@ -37,19 +37,30 @@ def _classifier_callbacks() -> list[tuple[str, Any]]:
 
 
 def _encode(y: Any, classes: np.ndarray) -> np.ndarray:
-    """Indices of ``y``'s labels in the sorted ``classes``.
+    """Indices of ``y``'s labels in ``classes`` (in the order of ``classes``, sorted or not).
 
     Raises
     ------
     ValueError
         For labels that are not in ``classes``.
     """
-    positions = np.searchsorted(classes, y)
-    positions = np.clip(positions, 0, len(classes) - 1)
-    unknown = classes[positions] != y
+    sorter = np.argsort(classes, kind="stable")
+    positions = np.clip(np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1)
+    indices = sorter[positions]
+    unknown = classes[indices] != y
     if np.any(unknown):
         raise ValueError(f"y contains labels not in classes_ {classes.tolist()}: {np.unique(y[unknown]).tolist()[:10]}")
-    return positions.astype(np.int64)
+    return indices.astype(np.int64)
+
+
+def _are_indices(y: np.ndarray, classes: np.ndarray) -> bool:
+    """Whether integer ``y`` can only be positions into ``classes`` (some value is not a label)."""
+    if y.dtype.kind not in "iu" or not len(y) or y.min() < 0 or y.max() >= len(classes):
+        return False
+    try:
+        return not np.isin(y, classes).all()
+    except TypeError:
+        return True
 
 
 class _LabelEncodingMixin:
@@ -59,8 +70,9 @@ class _LabelEncodingMixin:
         given = self.__dict__.get("classes", None) if classes is None else classes
         if not reset and getattr(self, "classes_", None) is not None:
             return
-        if given is not None:
-            self.classes_ = np.unique(np.asarray(given))
+        if given is not None and len(given):
+            # given classes keep their order: column i of the module's output is classes[i]
+            self.classes_ = np.asarray(list(dict.fromkeys(np.asarray(given).tolist())))
         elif y_np is not None:
             self.classes_ = np.unique(y_np)
         elif reset:
@@ -99,7 +111,9 @@ class _LabelEncodingMixin:
             return y  # multi-label or soft targets go to the criterion unchanged
         check_classification_targets(y_np)
         self._resolve_classes(y_np, classes, reset)
-        encoded = _encode(y_np, self.classes_)
+        explicit = classes is not None or self.__dict__.get("classes", None) is not None
+        # with explicit classes, integer y that are not labels are taken as positions into them
+        encoded = y_np.astype(np.int64) if explicit and _are_indices(y_np, self.classes_) else _encode(y_np, self.classes_)
         if isinstance(y, torch.Tensor):
             return torch.as_tensor(encoded, device=y.device)
         return encoded
@@ -138,9 +152,10 @@ class NeuralNetClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet):
     def _prepare_fit_data(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
         require_y(self, X, y)
         X, y = check_input(self, X, y, reset=reset)
+        encoded = self._targets_to_indices(y, reset, classes)
         if y is None and is_dataset(X):
             self._classes_from_dataset(X, reset, classes)
-        return cast_floating(X, self.module_dtype()), self._targets_to_indices(y, reset, classes)
+        return cast_floating(X, self.module_dtype()), encoded
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
         """NLL of ``log(y_pred)`` for ``NLLLoss`` (the module outputs probabilities), else the criterion.
@@ -202,6 +217,9 @@ class NeuralNetBinaryClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet)
     def _prepare_fit_data(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
         require_y(self, X, y)
         X, y = check_input(self, X, y, reset=reset)
+        if y is not None and np.ndim(to_numpy(y)) > 1:
+            raise ValueError(f"NeuralNetBinaryClassifier needs a 1-dimensional y (one 0/1 label per row); "
+                             f"got shape {np.shape(to_numpy(y))}")
         if y is not None:
             labels = np.unique(np.asarray(to_numpy(y)).ravel())
             if len(labels) > 2:
@@ -238,6 +256,8 @@ class NeuralNetBinaryClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet)
 
     def _raw_probabilities(self, X: Any) -> torch.Tensor:
         positive = super()._raw_probabilities(X)
+        if positive.dim() != 1:  # a custom predict_nonlinearity already returned both columns
+            return positive
         return torch.stack([1 - positive, positive], dim=1)
 
     def predict(self, X: Any) -> np.ndarray:

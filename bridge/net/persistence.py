@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bridge.errors import NotFittedError, TrimmedNetError
+from bridge.errors import DeviceWarning, NotFittedError, TrimmedNetError
 from bridge.history import History
 from bridge.utils import atomic_write, get_map_location, open_file_like
 
@@ -31,6 +31,11 @@ def _is_safetensors(f: Any, use_safetensors: bool) -> bool:
 
 def _uncompiled(module: Any) -> Any:
     return getattr(module, "_orig_mod", module)
+
+
+def _check_params_alias(f_params: Any, kwargs: dict[str, Any]) -> None:
+    if f_params is not None and kwargs.get("f_module") is not None:
+        raise TypeError("f_params and f_module name the same file (the module's parameters); pass only one")
 
 
 def _target_attribute(key: str) -> str:
@@ -70,6 +75,7 @@ class PersistenceMixin:
             For optimizer state with safetensors (it is not a flat tensor dict).
         """
         self.check_is_fitted()
+        _check_params_alias(f_params, kwargs)
         targets = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion, **kwargs}
         for key, target in targets.items():
             if target is None:
@@ -115,7 +121,7 @@ class PersistenceMixin:
 
     def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
                     f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False, **kwargs: Any) -> None:
-        """Load what :meth:`save_params` (or a ``Checkpoint``) saved into an initialized net.
+        """Load what :meth:`save_params` (or a ``Checkpoint``) saved (the net is initialized first if needed).
 
         Parameters
         ----------
@@ -130,9 +136,10 @@ class PersistenceMixin:
 
         Raises
         ------
-        NotFittedError
-            When the net is not initialized (call ``initialize()`` first).
+        TypeError
+            When ``f_params`` and its alias ``f_module`` are both given.
         """
+        _check_params_alias(f_params, kwargs)
         sources = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
                    "f_history": f_history, **kwargs}
         if checkpoint is not None:
@@ -142,8 +149,7 @@ class PersistenceMixin:
                 if key != "f_pickle" and sources.get(key) is None:
                     sources[key] = value
         if not self.initialized_:
-            raise NotFittedError(f"cannot load parameters into an uninitialized {type(self).__name__}; "
-                                 "call net.initialize() first")
+            self.initialize()  # the parts must exist to receive the state
         history_source = sources.pop("f_history", None)
         if history_source is not None:
             self.history_ = History.from_file(history_source)
@@ -161,9 +167,9 @@ class PersistenceMixin:
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        compiled = "module_" in state and hasattr(state["module_"], "_orig_mod")
-        if compiled:
-            state["module_"] = state["module_"]._orig_mod
+        compiled = [k for k, v in state.items() if isinstance(v, torch.nn.Module) and hasattr(v, "_orig_mod")]
+        for key in compiled:  # compiled wrappers do not pickle; they are compiled again on loading
+            state[key] = state[key]._orig_mod
         buffer = io.BytesIO()
         torch.save(state, buffer)
         return {_STATE_KEY: buffer.getvalue(), _DEVICE_KEY: self.__dict__.get("device"), _COMPILED_KEY: compiled}
@@ -176,15 +182,16 @@ class PersistenceMixin:
         map_location = get_map_location(device)
         if device is not None and torch.device(device).type == "cuda" and map_location.type != "cuda":
             warnings.warn(f"this net was saved with device={device!r} but CUDA is not available here; "
-                          "loading it on 'cpu' instead", UserWarning, stacklevel=2)
+                          "loading it on 'cpu' instead", DeviceWarning, stacklevel=2)
         else:
             map_location = None
         inner = torch.load(io.BytesIO(state[_STATE_KEY]), map_location=map_location, weights_only=False)
         if map_location is not None:
             inner["device"] = "cpu"
         self.__dict__.update(inner)
-        if state[_COMPILED_KEY]:
-            self.module_ = torch.compile(self.module_, **self.get_params_for("compile"))
+        compiled = state[_COMPILED_KEY]
+        for key in (["module_"] if compiled is True else compiled or []):
+            self.__dict__[key] = torch.compile(self.__dict__[key], **self.get_params_for("compile"))
 
     # ------------------------------------------------------------------ trimming
     def trim_for_prediction(self) -> None:
