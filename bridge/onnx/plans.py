@@ -140,6 +140,86 @@ def fuse_matmul_add(graph: fx.Graph, module: fx.GraphModule) -> None:
         graph.erase_node(product)
 
 
+NEIGHBOUR_BLOCK = 256  # query rows per block of :func:`blocked_nearest`
+
+
+def blocked_nearest(queries: torch.Tensor, train: torch.Tensor, scan: nn.Module,
+                    transform: nn.Module | None, exponent: torch.Tensor | None,
+                    top_k: nn.Module) -> tuple:
+    """skl2onnx's neighbour search (distance Scan, Transpose, then Sqrt or Pow, TopK) one
+    block of query rows at a time: each block's distances stay small and in cache instead of
+    a ``[queries, training rows]`` matrix in memory. Every block runs the same operators as
+    the graph, so values, indices and ties are the graph's."""
+    def search(part: torch.Tensor) -> tuple:
+        distances = scan.distances_to(part, train)
+        if transform is not None:
+            distances = (transform.forward(distances) if exponent is None
+                         else transform.forward(distances, exponent))
+        return top_k.forward(distances)
+
+    if queries.shape[0] <= NEIGHBOUR_BLOCK:
+        return search(queries)
+    found = [search(part) for part in torch.split(queries, NEIGHBOUR_BLOCK)]
+    return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
+
+
+def fuse_nearest_neighbours(graph: fx.Graph, module: fx.GraphModule) -> None:
+    """Rewrite ``TopK([Sqrt|Pow](Transpose(Scan(x, train)[1])))`` (skl2onnx's kNN, when
+    the Scan is its pairwise-distance body over a constant training matrix) into
+    :func:`blocked_nearest`."""
+    from bridge.onnx.ops.control_flow import OnnxScan
+    from bridge.onnx.ops.elementwise import OnnxPow, OnnxUnaryMath
+    from bridge.onnx.ops.indexing import OnnxTopK
+    from bridge.onnx.ops.shape import OnnxTranspose
+
+    def module_of(node, kind):
+        if isinstance(node, fx.Node) and node.op == "call_module":
+            candidate = module.get_submodule(node.target)
+            if type(candidate) is kind and not has_hooks(candidate):
+                return candidate
+        return None
+
+    for top in list(graph.nodes):
+        top_k = module_of(top, OnnxTopK)
+        if top_k is None or top_k.largest or top_k.k is None or top.args[1:] not in ((), (None,)):
+            continue
+        source, transform, exponent = top.args[0], None, None
+        root = module_of(source, OnnxUnaryMath)
+        power = module_of(source, OnnxPow)
+        if root is not None and root.op_type == "Sqrt" and len(source.users) == 1:
+            transform, source = source, source.args[0]
+        elif (power is not None and len(source.users) == 1 and isinstance(source.args[1], fx.Node)
+              and source.args[1].op == "get_attr"):
+            transform, exponent, source = source, source.args[1], source.args[0]
+        transpose = module_of(source, OnnxTranspose)
+        if transpose is None or transpose.perm not in ([1, 0], None) or len(source.users) != 1:
+            continue
+        item = source.args[0]
+        if not (isinstance(item, fx.Node) and item.target is operator.getitem
+                and item.args[1] == 1 and len(item.users) == 1):
+            continue
+        scan_node = item.args[0]
+        scan = module_of(scan_node, OnnxScan)
+        if (scan is None or scan.pairwise_p is None or scan.input_axes != [0]
+                or scan.output_axes != [0] or any(scan.input_reverse)
+                or any(scan.output_reverse) or len(scan_node.users) != 1):
+            continue
+        values, outer = scan_node.args
+        if outer or len(values) != 2 or not (isinstance(values[1], fx.Node)
+                                             and values[1].op == "get_attr"):
+            continue
+        with graph.inserting_before(top):
+            scan_attr = graph.get_attr(scan_node.target)
+            transform_attr = graph.get_attr(transform.target) if transform is not None else None
+            top_attr = graph.get_attr(top.target)
+            fused = graph.call_function(blocked_nearest, (values[0], values[1], scan_attr,
+                                                          transform_attr, exponent, top_attr))
+        top.replace_all_uses_with(fused)
+        for node in (top, transform, source, item, scan_node):
+            if node is not None:
+                graph.erase_node(node)
+
+
 def build_plan(module: fx.GraphModule, outputs: Sequence[int]) -> Plan:
     """A function ``plan(module, *inputs) -> tuple`` computing ``outputs`` of ``module``.
 
@@ -158,6 +238,7 @@ def build_plan(module: fx.GraphModule, outputs: Sequence[int]) -> Plan:
     """
     graph = pruned_graph(module, outputs)
     fuse_matmul_add(graph, module)
+    fuse_nearest_neighbours(graph, module)
     direct_calls(graph, module)
     code = graph.python_code(root_module="self")
     return _forward_from_src(code.src, code.globals)

@@ -156,21 +156,26 @@ class OnnxScan(nn.Module):
         return self._finish(states, list(torch.vmap(step, in_dims=tuple(axes), out_dims=0)(*inputs)))
 
     def _pairwise(self, state: torch.Tensor, rows: torch.Tensor, axis: int):
-        """The pairwise-distance body, as one ``torch.cdist`` call: step j gives
+        """The pairwise-distance body in one call (:meth:`distances_to`): step j gives
         sum_k |state[i, k] - rows[j, k]| ** p for every i (no sqrt)."""
         rows = rows.movedim(axis, 0)
-        p = self.pairwise_p
-        if p == 2.0 and state.dtype in (torch.float32, torch.float64):
-            # computed state-major and handed out transposed: the graph transposes it back
-            # (skl2onnx's kNN), which is then a contiguous tensor and costs no copy
-            distances = squared_distances(state, rows).T
-        else:
-            distances = torch.cdist(rows.unsqueeze(0), state.unsqueeze(0), p=p,
-                                    compute_mode="donot_use_mm_for_euclid_dist")[0]
-            distances = distances.pow(p) if p != 1.0 else distances
+        # computed state-major and handed out transposed: the graph transposes it back
+        # (skl2onnx's kNN), which is then a contiguous tensor and costs no copy
+        distances = self.distances_to(state, rows).T
         if self.input_reverse[0]:  # steps in processing order
             distances = distances.flip(0)
         return self._finish([state], [distances])
+
+    def distances_to(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The pairwise-distance body's output for ``state`` against every row of its scan
+        input ``rows``, laid out state-major ``[len(state), len(rows)]`` (the transpose of
+        what the Scan returns); for serving plans that walk the state in blocks."""
+        p = self.pairwise_p
+        if p == 2.0 and state.dtype in (torch.float32, torch.float64):
+            return squared_distances(state, rows)
+        distances = torch.cdist(state.unsqueeze(0), rows.unsqueeze(0), p=p,
+                                compute_mode="donot_use_mm_for_euclid_dist")[0]
+        return distances.pow(p) if p != 1.0 else distances
 
     def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
         states = values[:self.state_count]
