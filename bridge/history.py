@@ -42,7 +42,7 @@ def _select(obj: Any, keys: tuple, level: int) -> Any:
                 results.append(_select(item, rest, level + 1))
             except KeyError:
                 misses += 1
-        if rest and not results and rest[0] != "batches":
+        if rest and not results and (items or rest[0] != "batches"):
             raise KeyError(f"key {rest[0]!r} was not found in any of the selected entries")
         return results
     if isinstance(key, int):

@@ -42,6 +42,8 @@ __all__ = [
     "to_device",
     "to_numpy",
     "to_tensor",
+    "train_loss_score",
+    "valid_loss_score",
 ]
 
 
@@ -99,6 +101,16 @@ class FirstStepAccumulator:
     def get_step(self) -> Any:
         """The kept step result."""
         return self.step
+
+
+def train_loss_score(net: Any, X: Any = None, y: Any = None) -> float:
+    """The loss of the last training batch in ``net.history`` (a scorer for ``BatchScoring``)."""
+    return net.history[-1, "batches", -1, "train_loss"]
+
+
+def valid_loss_score(net: Any, X: Any = None, y: Any = None) -> float:
+    """The loss of the last validation batch in ``net.history`` (a scorer for ``BatchScoring``)."""
+    return net.history[-1, "batches", -1, "valid_loss"]
 
 
 def noop(*args: Any, **kwargs: Any) -> None:

@@ -85,7 +85,10 @@ class PrintLog(Callback):
         return columns, cells
 
     def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any) -> None:
+        if self.sink is print and not getattr(net, "verbose", 1):
+            return  # print speaks only for a verbose net; any other sink (a logger) always hears
         columns, cells = self.table_row(net.history[-1])
+        columns = [c[len("event_"):] if c.startswith("event_") else c for c in columns]  # '+' marks an event
         widths = [max(len(c), 8) for c in columns]
         right = self.stralign == "right"
 
@@ -106,7 +109,7 @@ class ProgressBar(Callback):
 
     Parameters
     ----------
-    batches_per_epoch : 'auto', 'count' or int
+    batches_per_epoch : 'auto', 'count', int or None
         Bar length: computed from the data ('auto'), counted during the first epoch
         ('count'), or fixed.
     detect_notebook : bool
@@ -133,6 +136,8 @@ class ProgressBar(Callback):
     def _total(self, net: Any, dataset_train: Any, dataset_valid: Any) -> int | None:
         if self.batches_per_epoch == "count":
             return self.counted_batches_
+        if self.batches_per_epoch is None:
+            return None  # a bar without a total
         if self.batches_per_epoch != "auto":
             return int(self.batches_per_epoch)
         total = 0

@@ -46,10 +46,10 @@ class GradientNormClipping(Callback):
         if self.gradient_clip_value is None:
             return
         value = self.gradient_clip_value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             # torch would scale the gradients by a negative factor: gradient ascent
-            raise ValueError(f"gradient_clip_value={value!r} is not valid; expected a positive "
-                             "number, or None for no clipping")
+            raise ValueError(f"gradient_clip_value={value!r} is not valid; expected a number >= 0 "
+                             "(0 stops every update), or None for no clipping")
         norm_type = self.gradient_clip_norm_type
         if isinstance(norm_type, str):
             if norm_type != "inf":
@@ -58,6 +58,6 @@ class GradientNormClipping(Callback):
                     "pass a number (e.g. 2) or 'inf'"
                 )
             norm_type = float("inf")
-        params = [param for _, param in named_parameters if param.grad is not None]
+        params = [param for _, param in named_parameters if getattr(param, "grad", None) is not None]
         if params:
             clip_grad_norm_(params, max_norm=self.gradient_clip_value, norm_type=norm_type)

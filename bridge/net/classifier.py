@@ -166,7 +166,8 @@ class NeuralNetClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet):
             When the module's output has a different number of columns than there are classes.
         """
         classes = getattr(self, "classes_", None)
-        if classes is not None and isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2 and y_pred.shape[1] != len(classes):
+        if classes is not None and isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2 and y_pred.shape[1] < len(classes):
+            # more columns than classes seen is fine (a class may be missing from this y)
             raise ValueError(f"the module outputs {y_pred.shape[1]} columns but there are {len(classes)} classes "
                              f"{classes.tolist()[:10]}; make the module output one column per class (or pass classes=)")
         if isinstance(self.criterion_, torch.nn.NLLLoss):

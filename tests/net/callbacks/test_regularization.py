@@ -71,7 +71,15 @@ def test_invalid_norm_type(iris):
         net.fit(X, y)
 
 
-@pytest.mark.parametrize("value", [-1.0, 0, "1", True])
+def test_a_clip_value_of_zero_stops_every_update(iris):
+    net = NeuralNetClassifier(MLP, max_epochs=1, verbose=0, train_split=None,
+                              callbacks=[GradientNormClipping(gradient_clip_value=0)]).initialize()
+    before = [p.detach().clone() for p in net.module_.parameters()]
+    net.partial_fit(*iris)
+    assert all(torch.equal(b, p) for b, p in zip(before, net.module_.parameters()))
+
+
+@pytest.mark.parametrize("value", [-1.0, "1", True])
 def test_a_clip_value_that_is_not_positive_is_named(iris, value):
     net = NeuralNetClassifier(MLP, max_epochs=1, verbose=0, train_split=None,
                               callbacks=[GradientNormClipping(gradient_clip_value=value)])
