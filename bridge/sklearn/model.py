@@ -277,11 +277,11 @@ class ConvertedModel(nn.Module):
         output = self._output_of(method)
         module = self.graph_modules._modules[output.graph]  # (ModuleDict's [] costs 0.5 us)
         inputs, as_numpy = self._input_spec.prepare(X, self._device(), module.input_vocabularies)
-        grad_was_enabled = torch.is_grad_enabled()
-        if as_numpy:  # numpy out: no graph to record
-            torch.set_grad_enabled(False)
-        threads = enter_single_thread(inputs)  # small inputs: one thread (threads.py)
+        grad_was_enabled, threads = torch.is_grad_enabled(), 0
         try:
+            if as_numpy:  # numpy out: no graph to record
+                torch.set_grad_enabled(False)
+            threads = enter_single_thread(inputs)  # small inputs: one thread (threads.py)
             if eager_call():  # only the outputs this method reads (bridge/onnx/plans.py)
                 plan = plan_for(module, (output.output,))
                 replay = self.__dict__.get("_cuda_graphs")
