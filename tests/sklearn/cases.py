@@ -161,6 +161,22 @@ CASES: dict[str, tuple] = {
         )
         for k in ("rbf", "linear", "poly", "sigmoid", "cosine", "laplacian")
     },
+    "RBFSampler": (lambda: kernel_approximation.RBFSampler(n_components=30, random_state=0),
+                   FEATURES),
+    "SkewedChi2Sampler": (
+        lambda: kernel_approximation.SkewedChi2Sampler(n_components=30, random_state=0),
+        ("positive",),
+    ),
+    "AdditiveChi2Sampler": (kernel_approximation.AdditiveChi2Sampler, ("positive",)),
+    "PolynomialCountSketch": (
+        lambda: kernel_approximation.PolynomialCountSketch(n_components=16, random_state=0),
+        FEATURES,
+    ),
+    "PolynomialCountSketch-degree3": (
+        lambda: kernel_approximation.PolynomialCountSketch(degree=3, coef0=0.5, n_components=16,
+                                                           random_state=0),
+        FEATURES,
+    ),
     "SelectKBest": (lambda: feature_selection.SelectKBest(k=3), ("multiclass",)),
     "VarianceThreshold": (lambda: feature_selection.VarianceThreshold(0.5), FEATURES),
     "Pipeline": (

@@ -19,6 +19,7 @@ CONVERTER_MODULES = (
     "voting",
     "hist_gradient_boosting",
     "threshold",
+    "kernel_samplers",
 )
 
 _registered: dict[str, object] | None = None
