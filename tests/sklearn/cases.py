@@ -15,6 +15,7 @@ from sklearn import (
     feature_selection,
     impute,
     kernel_approximation,
+    kernel_ridge,
     linear_model,
     mixture,
     model_selection,
@@ -177,6 +178,14 @@ CASES: dict[str, tuple] = {
                                                            random_state=0),
         FEATURES,
     ),
+    **{
+        f"KernelRidge-{k}": (
+            (lambda k=k: kernel_ridge.KernelRidge(alpha=0.5, kernel=k,
+                                                  gamma=0.02 if k == "sigmoid" else None)),
+            REGRESSION,
+        )
+        for k in ("linear", "rbf", "poly", "sigmoid", "laplacian")
+    },
     "SelectKBest": (lambda: feature_selection.SelectKBest(k=3), ("multiclass",)),
     "VarianceThreshold": (lambda: feature_selection.VarianceThreshold(0.5), FEATURES),
     "Pipeline": (

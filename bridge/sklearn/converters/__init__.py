@@ -20,6 +20,7 @@ CONVERTER_MODULES = (
     "hist_gradient_boosting",
     "threshold",
     "kernel_samplers",
+    "kernel_ridge",
 )
 
 _registered: dict[str, object] | None = None

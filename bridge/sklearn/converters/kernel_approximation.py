@@ -64,8 +64,11 @@ def _manhattan_distances(scope, container, x, components, proto):
     return add_node(scope, container, "Reshape", [summed, to_2d], "l1")
 
 
-def _kernel(scope, container, model: Nystroem, x: str, proto: int) -> str:
-    components = np.asarray(model.components_, dtype=np.float64)
+def kernel_matrix(scope, container, model, x: str, proto: int, components=None) -> str:
+    """``kernel(x, components)`` for a model with Nystroem's kernel attributes (kernel,
+    gamma, degree, coef0, kernel_params); ``components`` defaults to its ``components_``."""
+    components = np.asarray(model.components_ if components is None else components,
+                            dtype=np.float64)
     params = _kernel_params(model)
     kernel = model.kernel
     gamma = params.get("gamma")
@@ -108,7 +111,7 @@ def _kernel(scope, container, model: Nystroem, x: str, proto: int) -> str:
         unit_x = add_node(scope, container, "Div", [x, safe], "unit_x")
         return add_node(scope, container, "MatMul", [unit_x, unit_ct], "kernel")
     raise UnsupportedEstimatorError(
-        f"Nystroem(kernel={kernel!r}) has no ONNX conversion; supported kernels: "
+        f"{type(model).__name__}(kernel={kernel!r}) has no ONNX conversion; supported kernels: "
         f"{', '.join(SUPPORTED_KERNELS)} (see SUPPORTED.md)"
     )
 
@@ -117,7 +120,7 @@ def convert_nystroem(scope, operator, container) -> None:
     """Write ``kernel(X, components_) @ normalization_.T`` with standard ONNX ops."""
     model = operator.raw_operator
     proto = proto_float_of(operator)
-    gram = _kernel(scope, container, model, operator.inputs[0].full_name, proto)
+    gram = kernel_matrix(scope, container, model, operator.inputs[0].full_name, proto)
     normalization_t = add_constant(
         scope, container, "normalization_t", np.asarray(model.normalization_).T, proto
     )
