@@ -15,6 +15,11 @@ class OnnxMatMul(nn.Module):
     """Matrix product with numpy semantics (1-D operands, batch broadcasting)."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.dim() > 2 and b.dim() == 2:
+            # one mm over the folded leading axes: torch.matmul folds only some layouts
+            # (not a [seq, 1, features] view) and otherwise runs bmm on an expanded b
+            folded = torch.mm(a.reshape(-1, a.shape[-1]), b)
+            return folded.reshape(list(a.shape[:-1]) + [b.shape[-1]])
         return torch.matmul(a, b)
 
 

@@ -32,6 +32,27 @@ def test_matmul_shapes(a_shape, b_shape):
     assert_matches_onnxruntime(model, inputs, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_matmul_folds_leading_axes_of_a_transposed_view(dtype):
+    # a [seq, 1, features] view of a [1, seq, features] tensor, as attention exports make
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+         onnx.helper.make_node("MatMul", ["t", "w"], ["y"])], "fold",
+        [onnx.helper.make_tensor_value_info("x", onnx.helper.np_dtype_to_tensor_dtype(
+            np.dtype(dtype)), [1, 7, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.helper.np_dtype_to_tensor_dtype(
+            np.dtype(dtype)), [7, 1, 3])],
+        [onnx.numpy_helper.from_array((_random(4, 3) * 4).astype(dtype), "w")]),
+        opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 9
+    x = (_random(1, 7, 4) * 4).astype(dtype)
+    assert_matches_onnxruntime(model, {"x": x}, rtol=1e-5, atol=1e-5)
+    x_tensor = torch.from_numpy(x).requires_grad_() if dtype == np.float32 else None
+    if x_tensor is not None:
+        bridge.from_onnx(model)(x_tensor).sum().backward()
+        assert x_tensor.grad.shape == x.shape
+
+
 def test_matmul_float64():
     inputs = {"a": _random(3, 4, dtype=np.float64), "b": _random(4, 2, dtype=np.float64)}
     assert_matches_onnxruntime(single_node_model("MatMul", inputs), inputs, rtol=1e-12, atol=1e-12)
