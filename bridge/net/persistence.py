@@ -121,7 +121,7 @@ class PersistenceMixin:
 
     def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
                     f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False, **kwargs: Any) -> None:
-        """Load what :meth:`save_params` (or a ``Checkpoint``) saved (the net is initialized first if needed).
+        """Load what :meth:`save_params` (or a ``Checkpoint``, which initializes the net if needed) saved.
 
         Parameters
         ----------
@@ -136,6 +136,8 @@ class PersistenceMixin:
 
         Raises
         ------
+        NotFittedError
+            When the net is not initialized and no ``checkpoint`` is given.
         TypeError
             When ``f_params`` and its alias ``f_module`` are both given.
         """
@@ -149,7 +151,10 @@ class PersistenceMixin:
                 if key != "f_pickle" and sources.get(key) is None:
                     sources[key] = value
         if not self.initialized_:
-            self.initialize()  # the parts must exist to receive the state
+            if checkpoint is None:
+                raise NotFittedError(f"cannot load parameters into an uninitialized {type(self).__name__}; "
+                                     "call net.initialize() first (or pass checkpoint=, which initializes)")
+            self.initialize()  # resuming from a checkpoint builds the parts that receive the state
         history_source = sources.pop("f_history", None)
         if history_source is not None:
             self.history_ = History.from_file(history_source)

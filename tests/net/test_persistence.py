@@ -11,6 +11,7 @@ import torch
 
 from bridge import NeuralNetClassifier
 from bridge.callbacks import Checkpoint
+from bridge.errors import NotFittedError
 from bridge.net.persistence import TrimmedNetError
 from tests.net.conftest import IrisMLP
 
@@ -47,12 +48,11 @@ def test_safetensors_flag_and_file_objects(iris):
         net.save_params(f_optimizer=io.BytesIO(), use_safetensors=True)
 
 
-def test_load_params_initializes_and_needs_known_targets(iris, tmp_path):
+def test_load_params_needs_an_initialized_net_and_known_targets(iris, tmp_path):
     net = fitted(iris)
     net.save_params(f_params=tmp_path / "p.pt")
-    fresh = NeuralNetClassifier(IrisMLP)
-    fresh.load_params(f_params=tmp_path / "p.pt")  # initialized on the way, as in skorch
-    assert fresh.initialized_ and torch.equal(fresh.module_.dense.weight, net.module_.dense.weight)
+    with pytest.raises(NotFittedError, match="initialize"):
+        NeuralNetClassifier(IrisMLP).load_params(f_params=tmp_path / "p.pt")
     with pytest.raises(TypeError, match="f_<part>"):
         net.save_params(params=tmp_path / "x.pt")
     with pytest.raises(TypeError, match="f_module"):
