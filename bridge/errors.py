@@ -57,6 +57,11 @@ class InvalidModelError(ConversionError):
     """The input is not a readable ONNX model (bad bytes, truncated file, wrong type)."""
 
 
+class ModelFileError(InvalidModelError, OSError):
+    """A model file cannot be read: it is missing, a directory, unreadable, or the external
+    data files it points to are missing. Both a ``ValueError`` and an ``OSError``."""
+
+
 class InvalidInputError(BridgeError, ValueError):
     """Inputs do not fit what a graph declares (a missing, unknown or mis-typed input)."""
 

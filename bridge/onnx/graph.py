@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from bridge.errors import InvalidModelError
+from bridge.errors import InvalidModelError, ModelFileError
 
 ONNX_DOMAIN = ""
 ML_DOMAIN = "ai.onnx.ml"
@@ -28,28 +28,82 @@ def load_model(model: onnx.ModelProto | str | os.PathLike | bytes) -> onnx.Model
 
     Raises
     ------
+    ModelFileError
+        When the path is missing, is a directory, cannot be read, or names external data
+        files that are missing or unreadable (both a ``ValueError`` and an ``OSError``).
     InvalidModelError
-        When the input is of another type, the file is missing, or the bytes are
-        not a parseable ONNX model (truncated, corrupt, not ONNX at all).
+        When the input is of another type, or the bytes are not a complete ONNX model
+        (truncated, corrupt, not ONNX at all, no opset list).
     """
     if isinstance(model, onnx.ModelProto):
-        proto = model
+        proto, what = model, "the ONNX model"
     elif isinstance(model, (bytes, bytearray, memoryview)):
-        proto = _parse_bytes(bytes(model), "the given bytes")
+        what = "the given bytes"
+        proto = _parse_bytes(bytes(model), what)
     elif isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        if not path.is_file():
-            raise InvalidModelError(f"ONNX file {str(path)!r} does not exist")
-        proto = _parse_bytes(path.read_bytes(), repr(str(path)))
+        what = repr(str(path))
+        proto = _parse_bytes(_read_file(path), what)
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
-            onnx.load_external_data_for_model(proto, str(path.parent))
+            _load_external_data(proto, path)
     else:
         raise InvalidModelError(
             f"expected an onnx.ModelProto, a path or bytes, got {type(model).__name__}"
         )
     if not proto.graph.node and not proto.graph.output:
-        raise InvalidModelError("the ONNX model has an empty graph (no nodes, no outputs)")
+        raise InvalidModelError(f"{what} has an empty graph (no nodes, no outputs)")
+    _check_opsets(proto, what)
     return proto
+
+
+def _read_file(path: Path) -> bytes:
+    if path.is_dir():
+        raise ModelFileError(f"ONNX file {str(path)!r} is a directory; give the path of a "
+                             ".onnx file inside it")
+    if not path.exists():
+        raise ModelFileError(f"ONNX file {str(path)!r} does not exist")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ModelFileError(f"ONNX file {str(path)!r} cannot be read: {error}") from error
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read the initializers stored beside ``path``; name the missing file when one is."""
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = path.parent / location
+        if not location or not target.is_file():
+            raise ModelFileError(
+                f"ONNX file {str(path)!r} stores initializer {tensor.name!r} in the external "
+                f"file {str(target)!r}, which does not exist (copy it beside the model)"
+            )
+    try:
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except Exception as error:  # onnx raises ValidationError, OSError or ValueError here
+        raise ModelFileError(
+            f"the external data of ONNX file {str(path)!r} cannot be read: {error}"
+        ) from None
+
+
+def _check_opsets(proto: onnx.ModelProto, what: str) -> None:
+    """Every model imports opsets, and every domain its nodes use must be among them."""
+    if not proto.opset_import:
+        raise InvalidModelError(
+            f"{what} declares no opset (its opset_import list is empty); an ONNX file cut "
+            "short after its graph looks like this: is the file truncated?"
+        )
+    imported = {normalize_domain(o.domain) for o in proto.opset_import}
+    for node in proto.graph.node:
+        if normalize_domain(node.domain) not in imported:
+            shown = sorted(d or "ai.onnx" for d in imported)
+            raise InvalidModelError(
+                f"{what}: node {node.name or node.op_type!r} uses domain "
+                f"{node.domain or 'ai.onnx'!r}, which the model does not import "
+                f"(opset_import lists {shown})"
+            )
 
 
 def _parse_bytes(data: bytes, what: str) -> onnx.ModelProto:
@@ -171,16 +225,29 @@ class OnnxNode:
         return f"OnnxNode({shown}{self.op_type} {self.name!r})"
 
 
+def _decoded(tensor, name: str, source: str) -> np.ndarray:
+    """An initializer as an array; a corrupt one (data size off its dims, unknown element
+    type) raises :class:`InvalidModelError` naming it and ``source``."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as error:  # numpy's reshape ValueError, onnx's TypeError, ...
+        dims = list(getattr(tensor, "dims", None) or tensor.values.dims)
+        raise InvalidModelError(
+            f"{source}: initializer {name!r} (dims {dims}) cannot be decoded ({error}); "
+            "is the file corrupt?"
+        ) from None
+
+
 class OnnxGraph:
     """A read-only view of a ``GraphProto``: inputs, outputs, initializers, nodes, types."""
 
-    def __init__(self, proto: onnx.GraphProto):
+    def __init__(self, proto: onnx.GraphProto, source: str = "the ONNX model"):
         self.proto = proto
         self.initializers: dict[str, np.ndarray] = {
-            t.name: numpy_helper.to_array(t) for t in proto.initializer
+            t.name: _decoded(t, t.name, source) for t in proto.initializer
         }
         for sparse in proto.sparse_initializer:
-            self.initializers[sparse.values.name] = numpy_helper.to_array(sparse)
+            self.initializers[sparse.values.name] = _decoded(sparse, sparse.values.name, source)
         self.types: dict[str, ValueType] = {}
         for info in list(proto.input) + list(proto.value_info) + list(proto.output):
             if info.HasField("type"):

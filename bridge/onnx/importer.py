@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import fx, nn
 
-from bridge.errors import ConversionError, UnsupportedOperatorError
+from bridge.errors import BridgeError, ConversionError, UnsupportedOperatorError
 from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
@@ -151,7 +151,8 @@ class _GraphBuilder:
     @classmethod
     def for_model(cls, model: onnx.ModelProto, trainable: bool, options: dict) -> _GraphBuilder:
         opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
-        graph = OnnxGraph(cls._with_inferred_types(model).graph)
+        graph = OnnxGraph(cls._with_inferred_types(model).graph,
+                          options.get("source", "the ONNX model"))
         builder = cls(graph, opsets, trainable, options)
         if options.get("fold_static_shapes", True):
             builder.static_shapes = StaticShapes.for_model(model)
@@ -247,7 +248,15 @@ class _GraphBuilder:
         opset = self.opsets.get(node.domain)
         function = lookup(node.domain, node.op_type, opset)
         node.since_version = schema_version(node.domain, node.op_type, opset) or opset
-        result = function(node, self.context)
+        try:
+            result = function(node, self.context)
+        except BridgeError:
+            raise
+        except Exception as error:  # a malformed node (wrong attribute type, missing input)
+            raise ConversionError(
+                f"{node.op_type} node {node.name!r} cannot be converted ({type(error).__name__}: "
+                f"{error}); is the graph malformed?"
+            ) from error
         converted = result if isinstance(result, Converted) else Converted(result)
         inputs = converted.inputs if converted.inputs is not None else node.inputs
         inputs = [None if spec == "" else spec for spec in inputs]
@@ -358,6 +367,9 @@ def from_onnx(
 
     validate_strategy(tree_strategy)
     proto = load_model(model)
+    options = {"tree_strategy": tree_strategy}
+    if isinstance(model, (str, os.PathLike)):
+        options["source"] = repr(str(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # fx warns on buffer-name shadowing
-        return _GraphBuilder.for_model(proto, trainable, {"tree_strategy": tree_strategy}).build()
+        return _GraphBuilder.for_model(proto, trainable, options).build()
