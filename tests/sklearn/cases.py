@@ -9,6 +9,7 @@ import numpy as np
 from sklearn import (
     cluster,
     compose,
+    covariance,
     decomposition,
     dummy,
     ensemble,
@@ -126,6 +127,15 @@ CASES: dict[str, tuple] = {
     "MultinomialNB": (naive_bayes.MultinomialNB, ("positive",)),
     "KNeighborsClassifier": (neighbors.KNeighborsClassifier, CLASSIFICATION),
     "KNeighborsRegressor": (neighbors.KNeighborsRegressor, REGRESSION),
+    "NearestCentroid": (neighbors.NearestCentroid, CLASSIFICATION),
+    "NearestCentroid-empirical": (lambda: neighbors.NearestCentroid(priors="empirical"),
+                                  ("multiclass",)),
+    "NearestCentroid-manhattan": (lambda: neighbors.NearestCentroid(metric="manhattan"),
+                                  ("multiclass",)),
+    "NeighborhoodComponentsAnalysis": (
+        lambda: neighbors.NeighborhoodComponentsAnalysis(2, max_iter=20, random_state=0),
+        ("multiclass",),
+    ),
     "StandardScaler": (preprocessing.StandardScaler, FEATURES),
     "MinMaxScaler": (preprocessing.MinMaxScaler, FEATURES),
     "MaxAbsScaler": (preprocessing.MaxAbsScaler, FEATURES),
@@ -332,6 +342,7 @@ CASES: dict[str, tuple] = {
     "HistGradientBoostingRegressor": (
         _small_trees(ensemble.HistGradientBoostingRegressor, max_iter=10), REGRESSION
     ),
+    "EllipticEnvelope": (lambda: covariance.EllipticEnvelope(random_state=0), FEATURES),
     "IsolationForest": (
         _small_trees(ensemble.IsolationForest, n_estimators=10), FEATURES
     ),

@@ -21,6 +21,8 @@ CONVERTER_MODULES = (
     "threshold",
     "kernel_samplers",
     "kernel_ridge",
+    "nearest_centroid",
+    "covariance",
 )
 
 _registered: dict[str, object] | None = None

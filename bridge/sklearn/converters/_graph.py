@@ -75,3 +75,24 @@ def add_class_labels(scope, container, index: str, classes, output: str) -> None
         keys_int64s=list(range(len(classes))), values_strings=[str(c) for c in classes],
         default_string="",
     )
+
+
+def add_pairwise(scope, container, x: str, points, proto_type: int, metric: str) -> str:
+    """``(N, k)`` distances from each row of ``x`` to each of the constant ``points``:
+    squared euclidean (``metric="sqeuclidean"``) or manhattan (``"manhattan"``), as
+    differences broadcast over ``(N, k, d)`` (no cancellation, unlike the expanded form)."""
+    points = np.asarray(points, dtype=np.float64)
+    to_3d = add_constant(scope, container, "shape_n1d", [0, 1, -1], TensorProto.INT64)
+    x3 = add_node(scope, container, "Reshape", [x, to_3d], "x_3d")
+    constant = add_constant(scope, container, "points", points, proto_type)
+    diff = add_node(scope, container, "Sub", [x3, constant], "differences")
+    if metric == "sqeuclidean":
+        size = add_node(scope, container, "Mul", [diff, diff], "squares")
+    elif metric == "manhattan":
+        size = add_node(scope, container, "Abs", [diff], "magnitudes")
+    else:
+        raise ValueError(f"metric={metric!r}; expected 'sqeuclidean' or 'manhattan'")
+    ones = add_constant(scope, container, "ones", np.ones((points.shape[1], 1)), proto_type)
+    summed = add_node(scope, container, "MatMul", [size, ones], "summed_3d")
+    to_2d = add_constant(scope, container, "shape_nk", [0, -1], TensorProto.INT64)
+    return add_node(scope, container, "Reshape", [summed, to_2d], "distances")
