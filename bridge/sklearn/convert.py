@@ -208,6 +208,9 @@ def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
         spec = InputSpec(np.dtype(np.int64), 1, None, False, None, False, name)
         return spec, [("y", Int64TensorType([None]))]
     n_features = getattr(estimator, "n_features_in_", None)
+    input_tags = get_tags(estimator).input_tags
+    if n_features is None and input_tags.one_d_array and not input_tags.two_d_array:
+        n_features = 1  # a 1-D estimator (IsotonicRegression): one (N, 1) column
     if n_features is None and X_sample is not None:
         n_features = np.shape(X_sample)[1] if np.ndim(X_sample) == 2 else None
     if n_features is None:

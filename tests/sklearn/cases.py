@@ -15,6 +15,7 @@ from sklearn import (
     ensemble,
     feature_selection,
     impute,
+    isotonic,
     kernel_approximation,
     kernel_ridge,
     linear_model,
@@ -343,6 +344,11 @@ CASES: dict[str, tuple] = {
         _small_trees(ensemble.HistGradientBoostingRegressor, max_iter=10), REGRESSION
     ),
     "EllipticEnvelope": (lambda: covariance.EllipticEnvelope(random_state=0), FEATURES),
+    "IsotonicRegression": (isotonic.IsotonicRegression, ("one-feature",)),
+    "IsotonicRegression-clip": (
+        lambda: isotonic.IsotonicRegression(out_of_bounds="clip", increasing=False),
+        ("one-feature",),
+    ),
     "IsolationForest": (
         _small_trees(ensemble.IsolationForest, n_estimators=10), FEATURES
     ),
@@ -351,12 +357,16 @@ CASES: dict[str, tuple] = {
 
 @cache
 def extra_dataset(name: str) -> Dataset:
-    """Datasets only some estimators use: categories, labels, positive-regression."""
+    """Datasets only some estimators use: categories, labels, positive-regression,
+    one-feature."""
     rng = np.random.default_rng(3)
     if name == "categories":
         return Dataset(name, rng.integers(0, 4, size=(120, 3)).astype(np.float64), None)
     if name == "labels":
         return Dataset(name, rng.integers(0, 4, size=120) * 3 + 1, None)
+    if name == "one-feature":  # every other row: test rows between the fitted thresholds
+        base = dataset("regression")
+        return Dataset(name, base.X[:, :1], base.y + 2.0 * base.X[:, 0])
     if name == "positive-regression":
         base = dataset("regression")
         return Dataset(name, base.X, np.abs(base.y))

@@ -23,6 +23,7 @@ CONVERTER_MODULES = (
     "kernel_ridge",
     "nearest_centroid",
     "covariance",
+    "isotonic",
 )
 
 _registered: dict[str, object] | None = None
