@@ -145,6 +145,10 @@ CASES: dict[str, tuple] = {
     "Binarizer": (preprocessing.Binarizer, FEATURES),
     "PolynomialFeatures": (preprocessing.PolynomialFeatures, FEATURES),
     "SimpleImputer": (impute.SimpleImputer, FEATURES),
+    "MissingIndicator": (impute.MissingIndicator, ("missing",)),
+    "MissingIndicator-all": (
+        lambda: impute.MissingIndicator(missing_values=0.0, features="all"), ("categories",)
+    ),
     "OrdinalEncoder": (
         lambda: preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
         ("categories",),
@@ -358,12 +362,17 @@ CASES: dict[str, tuple] = {
 @cache
 def extra_dataset(name: str) -> Dataset:
     """Datasets only some estimators use: categories, labels, positive-regression,
-    one-feature."""
+    one-feature, missing."""
     rng = np.random.default_rng(3)
     if name == "categories":
         return Dataset(name, rng.integers(0, 4, size=(120, 3)).astype(np.float64), None)
     if name == "labels":
         return Dataset(name, rng.integers(0, 4, size=120) * 3 + 1, None)
+    if name == "missing":  # NaN in columns 0, 2 and 5
+        X = dataset("features").X.copy()
+        for column in (0, 2, 5):
+            X[rng.random(len(X)) < 0.15, column] = np.nan
+        return Dataset(name, X, None)
     if name == "one-feature":  # every other row: test rows between the fitted thresholds
         base = dataset("regression")
         return Dataset(name, base.X[:, :1], base.y + 2.0 * base.X[:, 0])

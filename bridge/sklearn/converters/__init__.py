@@ -24,6 +24,7 @@ CONVERTER_MODULES = (
     "nearest_centroid",
     "covariance",
     "isotonic",
+    "missing_indicator",
 )
 
 _registered: dict[str, object] | None = None
