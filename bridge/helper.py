@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from bridge.utils import multi_indexing
@@ -215,10 +215,10 @@ class DataFrameTransformer(TransformerMixin, BaseEstimator):
     ----------
     treat_int_as_categorical : bool
         Whether integer columns are categorical.
-    float_dtype : numpy dtype
-        dtype of ``'X'``.
-    int_dtype : numpy dtype
-        dtype of the categorical codes.
+    float_dtype : numpy dtype or None
+        dtype of ``'X'`` (None: as in the DataFrame).
+    int_dtype : numpy dtype or None
+        dtype of the categorical codes (None: pandas' own codes, e.g. int8, for categorical columns).
     """
 
     def __init__(self, treat_int_as_categorical: bool = False, float_dtype: Any = np.float32, int_dtype: Any = np.int64):
@@ -249,6 +249,9 @@ class DataFrameTransformer(TransformerMixin, BaseEstimator):
         bad = {c: str(df.dtypes[c]) for c, kind in kinds.items() if kind == "unsupported"}
         if bad:
             raise TypeError(f"columns with unsupported dtypes: {bad}; accepted: float, int, bool, category")
+        if "X" in kinds and any(kind == "numeric" for kind in kinds.values()):
+            raise ValueError("the DataFrame has a column named 'X', the key under which the numeric columns "
+                             "are stacked; rename that column")
         self.column_kinds_ = kinds
         self.categories_ = {
             c: (list(df[c].cat.categories) if hasattr(df[c], "cat") else sorted(df[c].unique().tolist()))
@@ -270,26 +273,40 @@ class DataFrameTransformer(TransformerMixin, BaseEstimator):
         numeric = [c for c, kind in self.column_kinds_.items() if kind == "numeric"]
         result: dict[str, np.ndarray] = {}
         if numeric:
-            result["X"] = df[numeric].to_numpy().astype(self.float_dtype)
+            values = df[numeric].to_numpy()
+            result["X"] = values if self.float_dtype is None else values.astype(self.float_dtype)
         for column, categories in self.categories_.items():
+            series = df[column]
+            if self.int_dtype is None and hasattr(series, "cat") and list(series.cat.categories) == categories:
+                result[column] = series.cat.codes.to_numpy()
+                continue
             lookup = {value: code for code, value in enumerate(categories)}
             values = df[column].tolist()
             unknown = sorted({v for v in values if v not in lookup}, key=str)
             if unknown:
                 raise ValueError(f"column {column!r} has categories not seen in fit: {unknown[:5]}")
-            result[column] = np.asarray([lookup[v] for v in values], dtype=self.int_dtype)
+            result[column] = np.asarray([lookup[v] for v in values], dtype=self.int_dtype or np.int64)
         return result
 
     def describe_signature(self, df: Any) -> dict[str, dict[str, Any]]:
-        """For each key of :meth:`transform`'s output, its dtype and number of input units."""
-        check_is_fitted(self, "column_kinds_")
+        """For each key of :meth:`transform`'s output on ``df``, its torch dtype and number of input units.
+
+        ``df`` is described as :meth:`fit` would see it (fitting is not needed), so the result can
+        size a module's layers before anything is fitted.
+        """
+        fitted = self if df is None else clone(self).fit(df)
+        check_is_fitted(fitted, "column_kinds_")
         signature: dict[str, dict[str, Any]] = {}
-        numeric = [c for c, kind in self.column_kinds_.items() if kind == "numeric"]
+        numeric = [c for c, kind in fitted.column_kinds_.items() if kind == "numeric"]
         if numeric:
-            signature["X"] = {"dtype": torch.float32 if self.float_dtype == np.float32 else torch.float64, "input_units": len(numeric)}
-        for column, categories in self.categories_.items():
-            signature[column] = {"dtype": torch.int64 if self.int_dtype == np.int64 else torch.int32, "input_units": len(categories)}
+            signature["X"] = {"dtype": _torch_dtype(self.float_dtype or np.float64), "input_units": len(numeric)}
+        for column, categories in fitted.categories_.items():
+            signature[column] = {"dtype": _torch_dtype(self.int_dtype or np.int64), "input_units": len(categories)}
         return signature
+
+
+def _torch_dtype(numpy_dtype: Any) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=numpy_dtype)).dtype
 
 
 def __getattr__(name: str) -> Any:

@@ -72,10 +72,12 @@ def flatten(nested: Any) -> Iterator[Any]:
 
 
 def duplicate_items(*collections: Any) -> set[Any]:
-    """The items found more than once across ``collections`` (each a list, tuple, set or dict's keys)."""
+    """The items found more than once across ``collections`` (lists, tuples, sets, dicts' keys or single items)."""
     seen: set[Any] = set()
     repeated: set[Any] = set()
     for collection in collections:
+        if isinstance(collection, str | bytes) or not hasattr(collection, "__iter__"):
+            collection = [collection]  # a single item
         for item in collection:
             if item in seen:
                 repeated.add(item)
@@ -371,14 +373,12 @@ def is_skorch_dataset(dataset: Any) -> bool:
 
 
 def is_multi_input(data: Any) -> bool:
-    """Whether ``data`` holds several inputs side by side: a tuple, or a list of indexable parts.
+    """Whether ``data`` holds several inputs side by side: a list or tuple of indexable parts.
 
     ``[X_text, X_numbers]`` (arrays, tensors, lists, dicts or pandas objects with one entry per
     row each) is indexed part by part; ``[0, 1, 2]`` is a list of rows.
     """
-    if isinstance(data, tuple):
-        return True
-    return isinstance(data, list) and bool(data) and all(
+    return isinstance(data, list | tuple) and bool(data) and all(
         not isinstance(v, str | bytes) and (hasattr(v, "__len__") or hasattr(v, "shape")) for v in data)
 
 

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args.path = args.path.resolve()
     tests = args.path / "tests"
     os.environ[_SHIM_ENV] = str(args.path.resolve())  # for processes the tests spawn (see below)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"  # tests that would fetch a Hugging Face model fail instead of downloading
     install(args.path)
     _provide_flaky()
     if args.only:
