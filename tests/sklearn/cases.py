@@ -144,6 +144,17 @@ CASES: dict[str, tuple] = {
     "Normalizer": (preprocessing.Normalizer, FEATURES),
     "Binarizer": (preprocessing.Binarizer, FEATURES),
     "PolynomialFeatures": (preprocessing.PolynomialFeatures, FEATURES),
+    **{
+        f"SplineTransformer-{mode}": (
+            (lambda mode=mode: preprocessing.SplineTransformer(extrapolation=mode)), FEATURES
+        )
+        for mode in ("constant", "linear", "continue", "periodic")
+    },
+    "SplineTransformer-quantile": (
+        lambda: preprocessing.SplineTransformer(4, degree=2, knots="quantile",
+                                                include_bias=False),
+        FEATURES,
+    ),
     "SimpleImputer": (impute.SimpleImputer, FEATURES),
     "MissingIndicator": (impute.MissingIndicator, ("missing",)),
     "MissingIndicator-all": (

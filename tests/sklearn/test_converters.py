@@ -105,3 +105,74 @@ def test_unknown_inverse_function_is_refused():
                                            check_inverse=False).fit(data.X, data.y / 100)
     with pytest.raises(UnsupportedEstimatorError, match="arctanh"):
         bridge.from_sklearn(estimator)
+
+
+def _assert_both_engines(estimator, X, method, rtol=1e-4):
+    """bridge and onnxruntime (on bridge's own graph) agree with scikit-learn on ``X``."""
+    import bridge
+
+    model = bridge.from_sklearn(estimator)
+    expected = getattr(estimator, method)(X)
+    assert_parity(getattr(model, method)(X), expected, rtol=rtol, atol=rtol, what=method)
+    graph = model.onnx_model
+    (reference, *_) = run_onnxruntime(graph, {graph.graph.input[0].name: X.astype(np.float32)})
+    assert_parity(reference.reshape(expected.shape), expected, rtol=rtol, atol=rtol,
+                  what=f"{method} in onnxruntime")
+
+
+@pytest.mark.parametrize("mode", ["constant", "linear", "continue", "periodic", "error"])
+@pytest.mark.parametrize("degree", [1, 3])
+def test_spline_extrapolation_beyond_the_fitted_range_and_missing_values(mode, degree):
+    from sklearn.preprocessing import SplineTransformer
+
+    X = fitted("StandardScaler", "features")[1].X
+    estimator = SplineTransformer(degree=degree, extrapolation=mode,
+                                  handle_missing="zeros").fit(X)
+    wide = np.vstack([X * 1.7, X[:5] - 9.0])
+    if mode == "error":  # scikit-learn raises beyond the knots; the graph gives NaN there
+        wide = X.copy()
+    wide[3, 2] = np.nan
+    _assert_both_engines(estimator, wide, "transform")
+
+
+@pytest.mark.parametrize("bounds", ["nan", "clip"])
+def test_isotonic_regression_between_beyond_and_on_thresholds(bounds):
+    from sklearn.isotonic import IsotonicRegression
+
+    data = fitted("Ridge", "regression")[1]
+    x = data.X[:, :1]
+    estimator = IsotonicRegression(out_of_bounds=bounds).fit(x, data.y + x[:, 0])
+    probe = np.vstack([x, x.min() - 1.0, x.max() + 1.0,
+                       estimator.X_thresholds_[:, None],
+                       np.linspace(x.min() - 1, x.max() + 1, 200)[:, None]])
+    _assert_both_engines(estimator, probe, "predict")
+
+
+def test_isotonic_regression_refuses_raising_bounds():
+    from sklearn.isotonic import IsotonicRegression
+
+    import bridge
+
+    estimator = IsotonicRegression(out_of_bounds="raise").fit([[0.0], [1.0], [2.0]], [0, 2, 1])
+    with pytest.raises(UnsupportedEstimatorError, match="out_of_bounds='raise'"):
+        bridge.from_sklearn(estimator)
+
+
+def test_additive_chi2_sampler_gives_zeros_for_zero_entries():
+    from sklearn.kernel_approximation import AdditiveChi2Sampler
+
+    X = np.abs(fitted("StandardScaler", "features")[1].X)
+    X[::3, 1] = 0.0
+    estimator = AdditiveChi2Sampler(sample_steps=3).fit(X)
+    _assert_both_engines(estimator, X, "transform")
+
+
+def test_missing_indicator_on_a_sentinel_value():
+    from sklearn.impute import MissingIndicator
+
+    import bridge
+
+    X = np.array([[1.0, -1.0, 3.0], [-1.0, 2.0, 5.0], [4.0, 2.0, -1.0]])
+    estimator = MissingIndicator(missing_values=-1.0, error_on_new=False).fit(X[:2])
+    model = bridge.from_sklearn(estimator)
+    np.testing.assert_array_equal(model.transform(X), estimator.transform(X))

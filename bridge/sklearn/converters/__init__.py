@@ -25,6 +25,7 @@ CONVERTER_MODULES = (
     "covariance",
     "isotonic",
     "missing_indicator",
+    "splines",
 )
 
 _registered: dict[str, object] | None = None
