@@ -140,6 +140,32 @@ def fuse_matmul_add(graph: fx.Graph, module: fx.GraphModule) -> None:
         graph.erase_node(product)
 
 
+def drop_softmax_renormalisation(graph: fx.Graph, module: fx.GraphModule) -> None:
+    """Remove an L1 ``Normalizer`` applied to a ``LinearClassifier``'s SOFTMAX scores
+    (skl2onnx's multinomial LogisticRegression): softmax rows already sum to one, so the
+    division changes each probability by a few ulps at most (scikit-learn does not
+    renormalise either) and costs four operator calls of a one-row call's ten."""
+    from bridge.onnx.ops.ml.linear import OnnxLinearClassifier
+    from bridge.onnx.ops.ml.preprocessing import OnnxNormalizer
+
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        normalizer = module.get_submodule(node.target)
+        if type(normalizer) is not OnnxNormalizer or normalizer.norm != "L1" or has_hooks(
+                normalizer):
+            continue
+        item = node.args[0]
+        if not (isinstance(item, fx.Node) and item.target is operator.getitem
+                and item.args[1] == 1 and item.args[0].op == "call_module"):
+            continue
+        classifier = module.get_submodule(item.args[0].target)
+        if (type(classifier) is OnnxLinearClassifier and classifier.post_transform == "SOFTMAX"
+                and not classifier.single_row):
+            node.replace_all_uses_with(item)
+            graph.erase_node(node)
+
+
 NEIGHBOUR_BLOCK = 256  # query rows per block of :func:`blocked_nearest`
 
 
@@ -238,6 +264,7 @@ def build_plan(module: fx.GraphModule, outputs: Sequence[int]) -> Plan:
     """
     graph = pruned_graph(module, outputs)
     fuse_matmul_add(graph, module)
+    drop_softmax_renormalisation(graph, module)
     fuse_nearest_neighbours(graph, module)
     direct_calls(graph, module)
     code = graph.python_code(root_module="self")
