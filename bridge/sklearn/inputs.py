@@ -3,6 +3,7 @@ one tensor (or one per column) out, with scikit-learn-style errors for shape, dt
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,7 +181,7 @@ class InputSpec:
         """NaN/infinity check on an array (or a CPU tensor's numpy view): one sum, as
         scikit-learn does; only a non-finite sum (NaN, infinity, or finite values whose
         sum overflows) pays for the element-wise check that finds out which."""
-        if array.size == 0 or np.isfinite(array.sum()):
+        if array.size == 0 or math.isfinite(array.sum()):
             return
         self._check_finite(torch.from_numpy(np.ascontiguousarray(array)))
 
