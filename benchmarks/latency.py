@@ -71,15 +71,21 @@ def difference(actual, expected) -> float:
                         initial=0.0))
 
 
-def measure_model(name: str, batch_sizes: list[int], repeats: int, train_rows: int,
-                  compiled: bool) -> dict:
+def fitted(name: str, train_rows: int):
+    """The suite's case ``name``: its fitted estimator and the converted model."""
     case = CASES[name]
     X, y = make_data(case.task, train_rows, 20)
     estimator = case.build()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimator.fit(X) if case.task == "transform" else estimator.fit(X, y)
-    model = bridge.from_sklearn(estimator)
+    return estimator, bridge.from_sklearn(estimator)
+
+
+def measure_model(name: str, batch_sizes: list[int], repeats: int, train_rows: int,
+                  compiled: bool) -> dict:
+    case = CASES[name]
+    estimator, model = fitted(name, train_rows)
     record = {"model": name, "method": case.method, "cells": {}}
     runners = {"sklearn": getattr(estimator, case.method),
                "onnxruntime": onnxruntime_runner(model, case.method),
@@ -168,12 +174,7 @@ def threads_check(models: list[str], batch_sizes: list[int], train_rows: int) ->
     limit = threads.SINGLE_THREAD_ELEMENTS
     for name in models:
         case = CASES[name]
-        X, y = make_data(case.task, train_rows, 20)
-        estimator = case.build()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            estimator.fit(X) if case.task == "transform" else estimator.fit(X, y)
-        model = bridge.from_sklearn(estimator)
+        estimator, model = fitted(name, train_rows)
         data, _ = make_data(case.task, max(batch_sizes), 20, seed=1)
         for batch in batch_sizes:
             X_batch = np.ascontiguousarray(data[:batch])
