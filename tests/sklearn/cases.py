@@ -26,6 +26,7 @@ from sklearn import (
     neural_network,
     pipeline,
     preprocessing,
+    random_projection,
     svm,
     tree,
 )
@@ -177,6 +178,17 @@ CASES: dict[str, tuple] = {
     ),
     "LabelBinarizer": (preprocessing.LabelBinarizer, ("labels",)),
     "PCA": (lambda: decomposition.PCA(3), FEATURES),
+    "FactorAnalysis": (lambda: decomposition.FactorAnalysis(3, random_state=0), FEATURES),
+    "FastICA": (lambda: decomposition.FastICA(3, tol=0.05, random_state=0), FEATURES),
+    "FastICA-unwhitened": (
+        lambda: decomposition.FastICA(whiten=False, tol=0.05, random_state=0), FEATURES
+    ),
+    "SparseRandomProjection": (
+        lambda: random_projection.SparseRandomProjection(4, random_state=0), FEATURES
+    ),
+    "BernoulliRBM": (
+        lambda: neural_network.BernoulliRBM(8, n_iter=5, random_state=0), ("unit-interval",)
+    ),
     "TruncatedSVD": (lambda: decomposition.TruncatedSVD(3, random_state=0), FEATURES),
     "KernelPCA": (lambda: decomposition.KernelPCA(3, kernel="rbf"), FEATURES),
     **{
@@ -373,12 +385,14 @@ CASES: dict[str, tuple] = {
 @cache
 def extra_dataset(name: str) -> Dataset:
     """Datasets only some estimators use: categories, labels, positive-regression,
-    one-feature, missing."""
+    one-feature, missing, unit-interval."""
     rng = np.random.default_rng(3)
     if name == "categories":
         return Dataset(name, rng.integers(0, 4, size=(120, 3)).astype(np.float64), None)
     if name == "labels":
         return Dataset(name, rng.integers(0, 4, size=120) * 3 + 1, None)
+    if name == "unit-interval":  # BernoulliRBM's visible units
+        return Dataset(name, rng.random((120, 6)), None)
     if name == "missing":  # NaN in columns 0, 2 and 5
         X = dataset("features").X.copy()
         for column in (0, 2, 5):

@@ -26,6 +26,7 @@ CONVERTER_MODULES = (
     "isotonic",
     "missing_indicator",
     "splines",
+    "projections",
 )
 
 _registered: dict[str, object] | None = None
