@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import warnings
@@ -196,6 +197,18 @@ def threads_check(models: list[str], batch_sizes: list[int], train_rows: int) ->
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="full")
@@ -223,8 +236,8 @@ def main() -> None:
         records.append(measure_model(name, batch_sizes, args.repeats, suite["train_rows"],
                                      not args.no_compiled))
         print(f"measured {name}", flush=True)
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-               f"thread, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    machine = (f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__} on "
+               f"{torch.get_num_threads()} thread, onnxruntime {onnxruntime.__version__}")
     report = [f"# Latency per call (µs), one thread each — {machine}", "", table(records), "",
               *goal_lines(records)]
     compile_times = [f"{r['model']} {r['compile_seconds']:.1f} s" for r in records
