@@ -95,7 +95,10 @@ class _LabelEncodingMixin:
         classes = getattr(self, "classes_", None)
         if classes is None or y is None:
             return y
-        return classes[np.asarray(to_numpy(y)).astype(np.int64)]
+        indices = np.asarray(to_numpy(y)).astype(np.int64)
+        if classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes))):
+            return indices  # labels 0..k-1 are their own indices (also for columns beyond those seen)
+        return classes[indices]
 
     def _targets_to_indices(self, y: Any, reset: bool, classes: Any) -> Any:
         if y is None:

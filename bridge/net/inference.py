@@ -128,7 +128,8 @@ class InferenceMixin:
         else:
             self.check_is_fitted()
         nonlinearity = self._get_predict_nonlinearity()
-        outputs = [nonlinearity(_first_output(y_pred)) for y_pred in self.forward_iter(X, training=False, device=None)]
+        outputs = [torch.as_tensor(nonlinearity(_first_output(y_pred)))  # a nonlinearity may return numpy
+                   for y_pred in self.forward_iter(X, training=False, device=None)]
         if not outputs:
             raise ValueError("predict got no data (X has 0 rows)")
         return outputs[0] if len(outputs) == 1 else torch.cat([o.to(outputs[0].device) for o in outputs])

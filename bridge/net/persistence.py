@@ -144,6 +144,8 @@ class PersistenceMixin:
         _check_params_alias(f_params, kwargs)
         sources = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
                    "f_history": f_history, **kwargs}
+        if checkpoint is not None and not self.initialized_:
+            self.initialize()  # resuming from a checkpoint builds the parts that receive the state
         if checkpoint is not None:
             formatted = dict(checkpoint.get_formatted_files(self))
             formatted.setdefault("f_history", getattr(checkpoint, "f_history_", None))
@@ -151,10 +153,8 @@ class PersistenceMixin:
                 if key != "f_pickle" and sources.get(key) is None:
                     sources[key] = value
         if not self.initialized_:
-            if checkpoint is None:
-                raise NotFittedError(f"cannot load parameters into an uninitialized {type(self).__name__}; "
-                                     "call net.initialize() first (or pass checkpoint=, which initializes)")
-            self.initialize()  # resuming from a checkpoint builds the parts that receive the state
+            raise NotFittedError(f"cannot load parameters into an uninitialized {type(self).__name__}; "
+                                 "call net.initialize() first (or pass checkpoint=, which initializes)")
         history_source = sources.pop("f_history", None)
         if history_source is not None:
             self.history_ = History.from_file(history_source)
