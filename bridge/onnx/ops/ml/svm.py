@@ -172,6 +172,7 @@ class OnnxSVMClassifier(nn.Module):
         operations and one synchronisation per sweep (~240 us of a 1-row call's ~330)."""
         weights = self.pair_weights64.get(self.pair_weights, lambda w: w.to(torch.float64))
         sums = self.kernel.in_place(x).to(torch.float64) @ weights
+        # (votes from pair_rows / pair_columns, which vote_winner / vote_loser one-hot encode)
         decisions, label = native.decide(sums, self.rho, self.pair_rows, self.pair_columns,
                                          self.labels)
         if not self.has_probabilities:
