@@ -330,6 +330,16 @@ CASES: dict[str, tuple] = {
         lambda: cluster.MiniBatchKMeans(n_clusters=3, n_init=2, batch_size=64, random_state=0),
         FEATURES,
     ),
+    "Birch": (lambda: cluster.Birch(n_clusters=3), FEATURES),
+    "BisectingKMeans": (
+        lambda: cluster.BisectingKMeans(n_clusters=5, n_init=2, random_state=0), FEATURES
+    ),
+    "BisectingKMeans-largest": (
+        lambda: cluster.BisectingKMeans(n_clusters=4, bisecting_strategy="largest_cluster",
+                                        random_state=0),
+        FEATURES,
+    ),
+    "MeanShift": (lambda: cluster.MeanShift(bandwidth=2.5), FEATURES),
     **{f"GaussianMixture-{kind}": (
         (lambda kind=kind: mixture.GaussianMixture(3, covariance_type=kind, random_state=0)),
         FEATURES,

@@ -176,3 +176,14 @@ def test_missing_indicator_on_a_sentinel_value():
     estimator = MissingIndicator(missing_values=-1.0, error_on_new=False).fit(X[:2])
     model = bridge.from_sklearn(estimator)
     np.testing.assert_array_equal(model.transform(X), estimator.transform(X))
+
+
+@pytest.mark.parametrize("case", ["Birch", "BisectingKMeans", "BisectingKMeans-largest",
+                                  "MeanShift", "NearestCentroid-manhattan"])
+def test_clusters_and_centroids_of_new_points(case):
+    import bridge
+
+    estimator, data = fitted(case, "multiclass" if "Centroid" in case else "features")
+    X = np.random.default_rng(0).normal(scale=2.0, size=(2000, data.X.shape[1]))
+    np.testing.assert_array_equal(bridge.from_sklearn(estimator).predict(X),
+                                  estimator.predict(X))

@@ -27,6 +27,7 @@ CONVERTER_MODULES = (
     "missing_indicator",
     "splines",
     "projections",
+    "clustering",
 )
 
 _registered: dict[str, object] | None = None
