@@ -252,9 +252,9 @@ def _record_weighted_mean(history: Any, name: str, prefix: str, callback: Any) -
     batches = history[-1]["batches"]
     values, sizes = [], []
     for row in batches:
-        if name in row:
+        if name in row and prefix + "_batch_size" in row:  # a value without its batch size cannot be weighed
             values.append(row[name])
-            sizes.append(row.get(prefix + "_batch_size", 1))
+            sizes.append(row[prefix + "_batch_size"])
     if not values:
         return
     score = float(np.average(values, weights=sizes))
