@@ -84,6 +84,16 @@ def _svc(cls, kernel, probability):
     return lambda: cls(kernel=kernel, probability=probability, random_state=0)
 
 
+def _frozen(factory, data_name):
+    """A FrozenEstimator around ``factory()`` fitted on ``data_name`` (its own fit does
+    nothing)."""
+    from sklearn.frozen import FrozenEstimator
+
+    data = dataset(data_name)
+    inner = factory()
+    return FrozenEstimator(inner.fit(data.X) if data.y is None else inner.fit(data.X, data.y))
+
+
 # name → (factory, datasets). Names are pytest ids.
 CASES: dict[str, tuple] = {
     "LinearRegression": (linear_model.LinearRegression, REGRESSION),
@@ -304,6 +314,19 @@ CASES: dict[str, tuple] = {
     ),
     "DummyRegressor": (dummy.DummyRegressor, REGRESSION),
     "DummyRegressor-median": (lambda: dummy.DummyRegressor(strategy="median"), REGRESSION),
+    "FrozenEstimator-LogisticRegression": (
+        lambda: _frozen(linear_model.LogisticRegression, "multiclass"), ("multiclass",)
+    ),
+    "FrozenEstimator-Pipeline": (
+        lambda: _frozen(lambda: pipeline.make_pipeline(preprocessing.StandardScaler(),
+                                                       svm.SVC(random_state=0)), "binary"),
+        ("binary",),
+    ),
+    "FrozenEstimator-Ridge": (lambda: _frozen(linear_model.Ridge, "regression"), REGRESSION),
+    # "multiclass": FrozenEstimator.fit takes y even around a transformer
+    "FrozenEstimator-PCA": (
+        lambda: _frozen(lambda: decomposition.PCA(3), "multiclass"), ("multiclass",)
+    ),
     "RFE": (
         lambda: feature_selection.RFE(linear_model.LogisticRegression(), n_features_to_select=3),
         ("binary",),

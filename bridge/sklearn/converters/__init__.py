@@ -28,6 +28,7 @@ CONVERTER_MODULES = (
     "splines",
     "projections",
     "clustering",
+    "frozen",
 )
 
 _registered: dict[str, object] | None = None
