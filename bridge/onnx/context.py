@@ -29,6 +29,9 @@ class ConversionContext:
         self.options = dict(options or {})
         self.constants: dict[str, torch.Tensor] = {}
         self.vocabularies: dict[str, list] = {}
+        # string graph inputs whose values must be in their vocabulary → the node refusing
+        # others (a OneHotEncoder with handle_unknown='error'); see ClosedVocabulary
+        self.closed_inputs: dict[str, str] = {}
         # set by the importer: GraphProto → (module, names of the outer values it reads)
         self.convert_subgraph = None
 
@@ -66,3 +69,16 @@ class ConversionContext:
     def set_vocabulary(self, name: str, labels: Sequence) -> None:
         """Declare that string value ``name`` is carried as int64 indices into ``labels``."""
         self.vocabularies[name] = list(labels)
+
+
+class ClosedVocabulary(list):
+    """The labels of a string graph input that refuses any other value.
+
+    ``refused_by`` names the operator that refuses them (e.g. a OneHotEncoder with
+    ``handle_unknown='error'``), so that inputs can be checked, and the unknown value named,
+    before the graph runs, where only its index would be left.
+    """
+
+    def __init__(self, labels, refused_by: str):
+        super().__init__(labels)
+        self.refused_by = refused_by

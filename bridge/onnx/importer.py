@@ -20,7 +20,7 @@ from torch import fx, nn
 
 from bridge.errors import BridgeError, ConversionError, UnsupportedOperatorError
 from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
-from bridge.onnx.context import ConversionContext
+from bridge.onnx.context import ClosedVocabulary, ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
 from bridge.onnx.graph import OnnxGraph, OnnxNode, free_names, load_model, normalize_domain
 from bridge.onnx.registry import Converted, lookup, schema_version
@@ -65,7 +65,7 @@ class OnnxGraphModule(fx.GraphModule):
 
     def __call__(self, *args, **kwargs):
         """Run the graph; in eager calls, first check the inputs against the graph's
-        declared ones (count, tensors, rank, fixed sizes past the batch axis), as
+        declared ones (count, tensors, rank, fixed sizes, see :func:`check_inputs`), as
         onnxruntime does, so a wrong input fails here rather than deep inside an op."""
         shapes = self.__dict__.get("input_shapes")
         if shapes is not None and not kwargs and not (
@@ -98,9 +98,13 @@ def check_inputs(names: list[str], shapes: list, args: tuple) -> None:
 
     ``shapes`` holds, per input, its declared dims (int for a fixed size, None otherwise)
     or None when the graph declares no shape. Checked: the count, that each is a tensor,
-    no more axes than declared, and the fixed sizes of the trailing axes. The first axis
-    is left free (graphs exported with a fixed batch size run at any batch size here), and
-    so is a missing leading axis (tree ensembles take one row as a vector).
+    no more axes than declared, and every fixed size, the batch axis included: like
+    onnxruntime, a graph exported with a fixed batch size runs at that size only, since
+    nothing proves its operators batch-independent (reshape targets and other shapes baked
+    in at export would give wrong results, not errors). Graphs whose batch axis is
+    symbolic (skl2onnx's, exports with dynamic axes) run at any batch size. A missing
+    leading axis is accepted where the declared batch is free or 1 (tree ensembles take
+    one row as a vector).
     """
     if len(args) != len(names):
         raise TypeError(f"the graph takes {len(names)} input(s) {names}; got {len(args)}")
@@ -113,10 +117,22 @@ def check_inputs(names: list[str], shapes: list, args: tuple) -> None:
         if value.dim() > len(shape):
             raise ValueError(f"graph input {name!r} has rank {len(shape)} (shape "
                              f"{_shown(shape)}); got shape {tuple(value.shape)}")
-        for back in range(1, min(len(shape), value.dim() + 1)):
+        for back in range(1, min(len(shape), value.dim()) + 1):
             if shape[-back] is not None and value.shape[-back] != shape[-back]:
+                axis = len(shape) - back
                 raise ValueError(f"graph input {name!r} has shape {_shown(shape)}; got "
-                                 f"{tuple(value.shape)} (axis {len(shape) - back} differs)")
+                                 f"{tuple(value.shape)} (axis {axis} differs)"
+                                 + (_FIXED_BATCH if axis == 0 else ""))
+        if value.dim() == len(shape) - 1 and shape[0] not in (None, 1):
+            raise ValueError(f"graph input {name!r} has shape {_shown(shape)}; got "
+                             f"{tuple(value.shape)}, one row of a fixed batch of {shape[0]}"
+                             + _FIXED_BATCH)
+
+
+_FIXED_BATCH = ("; the graph was exported with a fixed batch size, so it runs at that size "
+                "only (as in onnxruntime): re-export it with a dynamic batch axis "
+                "(torch.onnx.export(..., dynamic_axes=...) or dynamic_shapes=...) to call it "
+                "with other batch sizes")
 
 
 def _shown(shape: list) -> str:
@@ -146,6 +162,8 @@ class _GraphBuilder:
         self.fx_graph = fx.Graph()
         self.values: dict[str, fx.Node] = {}
         self.names: set[str] = set()
+        self.registered: dict[int, tuple[torch.Tensor, fx.Node]] = {}  # see _value
+        self.storages: set[int] = set()
         self.static_shapes: StaticShapes | None = None  # top-level graphs only
 
     @classmethod
@@ -234,7 +252,10 @@ class _GraphBuilder:
             vocabulary = self.context.vocabulary(name)
             value_type = self.graph.type_of(name)
             is_string = value_type is not None and value_type.elem_type == STRING
-            if vocabulary is not None:
+            if vocabulary is not None and name in self.context.closed_inputs:
+                vocabularies[name] = ClosedVocabulary(vocabulary,
+                                                      self.context.closed_inputs[name])
+            elif vocabulary is not None:
                 vocabularies[name] = vocabulary
             elif is_string:
                 raise ConversionError(
@@ -316,12 +337,24 @@ class _GraphBuilder:
                 f"value {name!r} ({role}) is used before any node produces it; "
                 "the graph is not in topological order or is missing a node"
             )
+        # One tensor under several names (Identity of an initializer, folded away) is
+        # registered once, and one that shares memory with a registered tensor is copied:
+        # torch.jit.trace refuses a tensor under two names, safetensors shared memory.
+        registered = self.registered.get(id(constant))
+        if registered is not None and registered[0] is constant:
+            self.values[name] = registered[1]
+            return registered[1]
+        storage = constant.untyped_storage().data_ptr() if constant.numel() else None
+        stored = constant.clone() if storage in self.storages else constant
         attribute = _python_name(name, self.names)
-        if self.trainable and constant.is_floating_point():
-            self.root.register_parameter(attribute, nn.Parameter(constant.clone()))
+        if self.trainable and stored.is_floating_point():
+            self.root.register_parameter(attribute, nn.Parameter(stored.clone()))
         else:
-            self.root.register_buffer(attribute, constant)
+            self.root.register_buffer(attribute, stored)
         self.values[name] = self.fx_graph.get_attr(attribute)
+        self.registered[id(constant)] = (constant, self.values[name])
+        if storage is not None:
+            self.storages.add(storage)
         return self.values[name]
 
 

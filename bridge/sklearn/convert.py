@@ -149,10 +149,7 @@ def from_sklearn(
     _warn_about_lenient_parts(estimator)
     plan = plan_conversion(estimator)
     if not plan.graphs:
-        raise UnsupportedEstimatorError(
-            f"{name} has none of the inference methods bridge converts (predict, "
-            "predict_proba, predict_log_proba, decision_function, transform, score_samples)"
-        )
+        raise UnsupportedEstimatorError(_no_method_message(estimator, name))
     if target_opset is None and type(final_estimator(estimator)).__name__ == "IsolationForest":
         target_opset = dict(ISOLATION_FOREST_OPSET)
     input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
@@ -179,6 +176,29 @@ def from_sklearn(
         input_spec=input_spec,
         classes=label_values(estimator),
     )
+
+
+_INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
+                      "transform", "score_samples")
+
+#: Why an estimator that has an inference method still does not convert.
+_WHY_NOT = {
+    "KernelDensity": "its score_samples is a log-sum-exp of a kernel over every training "
+                     "row, which no ONNX converter (skl2onnx's or bridge's) implements",
+}
+
+
+def _no_method_message(estimator: Any, name: str) -> str:
+    """Say which inference methods ``estimator`` has, and why none of them converts."""
+    present = [m for m in _INFERENCE_METHODS if hasattr(estimator, m)]
+    if not present:
+        return (f"{name} has none of the inference methods bridge converts "
+                f"({', '.join(_INFERENCE_METHODS)})")
+    why = _WHY_NOT.get(name, "bridge converts score_samples only for outlier detectors and "
+                             "mixtures, and the other methods only for the estimators in "
+                             "SUPPORTED.md")
+    return (f"{name} has {', '.join(present)}, but it does not convert: {why} "
+            "(see SUPPORTED.md for the supported estimators)")
 
 
 def _warn_about_lenient_parts(estimator) -> None:

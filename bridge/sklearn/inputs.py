@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bridge.errors import InvalidInputError
+
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
                  np.dtype(np.int64): torch.int64}
 
@@ -106,6 +108,15 @@ class InputSpec:
             if name in self.text_columns:
                 index = {label: i for i, label in enumerate(vocabularies.get(name, ()))}
                 codes = np.fromiter((index.get(v, -1) for v in column), np.int64, len(column))
+                refused_by = getattr(vocabularies.get(name), "refused_by", None)
+                if refused_by is not None and (codes < 0).any():  # named while the text is here
+                    row = int(np.flatnonzero(codes < 0)[0])
+                    raise InvalidInputError(
+                        f"column {name!r} of {self.estimator_name} (converted) holds "
+                        f"{column[row]!r} (row {row}), a category that {refused_by} does not "
+                        f"know and refuses (handle_unknown='error'); known categories: "
+                        f"{sorted(index)[:10]}{' ...' if len(index) > 10 else ''}"
+                    )
                 inputs.append(torch.from_numpy(codes).view(-1, 1).to(device))
                 continue
             try:

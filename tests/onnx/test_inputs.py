@@ -31,10 +31,12 @@ def test_inputs_that_do_not_fit_the_graph_are_named(args, error, message):
         module(*args)
 
 
-def test_a_fixed_batch_size_and_a_single_row_still_run():
+def test_a_fixed_batch_size_is_honoured_and_a_single_row_still_runs():
     module = bridge.from_onnx(add_model(batch=1))  # exported with a fixed batch of one
-    assert module(torch.ones(4, 3), torch.ones(4, 3)).shape == (4, 3)
+    with pytest.raises(ValueError, match=r"'a' has shape \(1, 3\); got \(4, 3\) \(axis 0"):
+        module(torch.ones(4, 3), torch.ones(4, 3))
     assert module(torch.ones(3), torch.ones(3)).shape == (3,)
+    assert bridge.from_onnx(add_model())(torch.ones(4, 3), torch.ones(4, 3)).shape == (4, 3)
 
 
 def test_the_check_survives_a_deep_copy_and_stays_out_of_traces():

@@ -130,7 +130,7 @@ def _flatten_by_shape_model(extra_rank: int = 2) -> onnx.ModelProto:
     ]
     graph = helper.make_graph(
         nodes, "flatten",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2] + dims)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"] + dims)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializer=[numpy_helper.from_array(np.array(0, np.int64), "zero"),
                      numpy_helper.from_array(np.array([0], np.int64), "axes")],

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.errors import ConversionError
+from bridge.errors import ConversionError, InvalidInputError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
 from bridge.onnx.graph import OnnxNode
@@ -293,11 +293,15 @@ class OnnxOneHotEncoder(nn.Module):
     traced or exported graph cannot raise and gives all zeros).
     """
 
-    def __init__(self, positions: KeyPositions, category_count: int, fail_on_unknown: bool):
+    def __init__(self, positions: KeyPositions, category_count: int, fail_on_unknown: bool,
+                 described: str = "OneHotEncoder", categories: str = ""):
         super().__init__()
         self.positions = positions
         self.category_count = category_count
         self.fail_on_unknown = fail_on_unknown
+        self.described = described  # names the node and its input, for the error
+        self.categories = categories
+        self.text = categories.startswith("'")  # x holds vocabulary indices, not the texts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         position = self.positions(x)
@@ -308,9 +312,13 @@ class OnnxOneHotEncoder(nn.Module):
             checking = checking and not torch.compiler.is_exporting()  # no raising in a graph
         if checking:
             if bool((position < 0).any()):
-                raise ConversionError(
-                    "OneHotEncoder with zeros=0 met a category that is not among its "
-                    "cats_int64s / cats_strings"
+                where = (position < 0).nonzero()[0].tolist()
+                value = "a text" if self.text else repr(x[tuple(where)].item())
+                raise InvalidInputError(
+                    f"{self.described} (zeros=0, i.e. handle_unknown='error') met an unknown "
+                    f"category, {value}, at index {tuple(where)} of that input (row "
+                    f"{where[0]}); its categories are "
+                    f"{self.categories}"
                 )
         return encoded
 
@@ -331,8 +339,19 @@ def convert_one_hot_encoder(node: OnnxNode, context: ConversionContext) -> Conve
         positions = numeric_key_positions(np.asarray(ints, dtype=np.int64), first_wins=False,
                                           cast_to_int64=True)
     fail_on_unknown = not bool(node.attribute("zeros", 1))
-    module = OnnxOneHotEncoder(positions, len(strings or ints), fail_on_unknown)
+    described = f"OneHotEncoder {node.name!r} on {source!r}"
+    categories = _shown_labels(strings or ints)
+    path = _path_to_graph_input(context, source) if strings else []
+    if fail_on_unknown and path:  # checked, and the text named, as the input comes in
+        context.closed_inputs[path[-1]] = described
+    module = OnnxOneHotEncoder(positions, len(strings or ints), fail_on_unknown, described,
+                               categories)
     return Converted(module, inputs=[source])
+
+
+def _shown_labels(labels: list, shown: int = 10) -> str:
+    text = ", ".join(repr(label) for label in labels[:shown])
+    return text + (f", ... ({len(labels)} in all)" if len(labels) > shown else "")
 
 
 class OnnxZipMap(nn.Module):

@@ -9,7 +9,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import bridge
-from bridge.errors import ConversionError
+from bridge.errors import ConversionError, InvalidInputError
 from bridge.onnx.ops.ml.encoders import OnnxKeyValueMap
 from tests.parity import ML_DOMAIN, assert_parity, run_onnxruntime, single_node_model, to_numpy
 
@@ -92,7 +92,7 @@ def test_one_hot_encoder_zeros_0_raises_on_unknown_category():
     x = np.array([1, 9], dtype=np.int64)
     model = ml_model("OneHotEncoder", {"x": x}, {"cats_int64s": [1, 2], "zeros": 0},
                      TensorProto.FLOAT, ml_opset=1)
-    with pytest.raises(ConversionError, match="zeros=0"):
+    with pytest.raises(InvalidInputError, match="zeros=0.*unknown category, 9, at index \\(1,\\)"):
         run_bridge_decoded(model, {"x": x})
 
 

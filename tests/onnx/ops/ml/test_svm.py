@@ -177,7 +177,7 @@ def test_pairwise_coupling_of_consistent_probabilities_recovers_them():
 def test_svc_scripts_traces_and_differentiates(iris):
     x, y = iris
     attributes = svm_attributes(SVC(probability=True, random_state=0).fit(x, y), x)
-    module = bridge.from_onnx(classifier_model(x, attributes))
+    module = bridge.from_onnx(classifier_model(x[:20], attributes))  # declares 20 rows
     tensor = torch.from_numpy(x[:20])
     label, probabilities = module(tensor)
     (svc,) = [m for m in module.modules() if isinstance(m, OnnxSVMClassifier)]

@@ -1,0 +1,83 @@
+"""Catalogue: inputs and estimators that converted models refuse, with the words each error holds."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KernelDensity
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+import bridge
+from bridge.errors import InvalidInputError, NotFittedError, UnsupportedEstimatorError
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.RandomState(0)
+    colors = rng.choice(["red", "green", "blue"], 30)
+    df = pd.DataFrame({"color": colors, "size": rng.rand(30)})
+    return df, (colors == "red").astype(np.int64)
+
+
+def _text_pipeline(frame, handle_unknown):
+    df, y = frame
+    encode = make_column_transformer((OneHotEncoder(handle_unknown=handle_unknown), ["color"]),
+                                     remainder="passthrough")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make_pipeline(encode, LogisticRegression()).fit(df, y)
+
+
+def test_unseen_text_category_names_the_column_and_the_value(frame):
+    model = bridge.from_sklearn(_text_pipeline(frame, "error"))
+    rows = frame[0][:4].copy()
+    rows.loc[2, "color"] = "purple"
+    with pytest.raises(InvalidInputError, match=r"column 'color' .* holds 'purple' \(row 2\).*"
+                                                r"handle_unknown='error'.*\['blue', 'green', "
+                                                r"'red'\]"):
+        model.predict(rows)
+
+
+def test_unseen_text_category_is_still_refused_after_pickling(frame):
+    model = pickle.loads(pickle.dumps(bridge.from_sklearn(_text_pipeline(frame, "error"))))
+    rows = frame[0][:2].copy()
+    rows.loc[0, "color"] = "teal"
+    with pytest.raises(InvalidInputError, match="holds 'teal'"):
+        model.predict(rows)
+
+
+def test_unseen_text_category_with_handle_unknown_ignore_is_all_zeros(frame):
+    pipeline = _text_pipeline(frame, "ignore")
+    rows = frame[0][:4].copy()
+    rows.loc[2, "color"] = "purple"
+    got = bridge.from_sklearn(pipeline).predict_proba(rows)
+    np.testing.assert_allclose(got, pipeline.predict_proba(rows), rtol=1e-4, atol=1e-6)
+
+
+def test_unseen_numeric_category_names_the_value():
+    X = np.array([[0, 1], [1, 2], [2, 0], [0, 0]] * 5, dtype=np.float32)
+    y = np.arange(20) % 2
+    model = bridge.from_sklearn(make_pipeline(OneHotEncoder(), LogisticRegression()).fit(X, y))
+    with pytest.raises(InvalidInputError, match=r"handle_unknown='error'\) met an unknown "
+                                                r"category, 5, .*\(row 1\); its categories "
+                                                r"are 0, 1, 2"):
+        model.predict(np.array([[0, 1], [5, 1]], np.float32))
+
+
+def test_kernel_density_says_it_has_score_samples_and_why_it_does_not_convert():
+    density = KernelDensity().fit(np.random.RandomState(0).rand(20, 2))
+    with pytest.raises(UnsupportedEstimatorError, match="KernelDensity has score_samples, but it "
+                                                        "does not convert: .*every training row"):
+        bridge.from_sklearn(density)
+
+
+def test_unfitted_kernel_density_says_it_is_not_fitted():
+    with pytest.raises(NotFittedError, match="KernelDensity instance is not fitted"):
+        bridge.from_sklearn(KernelDensity())
