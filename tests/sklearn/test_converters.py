@@ -187,3 +187,37 @@ def test_clusters_and_centroids_of_new_points(case):
     X = np.random.default_rng(0).normal(scale=2.0, size=(2000, data.X.shape[1]))
     np.testing.assert_array_equal(bridge.from_sklearn(estimator).predict(X),
                                   estimator.predict(X))
+
+
+# every case whose graph comes from one of bridge's own converters added for issue 19
+BRIDGE_CONVERTED_CASES = [
+    "RBFSampler", "SkewedChi2Sampler", "AdditiveChi2Sampler", "PolynomialCountSketch",
+    "PolynomialCountSketch-degree3", *[f"KernelRidge-{k}" for k in
+                                       ("linear", "rbf", "poly", "sigmoid", "laplacian")],
+    "NearestCentroid", "NearestCentroid-empirical", "NearestCentroid-manhattan",
+    "EllipticEnvelope", "IsotonicRegression", "IsotonicRegression-clip", "MissingIndicator",
+    *[f"SplineTransformer-{m}" for m in ("constant", "linear", "continue", "periodic",
+                                          "quantile")],
+    "FactorAnalysis", "FastICA", "FastICA-unwhitened", "SparseRandomProjection",
+    "BernoulliRBM", "Birch", "BisectingKMeans", "MeanShift",
+    "FrozenEstimator-LogisticRegression",
+]
+
+
+@pytest.mark.parametrize("case", BRIDGE_CONVERTED_CASES)
+def test_float64_graphs_of_bridge_converters_match_sklearn_closely(case):
+    import bridge
+    from tests.sklearn.cases import CASES
+
+    estimator, data = fitted(case, CASES[case][1][0])
+    model = bridge.from_sklearn(estimator, dtype=np.float64)
+    assert model.methods and model._method_outputs
+    for method in model._method_outputs:
+        actual, expected = getattr(model, method)(data.X), getattr(estimator, method)(data.X)
+        if method == "predict_log_proba":
+            actual, expected = np.exp(actual), np.exp(expected)
+        if np.asarray(expected).dtype.kind in "fc":
+            assert np.asarray(actual).dtype == np.float64, method
+        # atol 1e-7: scikit-learn's euclidean_distances expands |x - c|^2 and cancels
+        # (a row on its own center gives ~4e-8, the graph's differences 0)
+        assert_parity(actual, expected, rtol=1e-9, atol=1e-7, what=f"{case}.{method}")
