@@ -174,12 +174,14 @@ class TreeEnsembleModule(nn.Module):
         accumulate = torch.float64 if dtype == torch.float64 else torch.float32
         if x.dtype != dtype:  # (a no-op .to still costs ~1.5 us)
             x = x.to(dtype)
-        walk = self.strategies["traversal"] if "traversal" in self.strategies else None
+        # the ModuleDicts' own dicts: a ModuleDict lookup costs ~0.7 us, a dict's ~0.05
+        strategies = self._modules["strategies"]._modules
+        walk = strategies.get("traversal")
         fused = walk is not None and walk.kernel_runs(x)
         name = self.choose(x.shape[0], x.device.type, fused)
         if self.last_strategy != name:  # (nn.Module's __setattr__ costs ~1 us)
             self.last_strategy = name
-        strategy, aggregator = self.strategies[name], self.aggregators[name]
+        strategy, aggregator = strategies[name], self._modules["aggregators"]._modules[name]
         if fused and name == "traversal" and x.is_cpu and aggregator.sums_in_walk:
             # the C walk adds up the leaf values in its loop: no [trees, N] slots, no
             # per-output gathers and reductions (a 1-row call of a random forest: ~25 us)
