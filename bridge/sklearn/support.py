@@ -123,6 +123,40 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "GradientBoostingRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
     "HistGradientBoostingClassifier": _entry(_CLASSIFIER, notes=_TREE_NOTE),
     "HistGradientBoostingRegressor": _entry(_REGRESSOR, notes=_TREE_NOTE),
+    # bridge converters (bridge/sklearn/converters), float64 covered by tests/sklearn/test_converters.py
+    "RBFSampler": _entry(_TRANSFORM, _F64, notes="bridge converter"),
+    "SkewedChi2Sampler": _entry(_TRANSFORM, _F64, notes="bridge converter"),
+    "AdditiveChi2Sampler": _entry(_TRANSFORM, _F64, notes="bridge converter; zeros stay zero"),
+    "PolynomialCountSketch": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; the FFT as MatMuls by the Fourier basis")),
+    "KernelRidge": _entry(_REGRESSOR, _F64, notes=(
+        "bridge converter; kernels linear, rbf, laplacian, poly, sigmoid, cosine")),
+    "NearestCentroid": _entry(_CLASSIFIER, _F64, notes=(
+        "bridge converter; metric euclidean (every method) or manhattan (predict)")),
+    "EllipticEnvelope": _entry(["predict", "decision_function", "score_samples"], _F64,
+                               notes="bridge converter; squared Mahalanobis distance"),
+    "IsotonicRegression": _entry(_REGRESSOR, _F64, notes=(
+        "bridge converter; input one (N, 1) column; out_of_bounds 'nan' or 'clip'; "
+        "transform has no ONNX conversion")),
+    "MissingIndicator": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; dense boolean output; missing_values NaN or a number; a feature "
+        "missing only at inference is dropped (error_on_new cannot raise in a graph)")),
+    "SplineTransformer": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; every extrapolation ('error' gives NaN where scikit-learn "
+        "raises); NaN rows give zeros; sparse_output=False")),
+    "FactorAnalysis": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; score_samples has no ONNX conversion")),
+    "FastICA": _entry(_TRANSFORM, _F64, notes="bridge converter"),
+    "SparseRandomProjection": _entry(_TRANSFORM, _F64, notes="bridge converter; dense output"),
+    "BernoulliRBM": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; score_samples (random by design) has no ONNX conversion")),
+    "NeighborhoodComponentsAnalysis": _entry(_TRANSFORM),
+    "Birch": _entry(["predict", "transform"], _F64, notes="bridge converter"),
+    "BisectingKMeans": _entry(["predict", "transform"], _F64, notes=(
+        "bridge converter; predict descends the bisecting tree as scikit-learn does")),
+    "MeanShift": _entry(["predict"], _F64, notes="bridge converter"),
+    "FrozenEstimator": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "bridge parser; converts as the estimator it wraps, with that estimator's methods")),
     "IsolationForest": _entry(["predict", "decision_function", "score_samples"], notes=(
         "converted with target_opset={'': 17, 'ai.onnx.ml': 3} by default")),
 }
