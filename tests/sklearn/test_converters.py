@@ -221,3 +221,23 @@ def test_float64_graphs_of_bridge_converters_match_sklearn_closely(case):
         # atol 1e-7: scikit-learn's euclidean_distances expands |x - c|^2 and cancels
         # (a row on its own center gives ~4e-8, the graph's differences 0)
         assert_parity(actual, expected, rtol=1e-9, atol=1e-7, what=f"{case}.{method}")
+
+
+@pytest.mark.parametrize("case", ["PCA", "FactorAnalysis"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_score_samples_option_in_onnxruntime(case, dtype):
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    register_missing_converters()
+    estimator, data = fitted(case, "features")
+    tensor_type = DoubleTensorType if dtype == np.float64 else FloatTensorType
+    graph = to_onnx(estimator, initial_types=[("X", tensor_type([None, data.X.shape[1]]))],
+                    options={id(estimator): {"score_samples": True}})
+    transformed, scores = run_onnxruntime(graph, {"X": data.X.astype(dtype)})
+    tolerance = 1e-9 if dtype == np.float64 else 1e-4
+    assert_parity(scores.ravel(), estimator.score_samples(data.X), rtol=tolerance,
+                  atol=tolerance * 10, what="score_samples")
+    assert_parity(transformed, estimator.transform(data.X), rtol=tolerance, atol=tolerance,
+                  what="transform")
+    plain = to_onnx(estimator, data.X[:1].astype(dtype))
+    assert len(plain.graph.output) == 1  # without the option: transform alone, as before

@@ -29,6 +29,7 @@ CONVERTER_MODULES = (
     "projections",
     "clustering",
     "frozen",
+    "gaussian_scores",  # after projections: extends its FactorAnalysis converter
 )
 
 _registered: dict[str, object] | None = None
