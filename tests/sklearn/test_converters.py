@@ -241,3 +241,23 @@ def test_score_samples_option_in_onnxruntime(case, dtype):
                   what="transform")
     plain = to_onnx(estimator, data.X[:1].astype(dtype))
     assert len(plain.graph.output) == 1  # without the option: transform alone, as before
+
+
+def test_variants_without_a_graph_are_refused_by_name():
+    from sklearn.impute import MissingIndicator
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.preprocessing import SplineTransformer
+
+    import bridge
+
+    X = np.abs(fitted("StandardScaler", "features")[1].X)
+    X[0, 0] = 0.5
+    refused = [
+        (KernelRidge(kernel="chi2", gamma=1.0).fit(X, X[:, 0]),
+         "KernelRidge\\(kernel='chi2'\\) has no ONNX conversion; supported kernels: linear"),
+        (SplineTransformer(sparse_output=True).fit(X), "sparse_output=True"),
+        (MissingIndicator(missing_values=0.5, sparse=True).fit(X), "sparse=True"),
+    ]
+    for estimator, match in refused:
+        with pytest.raises(UnsupportedEstimatorError, match=match):
+            bridge.from_sklearn(estimator)
