@@ -1,5 +1,5 @@
 """Catalogue: an imported module whose graph reads one tensor under several names behaves like
-any torch module: it traces, saves with safetensors, deep-copies and pickles.
+any torch module: it traces, exports, saves with safetensors, deep-copies and pickles.
 
 The TorchScript exporter writes a weight used twice (the same ``Linear`` called twice, tied
 embeddings) as one initializer plus ``Identity`` nodes; folding those at import must not
@@ -57,13 +57,13 @@ def _identity_of_an_initializer() -> onnx.ModelProto:
              helper.make_node("MatMul", ["x", "W"], ["a"]),
              helper.make_node("MatMul", ["x", "W_copy"], ["b"]),
              helper.make_node("Add", ["a", "b"], ["c"]),
-             helper.make_node("Reshape", ["W_again", "flat"], ["W_flat"]),
-             helper.make_node("ReduceSum", ["W_flat"], ["total"], keepdims=1),
-             helper.make_node("Add", ["c", "total"], ["y"])]
-    flat = numpy_helper.from_array(np.array([-1], np.int64), "flat")
+             helper.make_node("Reshape", ["W_again", "same"], ["W_view"]),  # shares memory
+             helper.make_node("MatMul", ["x", "W_view"], ["d"]),
+             helper.make_node("Add", ["c", "d"], ["y"])]
+    same = numpy_helper.from_array(np.array([3, 4], np.int64), "same")
     graph = helper.make_graph(nodes, "identity", [
         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight, flat])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight, same])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -77,7 +77,7 @@ def imported(request):
             return bridge.from_onnx(model), tokens, original(tokens)
     x = torch.randn(5, 3)
     weight = torch.arange(12, dtype=torch.float32).reshape(3, 4) / 10
-    return bridge.from_onnx(_identity_of_an_initializer()), x, 2 * x @ weight + weight.sum()
+    return bridge.from_onnx(_identity_of_an_initializer()), x, 3 * x @ weight
 
 
 def _tensor_ids(module: torch.nn.Module) -> list[int]:
@@ -103,6 +103,12 @@ def test_torch_jit_trace(imported):
     module, x, expected = imported
     traced = torch.jit.trace(module, (x,))
     torch.testing.assert_close(traced(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_export(imported):
+    module, x, expected = imported
+    exported = torch.export.export(module, (x,))
+    torch.testing.assert_close(exported.module()(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_safetensors_save_and_load_the_state_dict(imported, tmp_path):
