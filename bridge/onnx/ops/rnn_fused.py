@@ -86,39 +86,41 @@ class OnnxFusedRecurrent(nn.Module):
                                 self.num_directions)
         time_axis = 1 if self.batch_first else 0
         batch = x.shape[1 - time_axis]
-        if initial_h is None:
-            h0 = torch.zeros(self.num_directions, batch, self.hidden_size, dtype=x.dtype,
-                             device=x.device)
-        else:  # torch's states are [directions, batch, hidden] whatever the layout
-            h0 = initial_h.transpose(0, 1) if self.batch_first else initial_h
+        zeros = initial_h is None or (self.cell == "LSTM" and initial_c is None)
+        zero = torch.zeros(self.num_directions if zeros else 0, batch, self.hidden_size,
+                           dtype=x.dtype, device=x.device)
+        # torch's states are [directions, batch, hidden] whatever the layout
+        h0 = zero if initial_h is None else _state(initial_h, self.batch_first)
         if self.reverse:
             x = torch.flip(x, [time_axis])
-        c_n = torch.empty(0)
         if self.cell == "LSTM":
-            if initial_c is None:
-                c0 = torch.zeros_like(h0)
-            else:
-                c0 = initial_c.transpose(0, 1) if self.batch_first else initial_c
-            y, h_n, c_n = torch.lstm(x, [h0.contiguous(), c0.contiguous()], flat, True, 1, 0.0,
-                                     False, self.bidirectional, self.batch_first)
+            c0 = zero if initial_c is None else _state(initial_c, self.batch_first)
+            y, h_n, c_n = torch.lstm(x, [h0, c0], flat, True, 1, 0.0, False, self.bidirectional,
+                                     self.batch_first)
         elif self.cell == "GRU":
-            y, h_n = torch.gru(x, h0.contiguous(), flat, True, 1, 0.0, False,
-                               self.bidirectional, self.batch_first)
+            y, h_n = torch.gru(x, h0, flat, True, 1, 0.0, False, self.bidirectional,
+                               self.batch_first)
+            c_n = h_n
         elif self.nonlinearity == "relu":
-            y, h_n = torch.rnn_relu(x, h0.contiguous(), flat, True, 1, 0.0, False,
-                                    self.bidirectional, self.batch_first)
+            y, h_n = torch.rnn_relu(x, h0, flat, True, 1, 0.0, False, self.bidirectional,
+                                    self.batch_first)
+            c_n = h_n
         else:
-            y, h_n = torch.rnn_tanh(x, h0.contiguous(), flat, True, 1, 0.0, False,
-                                    self.bidirectional, self.batch_first)
+            y, h_n = torch.rnn_tanh(x, h0, flat, True, 1, 0.0, False, self.bidirectional,
+                                    self.batch_first)
+            c_n = h_n
         if self.reverse:
             y = torch.flip(y, [time_axis])
-        if self.cell != "LSTM":
-            c_n = h_n
         # torch: [steps, batch, directions * hidden]; ONNX: [steps, directions, batch, hidden]
         y = y.unflatten(2, (self.num_directions, self.hidden_size))
         if self.batch_first:  # ONNX layout 1: Y [batch, steps, directions, hidden]
             return y, h_n.transpose(0, 1), c_n.transpose(0, 1)
         return y.transpose(1, 2), h_n, c_n
+
+
+def _state(state: torch.Tensor, batch_first: bool) -> torch.Tensor:
+    """An ONNX initial state as torch takes it: [directions, batch, hidden], contiguous."""
+    return state.transpose(0, 1).contiguous() if batch_first else state.contiguous()
 
 
 class _FusedRecurrentY(nn.Module):
