@@ -246,8 +246,10 @@ class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, Per
         by_name = dict(named)
         for key, value in nested.items():
             name, param = key.split("__", 1)
-            if by_name[name] is not None:
-                by_name[name].set_params(**{param: value})
+            if by_name[name] is None:
+                raise ValueError(f"callbacks__{key}={value!r} sets a parameter of callback {name!r}, which is "
+                                 f"disabled (callbacks__{name}=None); drop one of the two")
+            by_name[name].set_params(**{param: value})
         named = [(n, cb) for n, cb in named if cb is not None]
         for _, cb in named:
             cb.initialize()

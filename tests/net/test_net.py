@@ -290,3 +290,17 @@ def test_compile_flag_wraps_the_module(iris):
 def test_iterator_valid_shuffle_warns(iris):
     with pytest.warns(UserWarning, match="iterator_valid__shuffle"):
         make_classifier(iterator_valid__shuffle=True, max_epochs=1).fit(*iris)
+
+
+def test_parameters_of_a_disabled_callback_are_refused():
+    net = NeuralNetClassifier(IrisMLP, callbacks__print_log=None, callbacks__print_log__sink=print)
+    with pytest.raises(ValueError, match="callbacks__print_log__sink"):
+        net.initialize()
+
+
+def test_print_log_runs_after_user_callbacks():
+    class Recorder(Callback):
+        pass
+
+    net = NeuralNetClassifier(IrisMLP, callbacks=[Recorder()]).initialize()
+    assert [name for name, _ in net.callbacks_][-2:] == ["Recorder", "print_log"]
