@@ -157,6 +157,12 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "MeanShift": _entry(["predict"], _F64, notes="bridge converter"),
     "FrozenEstimator": _entry(_CLASSIFIER + _TRANSFORM, notes=(
         "bridge parser; converts as the estimator it wraps, with that estimator's methods")),
+    "SelfTrainingClassifier": _entry(_CLASSIFIER, _F64, notes=(
+        "bridge parser; converts as its fitted estimator_, with that estimator's methods")),
+    "LabelPropagation": _entry(_PROBA_ONLY, _F64, notes="bridge converter; kernel='rbf'"),
+    "LabelSpreading": _entry(_PROBA_ONLY, _F64, notes="bridge converter; kernel='rbf'"),
+    "AffinityPropagation": _entry(["predict"], _F64, notes=(
+        "bridge converter; needs cluster centers (not affinity='precomputed')")),
     "IsolationForest": _entry(["predict", "decision_function", "score_samples"], notes=(
         "converted with target_opset={'': 17, 'ai.onnx.ml': 3} by default")),
 }

@@ -27,6 +27,7 @@ from sklearn import (
     pipeline,
     preprocessing,
     random_projection,
+    semi_supervised,
     svm,
     tree,
 )
@@ -327,6 +328,14 @@ CASES: dict[str, tuple] = {
     "FrozenEstimator-PCA": (
         lambda: _frozen(lambda: decomposition.PCA(3), "multiclass"), ("multiclass",)
     ),
+    "SelfTrainingClassifier": (
+        lambda: semi_supervised.SelfTrainingClassifier(linear_model.LogisticRegression(),
+                                                       max_iter=3),
+        ("semi-supervised",),
+    ),
+    "LabelPropagation": (lambda: semi_supervised.LabelPropagation(gamma=0.5), ("semi-supervised",)),
+    "LabelSpreading": (lambda: semi_supervised.LabelSpreading(gamma=0.5), ("semi-supervised",)),
+    "AffinityPropagation": (lambda: cluster.AffinityPropagation(random_state=0), FEATURES),
     "RFE": (
         lambda: feature_selection.RFE(linear_model.LogisticRegression(), n_features_to_select=3),
         ("binary",),
@@ -418,12 +427,15 @@ CASES: dict[str, tuple] = {
 @cache
 def extra_dataset(name: str) -> Dataset:
     """Datasets only some estimators use: categories, labels, positive-regression,
-    one-feature, missing, unit-interval."""
+    one-feature, missing, unit-interval, semi-supervised."""
     rng = np.random.default_rng(3)
     if name == "categories":
         return Dataset(name, rng.integers(0, 4, size=(120, 3)).astype(np.float64), None)
     if name == "labels":
         return Dataset(name, rng.integers(0, 4, size=120) * 3 + 1, None)
+    if name == "semi-supervised":  # multiclass, a third of the labels hidden (-1)
+        base = dataset("multiclass")
+        return Dataset(name, base.X, np.where(rng.random(len(base.y)) < 0.33, -1, base.y))
     if name == "unit-interval":  # BernoulliRBM's visible units
         return Dataset(name, rng.random((120, 6)), None)
     if name == "missing":  # NaN in columns 0, 2 and 5

@@ -179,14 +179,20 @@ def test_missing_indicator_on_a_sentinel_value():
 
 
 @pytest.mark.parametrize("case", ["Birch", "BisectingKMeans", "BisectingKMeans-largest",
-                                  "MeanShift", "NearestCentroid-manhattan"])
+                                  "MeanShift", "AffinityPropagation",
+                                  "NearestCentroid-manhattan", "LabelSpreading"])
 def test_clusters_and_centroids_of_new_points(case):
     import bridge
 
-    estimator, data = fitted(case, "multiclass" if "Centroid" in case else "features")
+    data_name = {"NearestCentroid-manhattan": "multiclass",
+                 "LabelSpreading": "semi-supervised"}.get(case, "features")
+    estimator, data = fitted(case, data_name)
     X = np.random.default_rng(0).normal(scale=2.0, size=(2000, data.X.shape[1]))
-    np.testing.assert_array_equal(bridge.from_sklearn(estimator).predict(X),
-                                  estimator.predict(X))
+    model = bridge.from_sklearn(estimator)
+    np.testing.assert_array_equal(model.predict(X), estimator.predict(X))
+    if hasattr(estimator, "predict_proba"):  # far from every training point too
+        assert_parity(model.predict_proba(X * 3), estimator.predict_proba(X * 3), rtol=0,
+                      atol=1e-4, what="predict_proba")
 
 
 # every case whose graph comes from one of bridge's own converters added for issue 19
@@ -200,7 +206,8 @@ BRIDGE_CONVERTED_CASES = [
                                           "quantile")],
     "FactorAnalysis", "FastICA", "FastICA-unwhitened", "SparseRandomProjection",
     "BernoulliRBM", "Birch", "BisectingKMeans", "MeanShift",
-    "FrozenEstimator-LogisticRegression",
+    "FrozenEstimator-LogisticRegression", "SelfTrainingClassifier", "LabelPropagation",
+    "LabelSpreading", "AffinityPropagation",
 ]
 
 

@@ -28,7 +28,8 @@ CONVERTER_MODULES = (
     "splines",
     "projections",
     "clustering",
-    "frozen",
+    "delegating",
+    "semi_supervised",
     "gaussian_scores",  # after projections: extends its FactorAnalysis converter
 )
 

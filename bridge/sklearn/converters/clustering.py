@@ -1,8 +1,8 @@
-"""skl2onnx converters for the clusterers skl2onnx lacks: ``Birch``, ``BisectingKMeans`` and
-``MeanShift``.
+"""skl2onnx converters for the clusterers skl2onnx lacks: ``Birch``, ``BisectingKMeans``,
+``MeanShift`` and ``AffinityPropagation``.
 
 Outputs follow skl2onnx's clusterer layout: the label, then the euclidean distances to the
-centers (``transform``; MeanShift has none in scikit-learn). Distances are taken from the
+centers (``transform``; MeanShift and AffinityPropagation have none in scikit-learn). Distances are taken from the
 broadcast differences, and BisectingKMeans descends its tree: at each split a row goes to
 the nearer child (the left one on a tie), as scikit-learn does.
 """
@@ -14,7 +14,7 @@ from onnx import TensorProto
 from skl2onnx import update_registered_converter
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common.data_types import Int64TensorType
-from sklearn.cluster import Birch, BisectingKMeans, MeanShift
+from sklearn.cluster import AffinityPropagation, Birch, BisectingKMeans, MeanShift
 
 from bridge.errors import UnsupportedEstimatorError
 from bridge.sklearn.converters._graph import (
@@ -33,6 +33,11 @@ def _centers(model) -> np.ndarray:
                 "Birch fitted with partial_fit and no global step has no ONNX conversion "
                 "(see SUPPORTED.md)")
         return np.asarray(model.subcluster_centers_, dtype=np.float64)
+    if isinstance(model, AffinityPropagation) and (
+            getattr(model, "cluster_centers_", None) is None or len(model.cluster_centers_) == 0):
+        raise UnsupportedEstimatorError(
+            "AffinityPropagation without cluster centers (affinity='precomputed', or a fit "
+            "that did not converge) has no ONNX conversion (see SUPPORTED.md)")
     return np.asarray(model.cluster_centers_, dtype=np.float64)
 
 
@@ -127,7 +132,7 @@ def convert_clusterer(scope, operator, container) -> None:
 
 
 _ALIASES = {Birch: "BridgeBirch", BisectingKMeans: "BridgeBisectingKMeans",
-            MeanShift: "BridgeMeanShift"}
+            MeanShift: "BridgeMeanShift", AffinityPropagation: "BridgeAffinityPropagation"}
 
 
 def register() -> list[str]:

@@ -1,4 +1,5 @@
-"""skl2onnx support for ``sklearn.frozen.FrozenEstimator``: it converts as the estimator it wraps.
+"""skl2onnx support for wrappers whose inference is their fitted estimator's:
+``sklearn.frozen.FrozenEstimator`` and ``SelfTrainingClassifier``.
 
 The registered parser hands the wrapped estimator to skl2onnx's own parser, passing on the
 conversion options given for the wrapper (zipmap, raw_scores, score_samples, ...) that the
@@ -12,10 +13,15 @@ from skl2onnx._parse import _parse_sklearn
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common._registration import get_converter
 from sklearn.frozen import FrozenEstimator
+from sklearn.semi_supervised import SelfTrainingClassifier
 
 from bridge.errors import ConversionError
 
-ALIAS = "BridgeFrozenEstimator"
+# wrapper class -> (alias, the attribute holding the estimator that predicts)
+DELEGATES = {
+    FrozenEstimator: ("BridgeFrozenEstimator", "estimator"),
+    SelfTrainingClassifier: ("BridgeSelfTrainingClassifier", "estimator_"),
+}
 # every option bridge's conversion plan may set on a final estimator
 OPTIONS = {
     "zipmap": [True, False, "columns"],
@@ -36,9 +42,9 @@ def _accepted_options(estimator) -> set[str]:
         return set()
 
 
-def frozen_parser(scope, model, inputs, custom_parsers=None):
+def delegating_parser(scope, model, inputs, custom_parsers=None):
     """Parse ``model.estimator`` in place of the wrapper, with the wrapper's options."""
-    inner = model.estimator
+    inner = getattr(model, DELEGATES[type(model)][1])
     given = (scope.options or {}).get(id(model)) or {}
     accepted = _accepted_options(inner)
     forwarded = {k: v for k, v in given.items() if k in accepted}
@@ -51,25 +57,28 @@ def frozen_parser(scope, model, inputs, custom_parsers=None):
 
 def _not_reached() -> ConversionError:
     return ConversionError(
-        "FrozenEstimator converts through the estimator it wraps; skl2onnx asked for the "
+        "a delegating wrapper converts through the estimator it wraps; skl2onnx asked for the "
         "wrapper's own graph, which does not exist"
     )
 
 
-def frozen_shape_calculator(operator) -> None:
+def delegating_shape_calculator(operator) -> None:
     """Never called: the parser declares the wrapped estimator's operator instead."""
     raise _not_reached()
 
 
-def convert_frozen(scope, operator, container) -> None:
+def convert_delegating(scope, operator, container) -> None:
     """Never called: the parser declares the wrapped estimator's operator instead."""
     raise _not_reached()
 
 
-def register() -> bool:
-    """Register the parser unless skl2onnx already handles the class; return whether it did."""
-    if FrozenEstimator in sklearn_operator_name_map:
-        return False
-    update_registered_converter(FrozenEstimator, ALIAS, frozen_shape_calculator, convert_frozen,
-                                parser=frozen_parser, options=OPTIONS)
-    return True
+def register() -> list[str]:
+    """Register the parser where skl2onnx lacks the class; return the names registered."""
+    registered = []
+    for cls, (alias, _) in DELEGATES.items():
+        if cls in sklearn_operator_name_map:
+            continue
+        update_registered_converter(cls, alias, delegating_shape_calculator, convert_delegating,
+                                    parser=delegating_parser, options=OPTIONS)
+        registered.append(cls.__name__)
+    return registered
