@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +36,58 @@ CORE_FILES = (
     "test_helper.py", "test_utils.py", "test_setter.py", "test_scoring.py", "test_toy.py",
     "test_doctor.py", "callbacks",
 )
+
+
+#: (cause, pattern over the test id) for the failures that are not about message wording; the
+#: table in docs/coming-from-skorch.md is printed by ``--causes`` from these.
+_CAUSES = [
+ ("design: atomic checkpoints (staged files renamed together; one save_params call per target on a staging path)", r"test_save_all_targets|test_saves_at_end|TestCheckpoint::test_save_custom_module|TestTrainEndCheckpoint::test_save_custom_module|test_string_monitor_and_formatting"),
+ ("design: a failed checkpoint write raises (nothing half-written) instead of printing to the sink", r"test_outputs_to_sink_when_save_params_errors"),
+ ("design: callbacks validate their arguments in initialize(), not __init__ (scikit-learn's convention)", r"test_init_with_dirname_and_file_like_object_error|test_init_with_f_optimizer_and_safetensors_raises|test_init_with_wrong_kwarg_name_raises|test_init_with_f_params_and_f_module_raises"),
+ ("design: parameters load with torch.load(weights_only=True) always", r"torch_load_kwargs"),
+ ("design: the device is checked up front (an unknown device string is refused); device=None is kept on unpickling", r"moving_custom_modules_to_device|preserves_its_device|device_is_none"),
+ ("design: in-memory inference runs in 8192-row chunks (forward_iter and predict_nonlinearity see chunks, not batch_size batches)", r"multioutput_forward_iter|predict_nonlinearity_called_with_predict"),
+ ("design: a user callback named like a default replaces the default; automatic names are numbered", r"callback_name_collides_with_default|callback_unique_naming_avoids_conflicts"),
+ ("design: scipy sparse X is refused with a message (densify, or a Dataset)", r"test_fit_sparse_csr_learns|test_sparse_tensor_not_accepted"),
+ ("design: SliceDict[int] returns one row (DataLoaders index rows); non-array values raise TypeError", r"TestSliceDict::test_slice_int|test_set_first_item_no_shape_raises"),
+ ("design: 1-D regression targets are matched to a single-output module without a warning", r"test_dimension_mismatch_warning"),
+ ("design: classes_ is None (not an AttributeError) when no class could be inferred", r"test_pass_empty_classes_raises|test_error_when_classes_could_not_be_inferred"),
+ ("design: to_numpy converts Python scalars, lists and dicts too", r"TestToNumpy::test_invalid_inputs"),
+ ("design: PrintLog draws its own table (no tabulate; column widths differ)", r"TestPrintLog::test_lines|test_print_not_skipped_if_verbose|test_args_passed_to_tabulate"),
+ ("not implemented: scikit-learn metadata routing (set_fit_request / set_partial_fit_request)", r"TestMetadataRouting"),
+ ("internals: skorch.utils private helpers (Ansi, TeeGenerator, _infer_predict_nonlinearity) and to_tensor internals", r"TestTeeGenerator|TestInferPredictNonlinearity|test_first_row|test_tensor_conversion_cuda"),
+ ("internals: mocks of skorch private methods or call counts (_get_scheduler, _initialize_module, get_iterator/forward counts, patched module globals)", r"TestReduceLROnPlateau::test_reduce_lr_monitor|test_save_params_not_init_optimizer|test_with_caching_get_iterator_not_called|test_net_overrides_caching|test_multiple_scorings_share_cache|test_parameters_passed_correctly_to_torch_cgn|test_get_params_works|test_lr_callback_batch_steps_correctly_fallback|test_net_input_is_scoring_input|test_reduce_lr_record_batch_step"),
+ ("environment: test data not shipped in the wheel (CUDA-saved files) or pickles written by skorch itself", r"test_load_cuda_params_to_cpu|test_pickle_load"),
+ ("environment: needs a Hugging Face download (the run is offline)", r"tokenizer|Tokenizers"),
+ ("flaky in skorch too: seeded with time.time()", r"test_fit_lbfgs_optimizer"),
+ ("timing: 4 spawned processes finish at different times and the last one reads after rank 0's store closed (passes unloaded)", r"TestDistributedHistoryMultiprocessing"),
+ ("design: a Checkpoint monitor missing from the history raises KeyError naming the keys present", r"test_default_without_validation_raises_meaningful_error"),
+ ("wording: skorch compares exact message text; bridge's messages name the value and the accepted ones", r"setting_callback_to_none_and_more_params|test_set_item_incorrect_key_type|test_one_dimensional_x_raises"),
+]
+_WORDING = "wording: skorch compares exact message text; bridge's messages name the value and the accepted ones"
+
+
+def _is_wording(reason: str) -> bool:
+    """Whether a failure only compares message text (a regex match or an exact string)."""
+    return ("Regex pattern did not match" in reason or reason.startswith("assert (False or False)")
+            or re.match(r"(AssertionError: )?assert ['\"].*['\"] == ['\"]", reason) is not None)
+
+
+def failure_causes(outcomes: dict[str, str], reasons: dict[str, str]) -> tuple[Counter, list[str]]:
+    """Count the failures per cause; the ids that no cause explains are returned apart."""
+    counts: Counter = Counter()
+    unexplained = []
+    for node, outcome in outcomes.items():
+        if outcome != "failed":
+            continue
+        cause = next((name for name, pattern in _CAUSES if re.search(pattern, node)), None)
+        if cause is None and _is_wording(reasons.get(node, "")):
+            cause = _WORDING
+        if cause is None:
+            unexplained.append(f"{node}: {reasons.get(node, '')[:160]}")
+        else:
+            counts[cause] += 1
+    return counts, unexplained
 
 
 class OutcomeRecorder:
@@ -95,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="the 'skorch' directory of an unpacked skorch wheel")
     parser.add_argument("--all", action="store_true", help="every test file, not only the core ones")
     parser.add_argument("--json", type=lambda p: Path(p).resolve(), help="write each test's outcome and failure message here")
+    parser.add_argument("--causes", action="store_true", help="print the failures counted by cause")
     parser.add_argument("--only", nargs="*", help="these test files/node ids (relative to PATH/tests) instead")
     args, pytest_args = parser.parse_known_args(argv)
     pytest_args = [arg for arg in pytest_args if arg != "--"]
@@ -124,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(recorder.outcomes.values())
     if args.json:
         recorder.write(args.json, elapsed)
+    if args.causes:
+        by_cause, unexplained = failure_causes(recorder.outcomes, recorder.reasons)
+        for cause, count in by_cause.most_common():
+            print(f"| {count} | {cause} |")
+        for line in unexplained:
+            print(f"unexplained failure: {line}")
     for error in recorder.collection_errors:
         print(f"collection error: {error}")
     print(f"skorch suite on bridge: passed {counts['passed']} of {recorder.collected} "
