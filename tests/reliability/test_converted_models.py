@@ -65,9 +65,9 @@ def test_unseen_numeric_category_names_the_value():
     X = np.array([[0, 1], [1, 2], [2, 0], [0, 0]] * 5, dtype=np.float32)
     y = np.arange(20) % 2
     model = bridge.from_sklearn(make_pipeline(OneHotEncoder(), LogisticRegression()).fit(X, y))
-    with pytest.raises(InvalidInputError, match=r"handle_unknown='error'\) met an unknown "
-                                                r"category, 5, .*\(row 1\); its categories "
-                                                r"are 0, 1, 2"):
+    with pytest.raises(InvalidInputError, match=r"handle_unknown='error'\) met category 5 "
+                                                r".*\(row 1\), not among its categories "
+                                                r"0, 1, 2"):
         model.predict(np.array([[0, 1], [5, 1]], np.float32))
 
 

@@ -315,10 +315,9 @@ class OnnxOneHotEncoder(nn.Module):
                 where = (position < 0).nonzero()[0].tolist()
                 value = "a text" if self.text else repr(x[tuple(where)].item())
                 raise InvalidInputError(
-                    f"{self.described} (zeros=0, i.e. handle_unknown='error') met an unknown "
-                    f"category, {value}, at index {tuple(where)} of that input (row "
-                    f"{where[0]}); its categories are "
-                    f"{self.categories}"
+                    f"{self.described} (zeros=0, i.e. handle_unknown='error') met category "
+                    f"{value} at index {tuple(where)} of that input (row {where[0]}), not "
+                    f"among its categories {self.categories}"
                 )
         return encoded
 
