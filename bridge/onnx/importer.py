@@ -18,7 +18,12 @@ import onnx
 import torch
 from torch import fx, nn
 
-from bridge.errors import BridgeError, ConversionError, UnsupportedOperatorError
+from bridge.errors import (
+    BridgeError,
+    ConversionError,
+    InvalidInputError,
+    UnsupportedOperatorError,
+)
 from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
 from bridge.onnx.context import ClosedVocabulary, ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
@@ -94,7 +99,7 @@ EDGE_ATTRIBUTES = ("input_names", "output_names", "opsets", "input_vocabularies"
 
 
 def check_inputs(names: list[str], shapes: list, args: tuple) -> None:
-    """Raise TypeError/ValueError naming the graph input that ``args`` do not fit.
+    """Raise TypeError/InvalidInputError naming the graph input that ``args`` do not fit.
 
     ``shapes`` holds, per input, its declared dims (int for a fixed size, None otherwise)
     or None when the graph declares no shape. Checked: the count, that each is a tensor,
@@ -115,16 +120,16 @@ def check_inputs(names: list[str], shapes: list, args: tuple) -> None:
         if shape is None:
             continue
         if value.dim() > len(shape):
-            raise ValueError(f"graph input {name!r} has rank {len(shape)} (shape "
+            raise InvalidInputError(f"graph input {name!r} has rank {len(shape)} (shape "
                              f"{_shown(shape)}); got shape {tuple(value.shape)}")
         for back in range(1, min(len(shape), value.dim()) + 1):
             if shape[-back] is not None and value.shape[-back] != shape[-back]:
                 axis = len(shape) - back
-                raise ValueError(f"graph input {name!r} has shape {_shown(shape)}; got "
+                raise InvalidInputError(f"graph input {name!r} has shape {_shown(shape)}; got "
                                  f"{tuple(value.shape)} (axis {axis} differs)"
                                  + (_FIXED_BATCH if axis == 0 else ""))
         if value.dim() == len(shape) - 1 and shape[0] not in (None, 1):
-            raise ValueError(f"graph input {name!r} has shape {_shown(shape)}; got "
+            raise InvalidInputError(f"graph input {name!r} has shape {_shown(shape)}; got "
                              f"{tuple(value.shape)}, one row of a fixed batch of {shape[0]}"
                              + _FIXED_BATCH)
 

@@ -14,8 +14,7 @@ import sys
 
 import onnx
 
-#: What a corrupted file may give: a bridge error (whose message, for an unreadable file,
-#: names the path), or a successful import when the corruption happened to be harmless.
+#: The corruptions, each applied to every seed graph (see MUTATIONS).
 KINDS = ("truncated", "bit-flipped", "field-shuffled")
 
 
@@ -89,7 +88,13 @@ MUTATIONS = {"truncated": truncate, "bit-flipped": flip_bits, "field-shuffled": 
 
 
 def outcome(path: str) -> dict:
-    """Import one file; describe what happened (never raises)."""
+    """Import one file; describe what happened (never raises).
+
+    Accepted by the test: a :class:`bridge.errors.BridgeError` (for an unreadable file an
+    ``InvalidModelError`` whose message names the path), or a clean import when the
+    corruption happened to be harmless (a flipped bit in a weight, say: ONNX files carry
+    no checksum). Anything else is reported as ``other-error``.
+    """
     from bridge import from_onnx
     from bridge.errors import BridgeError, InvalidModelError
 

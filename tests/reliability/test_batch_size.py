@@ -23,6 +23,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
 import bridge
+from bridge.errors import InvalidInputError
 
 
 class Flatten(torch.nn.Module):
@@ -42,7 +43,7 @@ def _export(dynamic: bool) -> onnx.ModelProto:
 
 def test_fixed_batch_export_called_with_another_batch_names_input_and_shapes():
     module = bridge.from_onnx(_export(dynamic=False))
-    with pytest.raises(ValueError, match=r"graph input 'x' has shape \(2, 3, 4\); got "
+    with pytest.raises(InvalidInputError, match=r"graph input 'x' has shape \(2, 3, 4\); got "
                                          r"\(4, 3, 4\) \(axis 0 differs\); the graph was "
                                          "exported with a fixed batch size.*dynamic_axes"):
         module(torch.randn(4, 3, 4))
@@ -86,5 +87,5 @@ def test_tree_ensemble_takes_one_row_as_a_vector(data):
 
 def test_one_row_as_a_vector_is_refused_for_a_fixed_batch_above_one():
     module = bridge.from_onnx(_export(dynamic=False))
-    with pytest.raises(ValueError, match=r"got \(3, 4\), one row of a fixed batch of 2"):
+    with pytest.raises(InvalidInputError, match=r"got \(3, 4\), one row of a fixed batch of 2"):
         module(torch.randn(3, 4))

@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import load_file, save_file
 
 import bridge
+from bridge.errors import InvalidInputError
 
 
 class TiedModel(torch.nn.Module):
@@ -125,7 +126,7 @@ def test_deepcopy_and_pickle_keep_results_and_input_checks(imported):
     module, x, expected = imported
     for copied in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
         torch.testing.assert_close(copied(x), expected, rtol=1e-5, atol=1e-5)
-        with pytest.raises(ValueError, match="has rank 2"):
+        with pytest.raises(InvalidInputError, match="has rank 2"):
             copied(x[None])
 
 
