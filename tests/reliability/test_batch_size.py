@@ -49,6 +49,32 @@ def test_fixed_batch_export_called_with_another_batch_names_input_and_shapes():
         module(torch.randn(4, 3, 4))
 
 
+class ConvNorm(torch.nn.Module):
+    """A ConvNeXt-like block whose output is flattened per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, x):
+        y = self.norm(self.conv(x).permute(0, 2, 3, 1))
+        return y.reshape(x.shape[0], -1).mean(1)
+
+
+def test_dynamo_export_without_dynamic_shapes_is_refused_at_another_batch():
+    pytest.importorskip("onnxscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(ConvNorm().eval(), (torch.randn(2, 3, 5, 5),), dynamo=True,
+                                    verbose=False)
+    module = bridge.from_onnx(program.model_proto)
+    with pytest.raises(InvalidInputError, match=r"'x' has shape \(2, 3, 5, 5\); got "
+                                                r"\(4, 3, 5, 5\) \(axis 0 differs\).*fixed "
+                                                "batch size"):
+        module(torch.randn(4, 3, 5, 5))
+
+
 def test_fixed_batch_export_runs_at_its_own_batch():
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(bridge.from_onnx(_export(dynamic=False))(x), x.reshape(2, -1) * 2)
