@@ -171,8 +171,11 @@ def plan_conversion(estimator) -> ConversionPlan:
         if wants_scores:
             outputs["score_samples"] = MethodOutput("mixture", 2, "values")
     elif "transform" in available:
-        graphs["transform"] = GraphPlan(estimator)
+        wants_scores = "score_samples" in available and "score_samples" in allowed
+        graphs["transform"] = GraphPlan(estimator, options(score_samples=wants_scores))
         outputs["transform"] = MethodOutput("transform", 0, "matrix")
+        if wants_scores:
+            outputs["score_samples"] = MethodOutput("transform", 1, "values")
     for method in available:
         if method not in outputs and method not in missing:
             missing[method] = "skl2onnx converts only the estimator's main methods"

@@ -82,7 +82,8 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "sparse_output=False")),
     "KBinsDiscretizer": _entry(_TRANSFORM, notes="encode='onehot-dense' or 'ordinal'"),
     "LabelBinarizer": _entry(_TRANSFORM, notes="integer class labels; input is y (1-D)"),
-    "PCA": _entry(_TRANSFORM, notes="score_samples has no ONNX conversion"),
+    "PCA": _entry(["transform", "score_samples"], notes=(
+        "score_samples through bridge's option on skl2onnx's PCA converter")),
     "TruncatedSVD": _entry(_TRANSFORM),
     "KernelPCA": _entry(_TRANSFORM, notes="pairwise distances run through the ai.onnx Scan operator"),
     "Nystroem": _entry(_TRANSFORM, _F64, notes=(
@@ -144,8 +145,7 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "SplineTransformer": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; every extrapolation ('error' gives NaN where scikit-learn "
         "raises); NaN rows give zeros; sparse_output=False")),
-    "FactorAnalysis": _entry(_TRANSFORM, _F64, notes=(
-        "bridge converter; score_samples has no ONNX conversion")),
+    "FactorAnalysis": _entry(["transform", "score_samples"], _F64, notes="bridge converter"),
     "FastICA": _entry(_TRANSFORM, _F64, notes="bridge converter"),
     "SparseRandomProjection": _entry(_TRANSFORM, _F64, notes="bridge converter; dense output"),
     "BernoulliRBM": _entry(_TRANSFORM, _F64, notes=(
