@@ -34,6 +34,10 @@ class Derived:
         ``key`` (anything else ``compute`` depends on, e.g. a batch size) is the same."""
         if source.requires_grad and torch.is_grad_enabled():  # a kept graph would go stale
             return compute(source)
+        if torch.is_inference_mode_enabled() or source.is_inference():
+            # an inference tensor has no version counter, and one kept from an
+            # inference_mode call could not take part in a later call's autograd
+            return compute(source)
         state = self._state
         if (state is None or state[0] is not source or state[1] != source._version
                 or state[2] != key):

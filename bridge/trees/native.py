@@ -62,7 +62,12 @@ class CheckedTables:
                    for now, then, version in zip(tensors, state[0], state[1]))
 
     def remember(self, tensors: tuple[torch.Tensor, ...], key: tuple) -> None:
-        """Record ``tensors`` as checked under ``key``."""
+        """Record ``tensors`` as checked under ``key`` (not when one was made under
+        ``torch.inference_mode``: such tensors have no version counter, so every call
+        with them is checked)."""
+        if any(t.is_inference() for t in tensors):
+            self._state = None
+            return
         self._state = (tensors, tuple(t._version for t in tensors), key)
 
 

@@ -230,3 +230,28 @@ def test_copies_check_their_own_tables():
     for twin in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
         assert traversal_of(twin).checked_tables._state is None
         torch.testing.assert_close(twin(x), expected)
+
+
+def test_tree_and_svm_models_run_under_inference_mode_then_with_autograd():
+    """Tables checked or derived under torch.inference_mode are not kept (inference tensors
+    have no version counter), so inference-mode calls work and later autograd calls too."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.svm import SVC
+
+    import bridge
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    for estimator in (RandomForestClassifier(5, max_depth=3, random_state=0).fit(X, y),
+                      SVC(probability=True, random_state=0).fit(X, y)):
+        model = bridge.from_sklearn(estimator)
+        with torch.inference_mode():
+            inside = model.predict_proba(torch.from_numpy(X))
+        outside = model.predict_proba(torch.from_numpy(X))
+        torch.testing.assert_close(inside, outside)
+        if isinstance(estimator, SVC):
+            x = torch.from_numpy(X[:3]).requires_grad_(True)
+            model.predict_proba(x).sum().backward()
+            assert x.grad is not None
