@@ -16,6 +16,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -401,7 +402,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         times = " ".join(f"{key} {_shown(_median(getattr(row, key + '_ms')), 3)}"
                          for key in ("torch", "eager", "compiled", "frozen", "onnxruntime"))
         print(f"{name:20s} {exporter:11s} {row.status}: {times} ms", flush=True)
-    command = "python benchmarks/real_models.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/real_models.py",
+                          *(argv if argv is not None else sys.argv[1:])])
     report = markdown(rows, args.machine or machine_description(), command.strip())
     print(report)
     if args.output:
