@@ -79,6 +79,8 @@ def test_compile_arguments_are_checked(pipeline):
         compile_for_serving(model, ["transform"])
     with pytest.raises(ValueError, match="batch_hint must be a positive int"):
         compile_for_serving(model, batch_hint=0)
+    with pytest.raises(ValueError, match="trees must be 'eager' or 'compile'"):
+        compile_for_serving(model, trees="never")
     with pytest.raises(TypeError, match="converted model"):
         compile_for_serving(LogisticRegression())
 
@@ -87,7 +89,11 @@ def test_forest_compiles_with_a_fixed_strategy_and_splits_large_batches(data):
     X, y = data
     forest = RandomForestClassifier(10, max_depth=4, random_state=0).fit(X, y)
     model = bridge.from_sklearn(forest)
-    compiled = compile_for_serving(model, ["predict_proba"], batch_hint=100)
+    kept = compile_for_serving(model)  # by default tree methods stay eager, and say why
+    assert kept.compile_seconds == {} and set(kept.eager_methods) == set(model._method_outputs)
+    assert "C walk" in kept.eager_methods["predict_proba"]
+    assert_parity(kept.predict_proba(X[:5]), forest.predict_proba(X[:5]), **TOLERANCE)
+    compiled = compile_for_serving(model, ["predict_proba"], batch_hint=100, trees="compile")
     method = compiled._runners["predict_proba"]
     assert method.max_rows is not None  # tree chunks bound one run
     assert_parity(compiled.predict_proba(X), forest.predict_proba(X), **TOLERANCE)
