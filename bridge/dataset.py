@@ -178,3 +178,12 @@ class ValidSplit:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cv={self.cv!r}, stratified={self.stratified!r}, random_state={self.random_state!r})"
+
+    def get_metadata_routing(self) -> Any:
+        """With scikit-learn's metadata routing: ``split`` passes ``groups`` to a splitter given as ``cv``."""
+        from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
+
+        router = MetadataRouter(owner=type(self).__name__)
+        if hasattr(self.cv, "get_metadata_routing"):
+            router.add(cv=self.cv, method_mapping=MethodMapping().add(caller="split", callee="split"))
+        return router

@@ -25,6 +25,7 @@ from bridge.net.distributed import skip_on_this_rank
 from bridge.net.inference import InferenceMixin
 from bridge.net.params import ParamsMixin
 from bridge.net.persistence import PersistenceMixin
+from bridge.net.routing import RoutingMixin
 from bridge.net.training import TrainingMixin
 from bridge.utils import check_device
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["NeuralNet"]
 
 
-class NeuralNet(ComponentsMixin, ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, BaseEstimator):
+class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, InferenceMixin, PersistenceMixin, BaseEstimator):
     """A torch module with the scikit-learn estimator API (skorch-compatible).
 
     Parameters

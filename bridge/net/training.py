@@ -184,11 +184,11 @@ class TrainingMixin:
         name, epochs = ("max_epochs", self.max_epochs) if epochs is None else ("epochs", epochs)
         if not _is_int(epochs) or epochs < 0:
             raise ValueError(f"{name}={epochs!r} is not valid; expected a non-negative integer")
-        dataset_train, dataset_valid = self.get_split_datasets(X, y, **fit_params)
+        split_params, forward_params = self._route_fit_params(self.__dict__.get("_fit_method", "fit"), fit_params)
+        dataset_train, dataset_valid = self.get_split_datasets(X, y, **split_params)
         epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
         iterator_train = self.get_iterator(dataset_train, training=True)
         iterator_valid = self.get_iterator(dataset_valid, training=False) if dataset_valid is not None else None
-        forward_params = {k: v for k, v in fit_params.items() if k != "groups"}
         self._grad_hooks = self._hook_methods("on_grad_computed")[1:]
         try:
             for _ in range(epochs):
@@ -227,7 +227,11 @@ class TrainingMixin:
         X, y = self._prepare_fit_data(X, y, reset=first, classes=classes)
         if first:
             self.initialize()
-        return self._train(X, y, **fit_params)
+        self._fit_method = "partial_fit"  # which set_<method>_request applies (metadata routing)
+        try:
+            return self._train(X, y, **fit_params)
+        finally:
+            self._fit_method = "fit"
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Initialize (unless ``warm_start`` and already fitted) and train for ``max_epochs``.
