@@ -166,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         targets = [str(tests / name) for name in CORE_FILES]
     recorder = OutcomeRecorder(args.json)
-    os.chdir(args.path.parent)  # some tests read files relative to the wheel's root
     with tempfile.TemporaryDirectory() as empty:
         ini = Path(empty) / "pytest.ini"
         ini.write_text("[pytest]\n")
+        cwd = os.getcwd()
+        os.chdir(empty)  # tests that write files relative to the working directory write them here
         started = time.perf_counter()
         pytest.main(["-q", "-p", "no:cacheprovider", "-c", str(ini), "--rootdir", str(args.path.parent),
                      "-W", "ignore::DeprecationWarning",
                      "--continue-on-collection-errors", *pytest_args, *targets], plugins=[recorder])
         elapsed = time.perf_counter() - started
+        os.chdir(cwd)
     counts = Counter(recorder.outcomes.values())
     if args.json:
         recorder.write(args.json, elapsed)
