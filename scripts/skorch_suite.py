@@ -143,12 +143,14 @@ def _provide_flaky() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the suite; returns 0 (the count, not the exit status, is the result)."""
+    """Run the suite; returns 1 only when fewer than ``--min-passed`` tests pass."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="the 'skorch' directory of an unpacked skorch wheel")
     parser.add_argument("--all", action="store_true", help="every test file, not only the core ones")
     parser.add_argument("--json", type=lambda p: Path(p).resolve(), help="write each test's outcome and failure message here")
     parser.add_argument("--causes", action="store_true", help="print the failures counted by cause")
+    parser.add_argument("--min-passed", type=int, default=0,
+                        help="exit with status 1 when fewer tests pass (a regression guard for CI)")
     parser.add_argument("--only", nargs="*", help="these test files/node ids (relative to PATH/tests) instead")
     args, pytest_args = parser.parse_known_args(argv)
     pytest_args = [arg for arg in pytest_args if arg != "--"]
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"skorch suite on bridge: passed {counts['passed']} of {recorder.collected} "
           f"({counts['failed']} failed, {counts['skipped']} skipped, {len(recorder.collection_errors)} "
           f"files not collected; {elapsed:.0f} s)")
+    if counts["passed"] < args.min_passed:
+        print(f"skorch suite regressed: {counts['passed']} passed, fewer than --min-passed {args.min_passed}")
+        return 1
     return 0
 
 
