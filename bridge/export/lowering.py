@@ -54,6 +54,10 @@ _LABELS_INPUT = f"{_VERIFIED}; its input is y (1-D integer labels)"
 # Measured over every case of tests/sklearn/cases.py (all kernels, binary and string-label
 # data, every method's graph): 142 graphs, one dataset each; tests/export/test_lowered.py
 # keeps one estimator per family under test.
+_NOT_YET_LOWERED = (
+    "converted since session 7 (mostly bridge's own converters, standard ai.onnx operators); "
+    "the lowered export is not yet run through the lowering tests")
+
 LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
     **{name: (True, _LINEAR) for name in (
         "LinearRegression", "Ridge", "RidgeCV", "Lasso", "ElasticNet", "SGDRegressor",
@@ -97,6 +101,14 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "HistGradientBoostingRegressor",
     )},
     "IsolationForest": (True, _ISOLATION_FOREST),
+    **{name: (False, _NOT_YET_LOWERED) for name in (
+        "AdditiveChi2Sampler", "AffinityPropagation", "BernoulliRBM", "Birch",
+        "BisectingKMeans", "EllipticEnvelope", "FactorAnalysis", "FastICA", "FrozenEstimator",
+        "IsotonicRegression", "KernelRidge", "LabelPropagation", "LabelSpreading", "MeanShift",
+        "MissingIndicator", "NearestCentroid", "NeighborhoodComponentsAnalysis",
+        "PolynomialCountSketch", "RBFSampler", "SelfTrainingClassifier", "SkewedChi2Sampler",
+        "SparseRandomProjection", "SplineTransformer",
+    )},
 }
 
 
