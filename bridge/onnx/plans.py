@@ -10,8 +10,9 @@ the graph module: it reads the module's submodules and constants as they are at 
 time, so ``.to()``, ``load_state_dict`` and in-place updates never leave it stale.
 
 Plans serve eager calls only (``ConvertedModel``'s methods use them); tracing, scripting,
-exporting and compiling run the full graph. A submodule carrying forward hooks keeps its
-ordinary call, so its hooks run.
+exporting and compiling run the full graph. A submodule carrying forward hooks when the
+plan is built keeps its ordinary call, so its hooks run; for hooks registered later, call
+``module.recompile()`` (a recompiled graph gets new plans) or call the graph module itself.
 """
 
 from __future__ import annotations
