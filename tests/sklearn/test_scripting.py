@@ -60,9 +60,9 @@ def test_methods_without_a_tensor_answer_raise_their_reason():
     assert scripted.predict_proba(X).shape == (len(data.X), 3)
     with pytest.raises(torch.jit.Error, match="string labels, which a tensor cannot hold"):
         scripted.predict(X)
-    pca, features = fitted("PCA", "features")
-    with pytest.raises(torch.jit.Error, match="PCA.score_samples has no conversion"):
-        script(bridge.from_sklearn(pca)).score_samples(torch.from_numpy(features.X))
+    rbm, unit = fitted("BernoulliRBM", "unit-interval")  # its score_samples draws at random
+    with pytest.raises(torch.jit.Error, match="BernoulliRBM.score_samples has no conversion"):
+        script(bridge.from_sklearn(rbm)).score_samples(torch.from_numpy(unit.X))
 
 
 @pytest.mark.parametrize(("case", "data_name", "reason"), [
