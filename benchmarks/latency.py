@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from trees import cpu_model  # benchmarks/trees.py (this script's folder is on sys.path)
 
 import bridge
 from bridge.bench.suite import CASES, SUITES, make_data
@@ -197,18 +197,6 @@ def threads_check(models: list[str], batch_sizes: list[int], train_rows: int) ->
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="full")
@@ -236,7 +224,7 @@ def main() -> None:
         records.append(measure_model(name, batch_sizes, args.repeats, suite["train_rows"],
                                      not args.no_compiled))
         print(f"measured {name}", flush=True)
-    machine = (f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__} on "
+    machine = (f"{cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__} on "
                f"{torch.get_num_threads()} thread, onnxruntime {onnxruntime.__version__}")
     report = [f"# Latency per call (µs), one thread each — {machine}", "", table(records), "",
               *goal_lines(records)]

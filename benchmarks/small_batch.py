@@ -42,6 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trees import cpu_model  # noqa: E402  (benchmarks/trees.py, beside this script)
+
 import bridge  # noqa: E402
 from bridge.onnx.ops.ml.svm import OnnxSVMClassifier  # noqa: E402
 from bridge.onnx.ops.ml.tree import OnnxTreeEnsembleClassifier  # noqa: E402
@@ -51,16 +53,6 @@ from bridge.trees.aggregate import LeafAggregator  # noqa: E402
 BATCHES = (1, 100, 10_000)
 BACKENDS = ("onnxruntime", "operator", "operator, C loops off", "predict_proba")
 WARM_UP_ROUNDS = 3
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def estimators() -> dict:
