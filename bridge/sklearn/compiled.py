@@ -9,8 +9,11 @@ the model's own rules, then runs that function directly. What it gives up, by de
 * compile time (seconds per method, a C++ compiler at compile time);
 * autograd (inference only: a tensor that requires grad is refused);
 * the device and dtype of the compiled model are fixed (compile again after ``.to()``);
-* tree ensembles run the strategy that ``batch_hint`` picks, chosen once at compile time,
-  as inductor code rather than the eager C walk.
+* methods with a tree ensemble stay eager by default (the eager C walk is faster than any
+  compiled strategy measured); compiled on request, they run the strategy ``batch_hint``
+  picks, chosen once at compile time.
+
+docs/serving.md has the figures.
 """
 
 from __future__ import annotations
