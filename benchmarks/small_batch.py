@@ -31,9 +31,7 @@ import copy
 import json
 import os
 import platform
-import random
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -42,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trees import cpu_model  # noqa: E402  (benchmarks/trees.py, beside this script)
+from trees import cpu_model, timed_together  # noqa: E402  (benchmarks/trees.py, beside this script)
 
 import bridge  # noqa: E402
 from bridge.onnx.ops.ml.svm import OnnxSVMClassifier  # noqa: E402
@@ -52,7 +50,6 @@ from bridge.trees.aggregate import LeafAggregator  # noqa: E402
 
 BATCHES = (1, 100, 10_000)
 BACKENDS = ("onnxruntime", "operator", "operator, C loops off", "predict_proba")
-WARM_UP_ROUNDS = 3
 
 
 def estimators() -> dict:
@@ -89,28 +86,6 @@ def without_new_c_loops(operator: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, LeafAggregator):
             module.__class__ = AggregatedByTorch
     return twin
-
-
-def timed_together(functions: dict, budget: float, rounds: int = 2000) -> dict:
-    """Fastest seconds per call of each function, called in turn, round by round in a
-    shuffled (seeded) order, after warm-up rounds: at least 5 rounds, more while they fit in
-    ``budget`` seconds per function."""
-    for _ in range(WARM_UP_ROUNDS):
-        for function in functions.values():
-            function()
-    best = {key: float("inf") for key in functions}
-    order, shuffle, spent = list(functions), random.Random(0).shuffle, 0.0
-    for done in range(rounds):
-        if done >= 5 and spent > budget * len(functions):
-            break
-        shuffle(order)
-        for key in order:
-            start = time.perf_counter()
-            functions[key]()
-            elapsed = time.perf_counter() - start
-            best[key] = min(best[key], elapsed)
-            spent += elapsed
-    return best
 
 
 def backends(session, feed_name: str, operator: torch.nn.Module, before: torch.nn.Module,
@@ -181,7 +156,7 @@ def run(quick: bool) -> dict:
 
             functions = backends(session, feed_name, operator, before, model, rows)
             budget = 0.05 if quick else (0.4 if batch < 10_000 else 3.0)
-            seconds = timed_together(functions, budget)
+            seconds = timed_together(functions, budget, rounds=2000)
             results.append({"model": name, "rows": batch,
                             "us": {key: value * 1e6 for key, value in seconds.items()}})
             print(f"{name:26s} {batch:>6d} rows  " + "  ".join(
