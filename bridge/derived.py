@@ -10,14 +10,9 @@ from collections.abc import Callable
 import torch
 
 
-class Derived:
-    """A tensor computed from a buffer, kept while the buffer is the same tensor, unmodified.
-
-    In-place edits and ``load_state_dict`` bump the buffer's version counter, ``.to()`` and
-    ``_apply`` replace it; either way the value is computed again. Copies and pickles start
-    empty. For eager calls only: a trace would record the kept tensor as a constant. Writes
-    that bypass the version counter (``.data``, a numpy view) are not seen.
-    """
+class EagerMemo:
+    """State kept between eager calls that copies and pickles never carry: they start
+    empty (a copy's tensors are other tensors, so what was remembered would not apply)."""
 
     def __init__(self) -> None:
         self._state: tuple | None = None
@@ -27,6 +22,16 @@ class Derived:
 
     def __setstate__(self, state: dict) -> None:
         self._state = None
+
+
+class Derived(EagerMemo):
+    """A tensor computed from a buffer, kept while the buffer is the same tensor, unmodified.
+
+    In-place edits and ``load_state_dict`` bump the buffer's version counter, ``.to()`` and
+    ``_apply`` replace it; either way the value is computed again. Copies and pickles start
+    empty. For eager calls only: a trace would record the kept tensor as a constant. Writes
+    that bypass the version counter (``.data``, a numpy view) are not seen.
+    """
 
     def get(self, source: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor],
             key: object = None) -> torch.Tensor:

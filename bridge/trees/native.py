@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from bridge.derived import EagerMemo
 from bridge.trees import fused
 
 try:  # built by setup.py where a C compiler was found
@@ -32,7 +33,7 @@ def available() -> bool:
     return _walk is not None and fused.enabled()
 
 
-class CheckedTables:
+class CheckedTables(EagerMemo):
     """The tables :func:`walk` last checked for one caller (a :class:`TraversalTrees`).
 
     The check is a pass over every slot (~85 us for a depth-20 tree's 35k slots, about half
@@ -42,15 +43,6 @@ class CheckedTables:
     Writes that bypass the counters (through ``.data`` or a numpy view) are not seen.
     Copies and pickles start unchecked.
     """
-
-    def __init__(self) -> None:
-        self._state: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self._state = None
 
     def unchanged(self, tensors: tuple[torch.Tensor, ...], key: tuple) -> bool:
         """Whether ``tensors`` are the ones last remembered, unmodified, under ``key`` (the
