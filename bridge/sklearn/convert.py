@@ -35,6 +35,7 @@ from bridge.sklearn.inputs import InputSpec, parts, text_columns
 from bridge.sklearn.model import ConvertedModel
 from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
 from bridge.sklearn.rewrites import encode_string_class_lookups
+from bridge.sklearn.text import host_encoding
 
 if TYPE_CHECKING:
     from bridge.sklearn.finetune import TrainableModel
@@ -147,12 +148,18 @@ def from_sklearn(
                                 dtype=numpy_dtype)
     register_missing_converters()
     _warn_about_lenient_parts(estimator)
+    host = host_encoding(estimator, numpy_dtype)  # text, dicts, label sets (sklearn/text)
+    if host is not None:
+        estimator = host.numeric_view  # the vectorizer's counting runs on the host
     plan = plan_conversion(estimator)
     if not plan.graphs:
         raise UnsupportedEstimatorError(_no_method_message(estimator, name))
     if target_opset is None and type(final_estimator(estimator)).__name__ == "IsolationForest":
         target_opset = dict(ISOLATION_FOREST_OPSET)
-    input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
+    if host is not None:
+        input_spec, initial_types = host.input_spec, host.initial_types
+    else:
+        input_spec, initial_types = _input_spec(estimator, X_sample, numpy_dtype)
     text = text_columns(estimator, X_sample)
     graphs: dict[str, onnx.ModelProto] = {}
     modules: dict[str, torch.nn.Module] = {}
@@ -232,7 +239,13 @@ def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
     if n_features is None and input_tags.one_d_array and not input_tags.two_d_array:
         n_features = 1  # a 1-D estimator (IsotonicRegression): one (N, 1) column
     if n_features is None and X_sample is not None:
-        n_features = np.shape(X_sample)[1] if np.ndim(X_sample) == 2 else None
+        if np.ndim(X_sample) != 2:
+            raise ConversionError(
+                f"cannot tell how many features {name} takes: it has no n_features_in_, and "
+                f"X_sample has shape {np.shape(X_sample)}; pass X_sample as a 2-D "
+                "(n_samples, n_features) array"
+            )
+        n_features = np.shape(X_sample)[1]
     if n_features is None:
         raise ConversionError(
             f"cannot tell how many features {name} takes: it has no n_features_in_; "

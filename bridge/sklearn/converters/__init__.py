@@ -31,6 +31,7 @@ CONVERTER_MODULES = (
     "delegating",
     "semi_supervised",
     "gaussian_scores",  # after projections: extends its FactorAnalysis converter
+    "text",
 )
 
 _registered: dict[str, object] | None = None
