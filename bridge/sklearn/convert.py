@@ -170,6 +170,8 @@ def from_sklearn(
         graphs[key] = graph
         modules[key] = from_onnx(graph, tree_strategy=tree_strategy)
     _check_outputs(name, plan, graphs)
+    if host is not None:  # the artifact: documents in where skl2onnx converts the analyzer
+        graphs = host.artifacts(graphs, options, target_opset)
     if len(initial_types) > 1:  # one input per named column
         strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
         input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True,

@@ -18,6 +18,12 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from bridge.errors import InvalidInputError, UnsupportedEstimatorError
 from bridge.sklearn.inputs import TORCH_DTYPES, InputSpec, parts
+from bridge.sklearn.text.artifact import (
+    numeric_input_note,
+    set_input_note,
+    string_head,
+    with_string_head,
+)
 from bridge.sklearn.text.encoders import (
     DictEncoder,
     FeatureHashEncoder,
@@ -161,6 +167,33 @@ class HostEncoding:
     numeric_view: object
     input_spec: TextInputSpec
     initial_types: list
+    first_step: object
+
+    def artifacts(self, graphs: dict, options: dict | None, target_opset) -> dict:
+        """The graphs to keep as the model's ONNX artifact: with skl2onnx's string head
+        where it converts the vectorizer (documents in), else the graphs bridge runs (the
+        host encoding in), each saying which in its metadata (``bridge.text_input``)."""
+        encoder = self.input_spec.encoder
+        why = _NO_STRING_HEAD.get(type(self.first_step).__name__)
+        if why is None:
+            head = string_head(self.first_step, options, target_opset)
+            if not isinstance(head, str):
+                return {key: with_string_head(head, graph) for key, graph in graphs.items()}
+            why = head
+        note = numeric_input_note(encoder.estimator_name, encoder.width, why)
+        for graph in graphs.values():
+            set_input_note(graph, note)
+        return graphs
+
+
+#: Why an estimator's artifact reads the host encoding rather than raw input.
+_NO_STRING_HEAD = {
+    "HashingVectorizer": "skl2onnx has no HashingVectorizer converter",
+    "FeatureHasher": "skl2onnx's FeatureHasher graph takes string tensors of input_type "
+                     "'string' only",
+    "DictVectorizer": "onnxruntime's DictVectorizer reads one map per run, not a batch",
+    "MultiLabelBinarizer": "ONNX has no label-set input",
+}
 
 
 def host_encoding(estimator, dtype: np.dtype) -> HostEncoding | None:
@@ -190,4 +223,4 @@ def host_encoding(estimator, dtype: np.dtype) -> HostEncoding | None:
                          encoder=encoder)
     tensor_type = DoubleTensorType if np.dtype(dtype) == np.float64 else FloatTensorType
     view = _replace_first_step(estimator, _weighting(first))
-    return HostEncoding(view, spec, [("X", tensor_type([None, width]))])
+    return HostEncoding(view, spec, [("X", tensor_type([None, width]))], first)
