@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[_SHIM_ENV] = str(args.path.resolve())  # for processes the tests spawn (see below)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ[name] = "1"  # tests that would fetch a Hugging Face model fail instead of downloading
+    # MLflow 3 refuses a file-store tracking URI (the tests' tmp_path) unless this opts in.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     install(args.path)
     _provide_flaky()
     if args.only:

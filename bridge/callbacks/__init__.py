@@ -3,6 +3,13 @@
 from bridge.callbacks.base import Callback
 from bridge.callbacks.checkpoint import Checkpoint, LoadInitState, TrainEndCheckpoint
 from bridge.callbacks.early_stopping import EarlyStopping
+from bridge.callbacks.loggers import (
+    MlflowLogger,
+    NeptuneLogger,
+    SacredLogger,
+    TensorBoard,
+    WandbLogger,
+)
 from bridge.callbacks.logging import EpochTimer, PrintLog, ProgressBar
 from bridge.callbacks.lr_scheduler import LRScheduler, WarmRestartLR
 from bridge.callbacks.parameters import Freezer, Initializer, ParamMapper, Unfreezer
@@ -23,11 +30,16 @@ __all__ = [
     "InputShapeSetter",
     "LRScheduler",
     "LoadInitState",
+    "MlflowLogger",
+    "NeptuneLogger",
     "ParamMapper",
     "PassthroughScoring",
     "PrintLog",
     "ProgressBar",
+    "SacredLogger",
+    "TensorBoard",
     "TrainEndCheckpoint",
     "Unfreezer",
+    "WandbLogger",
     "WarmRestartLR",
 ]

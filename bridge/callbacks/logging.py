@@ -11,6 +11,15 @@ from typing import Any
 
 from bridge.callbacks.base import Callback
 
+# The experiment-tracker loggers live in bridge.callbacks.loggers; importable from here too, where skorch has them.
+from bridge.callbacks.loggers import (  # noqa: F401
+    MlflowLogger,
+    NeptuneLogger,
+    SacredLogger,
+    TensorBoard,
+    WandbLogger,
+)
+
 __all__ = ["EpochTimer", "PrintLog", "ProgressBar"]
 
 _COLORS = ("\033[36m", "\033[32m", "\033[35m", "\033[34m", "\033[31m", "\033[33m")
@@ -163,7 +172,8 @@ class ProgressBar(Callback):
         self.seen_batches_ += 1
         key = "train_loss" if training else "valid_loss"
         if key in self.postfix_keys and "loss" in kwargs:
-            self.pbar_.set_postfix({key: float(kwargs["loss"])}, refresh=False)
+            loss = kwargs["loss"]
+            self.pbar_.set_postfix({key: float(loss.detach() if hasattr(loss, "detach") else loss)}, refresh=False)
         self.pbar_.update()
 
     def on_epoch_end(self, net: Any, dataset_train: Any = None, dataset_valid: Any = None, **kwargs: Any) -> None:
