@@ -39,6 +39,9 @@ def string_head(vectorizer, options: dict | None, target_opset) -> onnx.ModelPro
     ``options`` are the user's skl2onnx options; those keyed on the vectorizer (its id, its
     class or CountVectorizer) apply to the head, e.g. ``{'locale': 'C.UTF-8'}``.
     """
+    if vectorizer.analyzer != "word":
+        return (f"skl2onnx's graph for analyzer={vectorizer.analyzer!r} tokenises unlike "
+                "scikit-learn (it supports analyzer='word' only)")
     twin = counting_twin(vectorizer)
     options = options or {}
     head_options = {}
