@@ -165,4 +165,24 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; needs cluster centers (not affinity='precomputed')")),
     "IsolationForest": _entry(["predict", "decision_function", "score_samples"], notes=(
         "converted with target_opset={'': 17, 'ai.onnx.ml': 3} by default")),
+    # text and dict inputs (bridge/sklearn/text): alone or first in a pipeline; the host side
+    # runs scikit-learn's analyzer / murmurhash3, the weighting and the rest run as tensors
+    "CountVectorizer": _entry(_TRANSFORM, _F64, notes=(
+        "documents in; scikit-learn's analyzer on the host (every parameter, callables "
+        "included); dense output; the ONNX artifact takes documents for analyzer='word' "
+        "(onnxruntime drops words with non-ASCII letters there), else the counts")),
+    "TfidfVectorizer": _entry(_TRANSFORM, _F64, notes=(
+        "as CountVectorizer; binary, sublinear_tf, idf and l1/l2 norm in the graph")),
+    "HashingVectorizer": _entry(_TRANSFORM, _F64, notes=(
+        "documents in; scikit-learn's murmurhash3 and alternate_sign on the host; dense "
+        "output (n_features columns); the ONNX artifact takes the hashed counts")),
+    "DictVectorizer": _entry(_TRANSFORM, _F64, notes=(
+        "dicts in (numbers, strings, iterables of strings); unknown features ignored; dense "
+        "output; the ONNX artifact takes the encoded matrix")),
+    "FeatureHasher": _entry(_TRANSFORM, _F64, notes=(
+        "input_type 'dict', 'pair' or 'string'; dense output; the ONNX artifact takes the "
+        "hashed matrix")),
+    "MultiLabelBinarizer": _entry(_TRANSFORM, _F64, notes=(
+        "label sets in (transform); unknown labels ignored with scikit-learn's warning; "
+        "float output in the graph's dtype")),
 }
