@@ -353,3 +353,15 @@ def test_term_weighting_numpy_reference_matches_tfidf():
         warnings.simplefilter("error")
         assert_parity(weighting.transform(counts), _dense(vectorizer.transform(TEST)),
                       rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_counts_are_scattered_on_the_models_device():
+    pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression())
+    pipeline.fit(TRAIN, TARGET)
+    model = bridge.from_sklearn(pipeline).to("cuda")
+    (encoded,), _ = model._input_spec.prepare(TEST, torch.device("cuda"))
+    assert encoded.device.type == "cuda"
+    assert_parity(model.predict_proba(TEST), pipeline.predict_proba(TEST), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(TEST), pipeline.predict(TEST))
