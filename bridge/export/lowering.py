@@ -108,6 +108,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "MissingIndicator", "NearestCentroid", "NeighborhoodComponentsAnalysis",
         "PolynomialCountSketch", "RBFSampler", "SelfTrainingClassifier", "SkewedChi2Sampler",
         "SparseRandomProjection", "SplineTransformer",
+        "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
     )},
 }
 

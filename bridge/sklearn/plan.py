@@ -14,6 +14,7 @@ from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common._registration import get_converter
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
 from sklearn.feature_selection import SelectorMixin
+from sklearn.multioutput import ClassifierChain
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, NuSVC
 from sklearn.utils import get_tags
@@ -122,6 +123,16 @@ def plan_conversion(estimator) -> ConversionPlan:
         outputs["transform"] = MethodOutput("transform", 0, "matrix")
         missing.update({m: "skl2onnx converts a feature selector's transform only"
                         for m in available if m != "transform"})
+    elif isinstance(final_estimator(estimator), ClassifierChain):
+        # one column per label: (predictions, probabilities, decision values), as matrices
+        wants_log = "predict_log_proba" in available and "predict_proba" in available
+        graphs["chain"] = GraphPlan(estimator, {}, 1 if wants_log else None)
+        for method, position in (("predict", 0), ("predict_proba", 1),
+                                 ("decision_function", 2), ("predict_log_proba", 3)):
+            if method in available and (method != "predict_log_proba" or wants_log):
+                outputs[method] = MethodOutput("chain", position, "matrix")
+        if "predict_log_proba" in available and not wants_log:
+            missing["predict_log_proba"] = "the chain's estimators have no predict_proba"
     elif is_classifier(estimator):
         base = options(zipmap=False)
         if "predict_proba" in available:

@@ -165,6 +165,18 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; needs cluster centers (not affinity='precomputed')")),
     "IsolationForest": _entry(["predict", "decision_function", "score_samples"], notes=(
         "converted with target_opset={'': 17, 'ai.onnx.ml': 3} by default")),
+    # bridge converters for meta-estimators and encoders (tests/sklearn/test_converters_meta.py)
+    "TargetEncoder": _entry(_TRANSFORM, _F64, notes=(
+        "multiclass targets through a bridge converter (binary and continuous through "
+        "skl2onnx's); numeric categories, NaN a category, unseen values get target_mean_")),
+    "ClassifierChain": _entry(_CLASSIFIER, _F64, notes=(
+        "bridge converter; binary links; every chain_method; predict in float64 like "
+        "scikit-learn's")),
+    "RegressorChain": _entry(_REGRESSOR, _F64, notes="bridge converter"),
+    "OutputCodeClassifier": _entry(["predict"], _F64, notes=(
+        "bridge converter; constant code-book columns included; float64 with tree "
+        "estimators: exact code-book ties may break otherwise (skl2onnx's tree ops give "
+        "float32 probabilities)")),
     # text and dict inputs (bridge/sklearn/text): alone or first in a pipeline; the host side
     # runs scikit-learn's analyzer / murmurhash3, the weighting and the rest run as tensors
     "CountVectorizer": _entry(_TRANSFORM, _F64, notes=(

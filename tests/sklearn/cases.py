@@ -21,6 +21,8 @@ from sklearn import (
     linear_model,
     mixture,
     model_selection,
+    multiclass,
+    multioutput,
     naive_bayes,
     neighbors,
     neural_network,
@@ -31,7 +33,7 @@ from sklearn import (
     svm,
     tree,
 )
-from sklearn.datasets import make_classification, make_regression
+from sklearn.datasets import make_classification, make_multilabel_classification, make_regression
 
 STRING_CLASSES = np.array(["cat", "dog", "emu"])
 
@@ -94,6 +96,33 @@ def _frozen(factory, data_name):
     inner = factory()
     return FrozenEstimator(inner.fit(data.X) if data.y is None else inner.fit(data.X, data.y))
 
+
+# bridge's converters for multi-output and code-book meta-estimators, target encoding
+META_CASES: dict[str, tuple] = {
+    "TargetEncoder-multiclass": (lambda: preprocessing.TargetEncoder(random_state=0),
+                                 ("categories-multiclass",)),
+    "ClassifierChain": (
+        lambda: multioutput.ClassifierChain(linear_model.LogisticRegression(), order=[2, 0, 1]),
+        ("multilabel",),
+    ),
+    "ClassifierChain-proba": (
+        lambda: multioutput.ClassifierChain(naive_bayes.GaussianNB(), order="random",
+                                            chain_method="predict_proba", random_state=0),
+        ("multilabel",),
+    ),
+    "RegressorChain": (lambda: multioutput.RegressorChain(linear_model.Ridge(), order=[1, 2, 0]),
+                       ("multi-regression",)),
+    "OutputCodeClassifier": (
+        lambda: multiclass.OutputCodeClassifier(linear_model.LogisticRegression(),
+                                                random_state=0),
+        CLASSIFICATION,
+    ),
+    "OutputCodeClassifier-proba": (
+        lambda: multiclass.OutputCodeClassifier(naive_bayes.GaussianNB(), code_size=3,
+                                                random_state=0),
+        ("multiclass",),
+    ),
+}
 
 # name → (factory, datasets). Names are pytest ids.
 CASES: dict[str, tuple] = {
@@ -421,6 +450,7 @@ CASES: dict[str, tuple] = {
     "IsolationForest": (
         _small_trees(ensemble.IsolationForest, n_estimators=10), FEATURES
     ),
+    **META_CASES,
 }
 
 
@@ -446,6 +476,15 @@ def extra_dataset(name: str) -> Dataset:
     if name == "one-feature":  # every other row: test rows between the fitted thresholds
         base = dataset("regression")
         return Dataset(name, base.X[:, :1], base.y + 2.0 * base.X[:, 0])
+    if name == "categories-multiclass":  # 3 integer-coded features, 3 classes
+        X = rng.integers(0, 5, size=(150, 3)).astype(np.float64)
+        return Dataset(name, X, (X[:, 0] + rng.integers(0, 2, size=150)).astype(int) % 3)
+    if name == "multilabel":
+        X, Y = make_multilabel_classification(150, 6, n_classes=3, random_state=0)
+        return Dataset(name, X.astype(np.float64), Y)
+    if name == "multi-regression":
+        X, Y = make_regression(120, 5, n_targets=3, noise=2.0, random_state=0)
+        return Dataset(name, X, Y / 50.0)
     if name == "positive-regression":
         base = dataset("regression")
         return Dataset(name, base.X, np.abs(base.y))

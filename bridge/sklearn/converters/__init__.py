@@ -31,7 +31,11 @@ CONVERTER_MODULES = (
     "delegating",
     "semi_supervised",
     "gaussian_scores",  # after projections: extends its FactorAnalysis converter
+    "methods",
     "text",
+    "target_encoder",
+    "chains",
+    "output_code",
 )
 
 _registered: dict[str, object] | None = None
