@@ -142,6 +142,12 @@ def from_sklearn(
     if trainable or train_preprocessing:
         if not trainable:
             raise ConversionError("train_preprocessing=True goes with trainable=True")
+        if host_encoding(estimator, numpy_dtype) is not None:
+            raise UnsupportedEstimatorError(
+                f"from_sklearn(..., trainable=True) takes tensors, and {name} reads raw text, "
+                "dicts or label sets; convert the steps after the vectorizer "
+                "(pipeline[1:]) and train on vectorizer.transform(X).toarray()"
+            )
         from bridge.sklearn.finetune import trainable_module
 
         return trainable_module(estimator, train_preprocessing=train_preprocessing,

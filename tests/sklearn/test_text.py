@@ -365,3 +365,9 @@ def test_counts_are_scattered_on_the_models_device():
     assert encoded.device.type == "cuda"
     assert_parity(model.predict_proba(TEST), pipeline.predict_proba(TEST), rtol=0, atol=1e-5)
     np.testing.assert_array_equal(model.predict(TEST), pipeline.predict(TEST))
+
+
+def test_trainable_conversion_of_a_text_pipeline_is_refused_clearly():
+    pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TRAIN, TARGET)
+    with pytest.raises(UnsupportedEstimatorError, match=r"train on vectorizer.transform"):
+        bridge.from_sklearn(pipeline, trainable=True)
