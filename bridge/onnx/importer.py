@@ -363,6 +363,53 @@ class _GraphBuilder:
         return self.values[name]
 
 
+def inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return ``model`` with every call of a model-local function (``model.functions``,
+    e.g. skl2onnx's ``local_domain`` helpers for KNNImputer) replaced by the function's
+    body, recursively; ``model`` itself when it defines none.
+
+    A function may import an older opset of a domain than the model (skl2onnx writes 21
+    into a model of 22); its operators are then read at the model's opset, which is
+    allowed only where each of them has the same definition at both.
+
+    Raises
+    ------
+    ConversionError
+        An operator of a function changed between its opset and the model's, or ONNX's
+        inliner rejects a function (a malformed or recursive definition).
+    """
+    if not model.functions:
+        return model
+    import onnx.inliner
+
+    model_opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
+    aligned = copy.deepcopy(model)
+    for function in aligned.functions:
+        for entry in function.opset_import:
+            domain = normalize_domain(entry.domain)
+            if domain not in model_opsets or entry.version == model_opsets[domain]:
+                continue
+            for node in function.node:
+                if normalize_domain(node.domain) != domain:
+                    continue
+                before = schema_version(domain, node.op_type, entry.version)
+                after = schema_version(domain, node.op_type, model_opsets[domain])
+                if before != after:
+                    raise ConversionError(
+                        f"local function {function.domain}::{function.name} uses "
+                        f"{domain or 'ai.onnx'}::{node.op_type} at opset {entry.version}, "
+                        f"which differs from its definition at the model's opset "
+                        f"{model_opsets[domain]}; re-export with matching opsets")
+            entry.version = model_opsets[domain]
+    try:
+        return onnx.inliner.inline_local_functions(aligned)
+    except Exception as error:  # the inliner raises plain exceptions from C++
+        names = ", ".join(f"{f.domain}::{f.name}" for f in model.functions)
+        raise ConversionError(
+            f"the model's local functions ({names}) could not be inlined: {error}"
+        ) from error
+
+
 def from_onnx(
     model: onnx.ModelProto | str | os.PathLike | bytes,
     *,
@@ -404,7 +451,7 @@ def from_onnx(
     from bridge.trees.select import validate_strategy
 
     validate_strategy(tree_strategy)
-    proto = load_model(model)
+    proto = inline_functions(load_model(model))
     options = {"tree_strategy": tree_strategy}
     if isinstance(model, (str, os.PathLike)):
         options["source"] = repr(str(model))

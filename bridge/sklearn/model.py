@@ -299,6 +299,8 @@ class ConvertedModel(nn.Module):
         return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
 
     def _decode(self, output: MethodOutput, values: torch.Tensor, vocabulary, as_numpy: bool):
+        if isinstance(values, list):  # an ONNX sequence: one array per output (multi-output)
+            return [self._decode(output, v, vocabulary, as_numpy) for v in values]
         binary = self._classes is not None and len(self._classes) == 2
         values = shaped(values, output.kind, binary)
         if output.kind == "label":

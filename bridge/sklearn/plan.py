@@ -60,6 +60,9 @@ def allowed_options(estimator) -> set[str]:
         options = get_converter(alias).get_allowed_options()
     except (ValueError, AttributeError):  # no converter object with options
         return set()
+    if options == "passthrough":  # a search object: skl2onnx passes them to best_estimator_
+        best = getattr(estimator, "best_estimator_", None)
+        return set() if best is None else allowed_options(final_estimator(best))
     return set(options or ())
 
 
@@ -116,7 +119,16 @@ def plan_conversion(estimator) -> ConversionPlan:
     graphs: dict[str, GraphPlan] = {}
     outputs: dict[str, MethodOutput] = {}
     missing: dict[str, str] = {}
-    if isinstance(final_estimator(estimator), SelectorMixin) and "transform" in available:
+    view = selection_then_estimator(estimator)
+    if view is not None:  # RFE, RFECV: predictions of estimator_ on the selected features
+        predicting = plan_conversion(view)
+        graphs.update(predicting.graphs)
+        outputs.update({m: o for m, o in predicting.method_outputs.items() if m in available})
+        missing.update({m: why for m, why in predicting.unconverted_methods.items()
+                        if m in available})
+        graphs["transform"] = GraphPlan(estimator)
+        outputs["transform"] = MethodOutput("transform", 0, "matrix")
+    elif isinstance(final_estimator(estimator), SelectorMixin) and "transform" in available:
         # skl2onnx converts a feature selector (RFE, RFECV, SelectFromModel, ...) as the
         # selection alone, even where the selector also predicts through its estimator
         graphs["transform"] = GraphPlan(estimator)
@@ -187,7 +199,49 @@ def plan_conversion(estimator) -> ConversionPlan:
         outputs["transform"] = MethodOutput("transform", 0, "matrix")
         if wants_scores:
             outputs["score_samples"] = MethodOutput("transform", 1, "values")
+    add_secondary_methods(estimator, available, graphs, outputs)
     for method in available:
         if method not in outputs and method not in missing:
             missing[method] = "skl2onnx converts only the estimator's main methods"
     return ConversionPlan(graphs, outputs, missing)
+
+
+def selection_then_estimator(estimator) -> Pipeline | None:
+    """For a feature selector that predicts through its fitted ``estimator_`` (RFE, RFECV),
+    alone or last in a pipeline: a pipeline view ``[..., selector, estimator_]`` whose
+    graph gives those predictions; None for any other estimator."""
+    final = final_estimator(estimator)
+    inner = getattr(final, "estimator_", None)
+    if not isinstance(final, SelectorMixin) or inner is None or not hasattr(final, "predict"):
+        return None
+    from bridge.sklearn.converters.methods import SelectedColumns
+
+    select = ("select", SelectedColumns(final))
+    if isinstance(estimator, Pipeline):
+        if estimator.steps[-1][1] is not final:
+            return None  # nested pipelines: the selection alone
+        return Pipeline(list(estimator.steps[:-1]) + [select, ("predict", inner)])
+    return Pipeline([select, ("predict", inner)])
+
+
+def add_secondary_methods(estimator, available: list[str], graphs: dict[str, GraphPlan],
+                          outputs: dict[str, MethodOutput]) -> None:
+    """Methods a graph already planned answers too, and ``transform`` of the estimators
+    whose main graph lacks it (bridge's transform view, converters/methods.py)."""
+    from bridge.sklearn.converters.methods import TransformView, has_transform_view
+
+    final = final_estimator(estimator)
+    name = type(final).__name__
+    if name == "MultiOutputClassifier" and "predict" in outputs:  # one label column each
+        outputs["predict"] = MethodOutput(outputs["predict"].graph, outputs["predict"].output,
+                                          "matrix")
+    if (name == "OneVsOneClassifier" and "decision_function" in available
+            and "decision_function" not in outputs and "labels" in graphs):
+        # skl2onnx's graph gives (label, the vote-plus-confidence scores of decision_function)
+        outputs["decision_function"] = MethodOutput("labels", 1, "decision")
+    if name == "IsotonicRegression" and "transform" in available and "predict" in outputs:
+        outputs["transform"] = outputs["predict"]  # the same values for one feature
+    if ("transform" in available and "transform" not in outputs
+            and has_transform_view(final)):
+        graphs["transform"] = GraphPlan(TransformView.over(estimator))
+        outputs["transform"] = MethodOutput("transform", 0, "matrix")

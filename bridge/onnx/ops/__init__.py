@@ -27,6 +27,7 @@ OP_MODULES = (
     "losses",
     "attention",
     "control_flow",
+    "sequence",
     "ml.linear",
     "ml.svm",
     "ml.preprocessing",

@@ -32,10 +32,12 @@ CONVERTER_MODULES = (
     "semi_supervised",
     "gaussian_scores",  # after projections: extends its FactorAnalysis converter
     "methods",
+    "searches",
     "text",
     "target_encoder",
     "chains",
     "output_code",
+    "kernel_density",
 )
 
 _registered: dict[str, object] | None = None
