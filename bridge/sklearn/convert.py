@@ -154,7 +154,7 @@ def from_sklearn(
                                 dtype=numpy_dtype)
     register_missing_converters()
     _warn_about_lenient_parts(estimator)
-    host = host_encoding(estimator, numpy_dtype)  # text, dicts, label sets (sklearn/text)
+    host = host_encoding(estimator, numpy_dtype, X_sample)  # text, dicts, label sets
     if host is not None:
         estimator = host.numeric_view  # the vectorizer's counting runs on the host
     plan = plan_conversion(estimator)
@@ -178,7 +178,7 @@ def from_sklearn(
     _check_outputs(name, plan, graphs)
     if host is not None:  # the artifact: documents in where skl2onnx converts the analyzer
         graphs = host.artifacts(graphs, options, target_opset)
-    if len(initial_types) > 1:  # one input per named column
+    if len(initial_types) > 1 and host is None:  # one input per named column
         strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
         input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True,
                                   "text_columns": strings})
@@ -196,24 +196,16 @@ def from_sklearn(
 _INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
                       "transform", "score_samples")
 
-#: Why an estimator that has an inference method still does not convert.
-_WHY_NOT = {
-    "KernelDensity": "its score_samples is a log-sum-exp of a kernel over every training "
-                     "row, which no ONNX converter (skl2onnx's or bridge's) implements",
-}
-
-
 def _no_method_message(estimator: Any, name: str) -> str:
     """Say which inference methods ``estimator`` has, and why none of them converts."""
     present = [m for m in _INFERENCE_METHODS if hasattr(estimator, m)]
     if not present:
         return (f"{name} has none of the inference methods bridge converts "
                 f"({', '.join(_INFERENCE_METHODS)})")
-    why = _WHY_NOT.get(name, "bridge converts score_samples only for outlier detectors and "
-                             "mixtures, and the other methods only for the estimators in "
-                             "SUPPORTED.md")
-    return (f"{name} has {', '.join(present)}, but it does not convert: {why} "
-            "(see SUPPORTED.md for the supported estimators)")
+    return (f"{name} has {', '.join(present)}, but it does not convert: bridge converts "
+            "score_samples only for outlier detectors, mixtures, density models and the "
+            "transformers that give it, and the other methods only for the estimators in "
+            "SUPPORTED.md (see SUPPORTED.md for the supported estimators)")
 
 
 def _warn_about_lenient_parts(estimator) -> None:

@@ -193,6 +193,9 @@ def plan_conversion(estimator) -> ConversionPlan:
         outputs["predict_proba"] = MethodOutput("mixture", 1, "matrix")
         if wants_scores:
             outputs["score_samples"] = MethodOutput("mixture", 2, "values")
+    elif available == ["score_samples"]:  # a density model alone (KernelDensity)
+        graphs["scores"] = GraphPlan(estimator)
+        outputs["score_samples"] = MethodOutput("scores", 0, "values")
     elif "transform" in available:
         wants_scores = "score_samples" in available and "score_samples" in allowed
         graphs["transform"] = GraphPlan(estimator, options(score_samples=wants_scores))

@@ -318,16 +318,55 @@ def test_other_refusals():
         hasher.transform([{"a": [1]}])
 
 
-def test_a_vectorizer_inside_a_column_transformer_is_refused_clearly():
+def _frame(pandas, documents: list[str], seed: int):
+    rng = np.random.default_rng(seed)
+    rows = len(documents)
+    return pandas.DataFrame({
+        "x": rng.normal(size=rows), "body": documents, "city": rng.choice(["a", "b", "c"], rows),
+        "title": [d[:12] for d in documents], "y": rng.normal(size=rows)})
+
+
+@pytest.mark.parametrize("with_sample", [True, False])
+def test_dataframe_with_text_columns_matches_sklearn(with_sample):
     pandas = pytest.importorskip("pandas")
     from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
 
-    frame = pandas.DataFrame({"body": TRAIN[:20], "x": np.arange(20.0)})
-    columns = ColumnTransformer([("text", TfidfVectorizer(), "body"), ("n", "passthrough", ["x"])])
-    pipeline = make_pipeline(columns, LogisticRegression()).fit(frame, TARGET[:20])
-    with pytest.raises(UnsupportedEstimatorError, match="TfidfVectorizer converts only as the "
-                                                        "first step"):
-        bridge.from_sklearn(pipeline)
+    frame = _frame(pandas, TRAIN, seed=0)
+    columns = ColumnTransformer([
+        ("body", TfidfVectorizer(ngram_range=(1, 2)), "body"),
+        ("x", StandardScaler(), ["x"]),
+        ("city", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+        ("title", make_pipeline(CountVectorizer(binary=True)), 3),  # an integer selector
+    ], remainder="passthrough")  # "y", selected by position
+    pipeline = make_pipeline(columns, LogisticRegression(max_iter=500)).fit(frame, TARGET)
+    model = bridge.from_sklearn(pipeline, X_sample=frame.head(3) if with_sample else None)
+    unseen = _frame(pandas, TEST, seed=1)
+    unseen.loc[:4, "city"] = "tokyo"
+    for rows in (frame, unseen):
+        assert_method_matches(pipeline, model, "predict", rows, predicts_labels=True)
+        assert_method_matches(pipeline, model, "predict_proba", rows, predicts_labels=True)
+    with pytest.raises(InvalidInputError, match="reads the DataFrame columns"):
+        model.predict(TEST)
+    broken = unseen.head(3).astype({"body": object})
+    broken.loc[1, "body"] = 7
+    with pytest.raises(InvalidInputError, match="row 1 holds 7 of type int"):
+        model.predict(broken)
+
+
+def test_vectorizers_elsewhere_are_refused_clearly():
+    pandas = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = _frame(pandas, TRAIN, seed=0)
+    # a list selector hands the vectorizer a DataFrame (scikit-learn then reads its names)
+    listed = ColumnTransformer([("text", TfidfVectorizer(), ["body"])]).fit(frame)
+    with pytest.raises(UnsupportedEstimatorError, match="reads one named column"):
+        bridge.from_sklearn(listed)
+    later = make_pipeline(FunctionTransformer(), TfidfVectorizer()).fit(TRAIN)
+    with pytest.raises(UnsupportedEstimatorError, match="converts only as the first step"):
+        bridge.from_sklearn(later)
 
 
 def test_x_sample_fixes_no_width_for_text_and_a_1d_sample_is_named():

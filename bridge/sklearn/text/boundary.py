@@ -11,19 +11,21 @@ import numpy as np
 import torch
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction import DictVectorizer, FeatureHasher
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from bridge.errors import InvalidInputError, UnsupportedEstimatorError
-from bridge.sklearn.inputs import TORCH_DTYPES, InputSpec, parts
+from bridge.sklearn.inputs import TORCH_DTYPES, InputSpec, parts, text_columns
 from bridge.sklearn.text.artifact import (
     numeric_input_note,
     set_input_note,
     string_head,
     with_string_head,
 )
+from bridge.sklearn.text.columns import column_encoding
 from bridge.sklearn.text.encoders import (
     DictEncoder,
     FeatureHashEncoder,
@@ -132,6 +134,10 @@ class TextInputSpec(InputSpec):
 
     encoder: HostEncoder | None = None
 
+    def served(self, X, device: torch.device) -> None:
+        """Never the numeric fast path: raw rows are encoded by :meth:`prepare`."""
+        return None
+
     def prepare(self, X, device: torch.device,
                 vocabularies: dict[str, list] | None = None) -> tuple[list[torch.Tensor], bool]:
         """Encode ``X`` on the host and return the graph input (numpy out: always True).
@@ -173,6 +179,12 @@ class HostEncoding:
         """The graphs to keep as the model's ONNX artifact: with skl2onnx's string head
         where it converts the vectorizer (documents in), else the graphs bridge runs (the
         host encoding in), each saying which in its metadata (``bridge.text_input``)."""
+        if isinstance(self.first_step, ColumnTransformer):
+            note = ("one input per DataFrame column; vectorized columns take their host "
+                    "encoding (bridge.sklearn.text.encoders), as wide as the vectorizer's output")
+            for graph in graphs.values():
+                set_input_note(graph, note)
+            return graphs
         encoder = self.input_spec.encoder
         why = _NO_STRING_HEAD.get(type(self.first_step).__name__)
         if why is None:
@@ -196,8 +208,12 @@ _NO_STRING_HEAD = {
 }
 
 
-def host_encoding(estimator, dtype: np.dtype) -> HostEncoding | None:
+def host_encoding(estimator, dtype: np.dtype, X_sample=None) -> HostEncoding | None:
     """The host-side encoding of ``estimator``'s raw input, or None for numeric estimators.
+
+    A ColumnTransformer first (or alone) with vectorizers on named DataFrame columns gets
+    one graph input per column (``columns.py``); ``X_sample`` then tells text columns apart
+    as for other ColumnTransformers.
 
     Raises
     ------
@@ -208,6 +224,12 @@ def host_encoding(estimator, dtype: np.dtype) -> HostEncoding | None:
     """
     first = first_step(estimator)
     encoder_class = HOST_ENCODERS.get(type(first))
+    if isinstance(first, ColumnTransformer) and any(
+            type(part) in HOST_ENCODERS for part in parts(first)):
+        view, spec, initial_types = column_encoding(
+            first, HOST_ENCODERS, _weighting, _replace_first_step, np.dtype(dtype),
+            text_columns(estimator, X_sample), type(estimator).__name__)
+        return HostEncoding(_replace_first_step(estimator, view), spec, initial_types, first)
     if encoder_class is None:
         for part in parts(estimator):
             if type(part) in HOST_ENCODERS:
