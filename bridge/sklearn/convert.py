@@ -196,6 +196,7 @@ def from_sklearn(
 _INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",
                       "transform", "score_samples")
 
+
 def _no_method_message(estimator: Any, name: str) -> str:
     """Say which inference methods ``estimator`` has, and why none of them converts."""
     present = [m for m in _INFERENCE_METHODS if hasattr(estimator, m)]

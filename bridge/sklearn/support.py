@@ -173,6 +173,10 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; binary links; every chain_method; predict in float64 like "
         "scikit-learn's")),
     "RegressorChain": _entry(_REGRESSOR, _F64, notes="bridge converter"),
+    "KernelDensity": _entry(["score_samples"], _F64, notes=(
+        "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
+        "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "
+        "about -37 where bridge gives -inf: rows outside every compact kernel's support)")),
     "OutputCodeClassifier": _entry(["predict"], _F64, notes=(
         "bridge converter; constant code-book columns included; float64 with tree "
         "estimators: exact code-book ties may break otherwise (skl2onnx's tree ops give "

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KernelDensity
@@ -71,11 +72,28 @@ def test_unseen_numeric_category_names_the_value():
         model.predict(np.array([[0, 1], [5, 1]], np.float32))
 
 
-def test_kernel_density_says_it_has_score_samples_and_why_it_does_not_convert():
-    density = KernelDensity().fit(np.random.RandomState(0).rand(20, 2))
-    with pytest.raises(UnsupportedEstimatorError, match="KernelDensity has score_samples, but it "
-                                                        "does not convert: .*every training row"):
-        bridge.from_sklearn(density)
+def test_kernel_density_converts_its_score_samples():
+    rows = np.random.RandomState(0).rand(20, 2)
+    density = KernelDensity().fit(rows)
+    np.testing.assert_allclose(bridge.from_sklearn(density).score_samples(rows),
+                               density.score_samples(rows), rtol=1e-5)
+
+
+class _Predictor(BaseEstimator):
+    """A fitted estimator of no kind scikit-learn names (not a classifier, regressor, ...)."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_an_estimator_of_no_known_kind_says_which_methods_it_has_and_why_none_converts():
+    with pytest.raises(UnsupportedEstimatorError, match="_Predictor has predict, but it does "
+                                                        "not convert: .*SUPPORTED.md"):
+        bridge.from_sklearn(_Predictor().fit(np.zeros((3, 2))))
 
 
 def test_unfitted_kernel_density_says_it_is_not_fitted():

@@ -122,6 +122,10 @@ META_CASES: dict[str, tuple] = {
                                                 random_state=0),
         ("multiclass",),
     ),
+    "KernelDensity": (neighbors.KernelDensity, FEATURES),
+    "KernelDensity-epanechnikov": (
+        lambda: neighbors.KernelDensity(kernel="epanechnikov", bandwidth=2.0), FEATURES
+    ),
 }
 
 # name → (factory, datasets). Names are pytest ids.

@@ -33,6 +33,7 @@ CONVERTER_MODULES = (
     "gaussian_scores",  # after projections: extends its FactorAnalysis converter
     "methods",
     "searches",
+    "outlier_scores",
     "text",
     "target_encoder",
     "chains",
