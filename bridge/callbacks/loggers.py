@@ -142,7 +142,8 @@ class TensorBoard(_HistoryLogger):
     ----------
     writer : torch.utils.tensorboard.SummaryWriter, str or path
         The writer to use, or a log directory for a new ``SummaryWriter`` (needs the
-        ``tensorboard`` package).
+        ``tensorboard`` package). A pickled copy of the callback (of a fitted net) holds the
+        writer's log directory instead, and opens a new writer there when it logs again.
     close_after_train : bool
         Close the writer when training ends (it reopens itself if written to again).
     keys_ignored : str, list of str or None
@@ -204,6 +205,15 @@ class TensorBoard(_HistoryLogger):
     def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
         if self.close_after_train:
             self._writer().close()
+
+    def __getstate__(self) -> dict:
+        """A writer holds a thread and cannot be pickled: a copy keeps its log directory and reopens it."""
+        state = dict(self.__dict__)
+        state["writer_"] = None
+        writer = state["writer"]
+        if not isinstance(writer, (str, os.PathLike)) and callable(getattr(writer, "get_logdir", None)):
+            state["writer"] = writer.get_logdir()
+        return state
 
 
 class MlflowLogger(_SuffixedLogger):

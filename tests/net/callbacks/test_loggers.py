@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 
 import numpy as np
@@ -98,6 +99,14 @@ def test_tensorboard_keeps_the_writer_open_when_asked(data, tmp_path):
     fit(data, TensorBoard(writer, close_after_train=False))
     assert writer.all_writers is not None
     writer.close()
+
+
+def test_a_net_with_tensorboard_pickles_and_its_copy_logs_to_the_same_directory(data, tmp_path):
+    tensorboard = pytest.importorskip("torch.utils.tensorboard")
+    net = fit(data, TensorBoard(tensorboard.SummaryWriter(str(tmp_path))), max_epochs=2)
+    copy = pickle.loads(pickle.dumps(net))
+    copy.partial_fit(*data)
+    assert [step for step, _ in _scalars(tmp_path)["Loss/train_loss"]] == [1, 2, 3, 4]
 
 
 def test_add_scalar_maybe_writes_only_real_numbers(tmp_path):
