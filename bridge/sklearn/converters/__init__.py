@@ -34,11 +34,13 @@ CONVERTER_MODULES = (
     "methods",
     "searches",
     "outlier_scores",
+    "discriminant",
     "text",
     "target_encoder",
     "chains",
     "output_code",
     "kernel_density",
+    "dense_outputs",
 )
 
 _registered: dict[str, object] | None = None

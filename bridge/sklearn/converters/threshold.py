@@ -12,6 +12,8 @@ skl2onnx's only while a probe shows its labels ignoring the threshold.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from onnx import TensorProto
 from skl2onnx import to_onnx, update_registered_converter
@@ -25,7 +27,7 @@ from bridge.errors import UnsupportedEstimatorError
 from bridge.sklearn.converters._graph import add_class_labels, add_constant, add_node
 
 OPTIONS = {"zipmap": [True, False, "columns"], "nocl": [True, False],
-           "output_class_labels": [False, True]}
+           "output_class_labels": [False, True], "raw_scores": [False, True]}
 ALIAS = "BridgeFixedThresholdClassifier"
 
 
@@ -58,7 +60,8 @@ def positive_label(model, classes: list):
 
 def convert_threshold_classifier(scope, operator, container) -> None:
     """Label = the positive class where its score reaches the threshold, else the other
-    class; the second output is the inner estimator's probabilities (or decision values)."""
+    class; the second output is the inner estimator's probabilities (or decision values),
+    its decision values with ``raw_scores=True`` (scikit-learn's ``decision_function``)."""
     model = operator.raw_operator
     estimator = model.estimator_
     name = type(model).__name__
@@ -87,7 +90,11 @@ def convert_threshold_classifier(scope, operator, container) -> None:
     scores = scope.declare_local_variable("threshold_scores",
                                           operator.outputs[1].type.__class__())
     inner.outputs.append(scores)
-    container.add_node("Identity", [scores.onnx_name], [operator.outputs[1].full_name],
+    second = scores.onnx_name
+    if container.get_options(model, dict(raw_scores=False))["raw_scores"] and (
+            method == "predict_proba"):
+        second = _decision_values(scope, container, estimator, operator)
+    container.add_node("Identity", [second], [operator.outputs[1].full_name],
                        name=scope.get_unique_operator_name("Identity"))
     # binary scores come as two columns (probabilities, or -s / s): the positive class's
     classes = list(model.classes_)
@@ -109,6 +116,27 @@ def convert_threshold_classifier(scope, operator, container) -> None:
     other = classes[0] if positive == classes[1] else classes[1]
     add_class_labels(scope, container, index, [other, positive],  # reached: the positive
                      operator.outputs[0].full_name)
+
+
+def _decision_values(scope, container, estimator, operator) -> str:
+    """The inner estimator's decision values, from a second operator over a shallow copy
+    (skl2onnx keys options by object, and the first one gives probabilities)."""
+    name = type(estimator).__name__
+    if not container.has_options(estimator, "raw_scores"):
+        raise UnsupportedEstimatorError(
+            f"{name}.decision_function has no ONNX conversion; supported: estimators with "
+            "raw scores (linear models, SVC)")
+    twin = copy.copy(estimator)
+    container.add_options(id(twin), {"raw_scores": True, **(
+        {"zipmap": False} if container.has_options(twin, "zipmap") else {})})
+    inner = scope.declare_local_operator(sklearn_operator_name_map[type(twin)], twin)
+    inner.inputs = operator.inputs
+    inner.outputs.append(scope.declare_local_variable("threshold_decision_label",
+                                                      Int64TensorType()))
+    values = scope.declare_local_variable("threshold_decision",
+                                          operator.outputs[1].type.__class__())
+    inner.outputs.append(values)
+    return values.onnx_name
 
 
 def skl2onnx_ignores_tuned_threshold() -> bool:
