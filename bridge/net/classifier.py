@@ -167,12 +167,16 @@ class NeuralNetClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet):
         ------
         ValueError
             When the module's output has a different number of columns than there are classes.
+        ConfigurationError
+            On the first batch, for an element-wise loss (``MSELoss``, ...) whose output and
+            target differ in shape (class indices against one column per class).
         """
         classes = getattr(self, "classes_", None)
         if classes is not None and isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2 and y_pred.shape[1] < len(classes):
             # more columns than classes seen is fine (a class may be missing from this y)
             raise ValueError(f"the module outputs {y_pred.shape[1]} columns but there are {len(classes)} classes "
                              f"{classes.tolist()[:10]}; make the module output one column per class (or pass classes=)")
+        self._check_loss_shapes_once(y_pred, y_true)
         if isinstance(self.criterion_, torch.nn.NLLLoss):
             eps = torch.finfo(y_pred.dtype).eps
             y_pred = torch.log(y_pred + eps)
@@ -218,6 +222,11 @@ class NeuralNetBinaryClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet)
     def _default_callbacks(self) -> list[tuple[str, Any]]:
         return _classifier_callbacks()
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # y with 3 classes or more is refused in fit
+        return tags
+
     def _prepare_fit_data(self, X: Any, y: Any, reset: bool, classes: Any = None) -> tuple[Any, Any]:
         require_y(self, X, y)
         X, y = check_input(self, X, y, reset=reset)
@@ -226,9 +235,10 @@ class NeuralNetBinaryClassifier(_LabelEncodingMixin, ClassifierMixin, NeuralNet)
                              f"got shape {np.shape(to_numpy(y))}")
         if y is not None:
             labels = np.unique(np.asarray(to_numpy(y)).ravel())
+            check_classification_targets(np.asarray(to_numpy(y)))  # continuous y: 'Unknown label type'
             if len(labels) > 2:
-                raise ValueError(f"NeuralNetBinaryClassifier needs at most 2 classes; y has {len(labels)}: "
-                                 f"{labels.tolist()[:10]}; use NeuralNetClassifier for more")
+                raise ValueError(f"Only binary classification is supported. NeuralNetBinaryClassifier got y with "
+                                 f"{len(labels)} classes: {labels.tolist()[:10]}; use NeuralNetClassifier for more")
             if classes is None and set(labels.tolist()) <= {0, 1}:
                 classes = [0, 1]
         y = self._targets_to_indices(y, reset, classes)

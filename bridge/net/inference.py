@@ -15,6 +15,7 @@ import torch
 from bridge.dask import is_dask_collection
 from bridge.dask import score as dask_score
 from bridge.dataset import unpack_data
+from bridge.net.checks import cast_integer_input
 from bridge.net.data import fast_iterator_for
 from bridge.net.validation import cast_floating, check_input
 from bridge.utils import is_dataset, to_device, to_numpy
@@ -44,7 +45,7 @@ class InferenceMixin:
         """Validate ``X`` against what was seen in fit and cast floats to the module's dtype."""
         self.check_is_fitted()
         X, _ = check_input(self, X, None, reset=False)
-        return cast_floating(X, self.module_dtype())
+        return cast_integer_input(self, cast_floating(X, self.module_dtype()))
 
     def evaluation_step(self, batch: Any, training: bool = False) -> Any:
         """The module's output for one batch (no gradients unless ``training``)."""

@@ -20,6 +20,7 @@ from bridge.callbacks.base import HOOK_NAMES, overrides_hook
 from bridge.dataset import Dataset, ValidSplit
 from bridge.errors import NotFittedError
 from bridge.history import DistributedHistory, History
+from bridge.net.checks import raise_restated
 from bridge.net.components import ComponentsMixin
 from bridge.net.distributed import skip_on_this_rank
 from bridge.net.inference import InferenceMixin
@@ -27,6 +28,7 @@ from bridge.net.params import ParamsMixin
 from bridge.net.persistence import PersistenceMixin
 from bridge.net.routing import RoutingMixin
 from bridge.net.training import TrainingMixin
+from bridge.net.validation import PARAM_RULES, check_param_values
 from bridge.utils import check_device
 
 if TYPE_CHECKING:
@@ -318,13 +320,21 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
         Modules set here under a name ending in ``_`` (``self.module2_ = ...``) are registered:
         moved to ``device`` afterwards, trained, saved and configured by ``module2__*``.
         """
-        self.module_ = self.initialized_instance(self.module, self.get_params_for("module"))
+        self.module_ = self._constructed("module", self.module, self.get_params_for("module"))
         return self
 
     def initialize_criterion(self) -> NeuralNet:
         """Build ``criterion_`` from ``criterion`` and ``criterion__*``."""
-        self.criterion_ = self.initialized_instance(self.criterion, self.get_params_for("criterion"))
+        self.criterion_ = self._constructed("criterion", self.criterion, self.get_params_for("criterion"))
         return self
+
+    def _constructed(self, prefix: str, value: Any, params: dict[str, Any]) -> Any:
+        """:meth:`initialized_instance`, with an error of the constructor restated naming the
+        class and the ``<prefix>__*`` parameters it got (same exception type, original chained)."""
+        try:
+            return self.initialized_instance(value, params)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise_restated(error, _construction_context(prefix, value, params))
 
     def get_all_learnable_params(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         """``(name, parameter)`` for every parameter of the registered modules and criteria (each once).
@@ -346,7 +356,10 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
     def initialize_optimizer(self, triggered_directly: Any = None) -> NeuralNet:
         """Build ``optimizer_`` over :meth:`get_all_learnable_params` with ``lr`` and ``optimizer__*``."""
         args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
-        self.optimizer_ = self.optimizer(*args, **kwargs)
+        try:
+            self.optimizer_ = self.optimizer(*args, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise_restated(error, _construction_context("optimizer", self.optimizer, kwargs))
         return self
 
     def initialize_history(self) -> NeuralNet:
@@ -385,6 +398,7 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
                           "this is most likely not what you want", UserWarning, stacklevel=2)
         check_device(self.device)
         _check_components(self)
+        check_param_values(self, {name: getattr(self, name) for name in PARAM_RULES if name in vars(self)})
         for attribute in ("_modules", "_criteria", "_optimizers", "prefixes_", "cuda_dependent_attributes_"):
             self.__dict__.pop(attribute, None)
         self._check_param_names(name for name in self._routed_param_names()
@@ -460,6 +474,14 @@ def check_is_fitted(net: Any, attributes: Any = None, *args: Any, **kwargs: Any)
         raise NotFittedError(f"This {type(net).__name__} instance is not initialized yet; call 'initialize' "
                              "or 'fit' with appropriate arguments before using this method"
                              + (f" (missing: {missing})." if net.initialized_ else "."))
+
+
+def _construction_context(prefix: str, value: Any, params: dict[str, Any]) -> str:
+    """``'building the module MLP with module__hidden=-5 failed'`` (the routed names as the user wrote them)."""
+    name = getattr(value, "__name__", None) or type(value).__name__
+    shown = ", ".join(f"{key if key == 'lr' and prefix == 'optimizer' else prefix + '__' + key}={item!r}"
+                      for key, item in params.items()) or f"no {prefix}__* parameters"
+    return f"building the {prefix} {name} with {shown} failed"
 
 
 def _check_components(net: Any) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from bridge.net.checks import raise_restated
+from bridge.net.validation import check_param_values
 from bridge.utils import params_for
 
 __all__ = ["ParamsMixin"]
@@ -143,9 +145,15 @@ class ParamsMixin:
         ValueError
             For an unknown parameter name (with the closest valid one), once the net is
             initialized; before that, names are checked by :meth:`initialize`.
+        ConfigurationError
+            For an invalid value (``lr=-0.5``, ``batch_size=0``, an option the optimizer refuses)
+            on an initialized net, checked as :meth:`initialize` checks it before ``fit``;
+            nothing is changed then.
         """
         if getattr(self, "initialized_", False):
             self._check_param_names(params)
+            check_param_values(self, params)
+            self._check_optimizer_options(params)
         self._remember_given(params)
         for key, value in params.items():
             setattr(self, key, value)
@@ -168,6 +176,25 @@ class ParamsMixin:
         if "device" in params:
             self._reinitialize(("module", "criterion", "optimizer"), params)
         return self
+
+    def _check_optimizer_options(self, params: dict[str, Any]) -> None:
+        """Build a throwaway optimizer with the options ``params`` would give, so that torch's own
+        checks run before the options reach the fitted optimizer's param groups in place."""
+        optimizer = params.get("optimizer", self.optimizer)
+        if not any(key == "lr" or key.startswith("optimizer__") for key in params):
+            return
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            return
+        current = {key: getattr(self, key) for key in self._routed_param_names()}
+        kwargs = params_for("optimizer", {**current, **params})
+        kwargs = {key: value for key, value in kwargs.items() if not key.startswith("param_groups")}
+        kwargs.setdefault("lr", params.get("lr", self.lr))
+        try:
+            optimizer([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+        except (TypeError, ValueError) as error:
+            shown = ", ".join(f"{key}={value!r}" for key, value in params.items())
+            raise_restated(error, f"{type(self).__name__}.set_params({shown}): {optimizer.__name__} refuses "
+                                  "these options")
 
     def _reinitialize(self, parts: tuple[str, ...], params: dict[str, Any]) -> None:
         if self.verbose:

@@ -51,9 +51,18 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         return cast_floating(X, self.module_dtype()), y
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
-        """The criterion, with 1-D targets matched to a single-column output."""
+        """The criterion, with 1-D targets matched to a single-column output.
+
+        Raises
+        ------
+        ConfigurationError
+            On the first batch of a fit, when the module's output and the target differ in
+            shape for an element-wise loss (2 output columns for 1 target column, or an
+            ``(n,)`` output for an ``(n, 1)`` target, which torch would broadcast to ``(n, n)``).
+        """
         if isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2 and y_pred.shape[1] == 1 and get_dim(y_true) == 1:
             y_true = y_true.reshape(-1, 1)
+        self._check_loss_shapes_once(y_pred, y_true)
         return super().get_loss(y_pred, y_true, X=X, training=training)
 
     def predict(self, X: Any) -> np.ndarray:

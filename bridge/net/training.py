@@ -14,6 +14,13 @@ import numpy as np
 import torch
 
 from bridge.dataset import get_len, unpack_data
+from bridge.net.checks import (
+    cast_integer_input,
+    check_loss_shapes,
+    describe,
+    explain_forward_error,
+    raise_restated,
+)
 from bridge.net.data import fast_iterator_for
 from bridge.net.distributed import (
     after_epoch_end,
@@ -99,9 +106,17 @@ class TrainingMixin:
 
     # ------------------------------------------------------------------ steps
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> torch.Tensor:
-        """The criterion applied to ``y_pred`` and ``y_true`` (moved to the net's device)."""
+        """The criterion applied to ``y_pred`` and ``y_true`` (moved to the net's device).
+
+        An error of the criterion is restated naming it and the shapes and dtypes of the
+        module's output and the target (same exception type, original chained).
+        """
         y_true = to_tensor(y_true, device=self.device)
-        return self.criterion_(y_pred, y_true)
+        try:
+            return self.criterion_(y_pred, y_true)
+        except (RuntimeError, ValueError, IndexError, TypeError) as error:
+            raise_restated(error, f"the criterion {type(self.criterion_).__name__} failed on the module's output "
+                                  f"({describe(y_pred)}) and the target ({describe(y_true)})")
 
     def get_train_step_accumulator(self) -> FirstStepAccumulator:
         """Collects the step result of the optimizer's closure calls."""
@@ -227,6 +242,7 @@ class TrainingMixin:
         X, y = self._prepare_fit_data(X, y, reset=first, classes=classes)
         if first:
             self.initialize()
+        X = cast_integer_input(self, X)
         self._fit_method = "partial_fit"  # which set_<method>_request applies (metadata routing)
         try:
             return self._train(X, y, **fit_params)
@@ -261,9 +277,10 @@ class TrainingMixin:
             if self.initialized_ and self.verbose:
                 print("Re-initializing module.\nRe-initializing criterion.\nRe-initializing optimizer.")
             self.initialize()
-        return self._train(X, y, **fit_params)
+        return self._train(cast_integer_input(self, X), y, **fit_params)
 
     def _train(self, X: Any, y: Any, **fit_params: Any) -> Any:
+        self.__dict__.pop("_loss_shapes_checked", None)  # checked again on this fit's first batch
         with distributed_fit(self):  # DDP under a launcher when distributed=True
             self.notify("on_train_begin", X=X, y=y)
             try:
@@ -285,7 +302,21 @@ class TrainingMixin:
         module = training_module(self) if self.__dict__.get("distributed") else self.module_
         if isinstance(x, Mapping):
             return module(**self._merge_x_and_fit_params(x, fit_params))
-        return module(x, **fit_params)
+        try:
+            return module(x, **fit_params)
+        except RuntimeError as error:  # a dtype mismatch is restated with what the net passed in
+            explained = explain_forward_error(self, x, error)
+            if explained is error:
+                raise
+            raise explained from error
+
+    def _check_loss_shapes_once(self, y_pred: Any, y_true: Any) -> None:
+        """Compare the module's output with the target on the first batch of a fit (see
+        :func:`bridge.net.checks.check_loss_shapes`); later batches cost one dict lookup."""
+        if "_loss_shapes_checked" in self.__dict__:
+            return
+        check_loss_shapes(self, self.criterion_, y_pred, y_true)
+        self.__dict__["_loss_shapes_checked"] = True
 
 
 def _accepted_kwargs(function: Callable, kwargs: dict[str, Any]) -> dict[str, Any]:

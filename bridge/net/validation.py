@@ -1,12 +1,16 @@
-"""Input checks of the nets, in scikit-learn's words: feature counts, NaN/inf, empty data, dtypes.
+"""Input and parameter checks of the nets, in scikit-learn's words: feature counts, NaN/inf,
+empty data, dtypes, the shape of one sample, and values such as ``lr`` or ``batch_size``.
 
 Arrays and DataFrames go through sklearn's ``validate_data``; tensors are checked in place
-(without leaving their device); dicts and Datasets pass through unchanged.
+(without leaving their device); dicts and Datasets pass through unchanged. Parameter values
+are checked the same way before ``fit`` (in ``initialize``) and by ``set_params`` on a fitted net.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +21,64 @@ from sklearn.utils.validation import validate_data
 from torch.utils.data import DataLoader
 
 from bridge.dataset import get_len
+from bridge.errors import ConfigurationError
 from bridge.helper import SliceDataset
+from bridge.net.checks import check_sample_shape
 from bridge.utils import is_dataset, is_pandas_ndframe
 
-__all__ = ["cast_floating", "check_input", "require_y"]
+__all__ = ["cast_floating", "check_input", "check_param_values", "require_y"]
+
+
+def _is_learning_rate(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and value.is_floating_point() and bool(torch.isfinite(value)) and float(value) >= 0
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(float(value)) and float(value) >= 0)
+
+
+def _is_epoch_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _is_batch_size(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (value >= 1 or value == -1)
+
+
+_BATCH_SIZE = (lambda value: value is None or _is_batch_size(value),
+               "a positive integer, or -1 for all rows in one batch")
+#: name -> (test, what is expected); the same rules before fit and in set_params on a fitted net.
+PARAM_RULES = {
+    "lr": (_is_learning_rate, "a non-negative finite number such as 0.01"),
+    "optimizer__lr": (_is_learning_rate, "a non-negative finite number such as 0.01"),
+    "max_epochs": (_is_epoch_count, "a non-negative integer"),
+    "batch_size": _BATCH_SIZE,
+    "iterator_train__batch_size": _BATCH_SIZE,
+    "iterator_valid__batch_size": _BATCH_SIZE,
+}
+
+
+def check_param_values(net: Any, params: Mapping[str, Any]) -> None:
+    """Check the values of the parameters in ``params`` that have a rule in :data:`PARAM_RULES`.
+
+    Parameters
+    ----------
+    net : NeuralNet
+        The net (named in the message).
+    params : mapping
+        ``{name: value}``; names without a rule are not looked at.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming each invalid parameter, its value and what is expected.
+    """
+    problems = []
+    for name, value in params.items():
+        rule = PARAM_RULES.get(name)
+        if rule is not None and not rule[0](value):
+            problems.append(f"{name}={value!r} is not valid; expected {rule[1]}")
+    if problems:
+        raise ConfigurationError(f"{type(net).__name__}: " + "; ".join(problems))
 
 
 def cast_floating(data: Any, dtype: torch.dtype) -> Any:
@@ -87,7 +145,7 @@ def require_y(net: Any, X: Any, y: Any) -> None:
 
 
 def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool = False) -> tuple[Any, Any]:
-    """Validate ``X`` (and ``y``), record or check ``n_features_in_``/``feature_names_in_``.
+    """Validate ``X`` (and ``y``), record or check ``n_features_in_``/``feature_names_in_``/``sample_shape_``.
 
     Parameters
     ----------
@@ -111,9 +169,20 @@ def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool
     ------
     ValueError
         For wrong feature counts, NaN/inf, empty or inconsistent data.
+    InvalidInputError
+        For X of another rank or sample shape than in ``fit`` (see
+        :func:`bridge.net.checks.check_sample_shape`); a ``ValueError``.
     TypeError
         For sparse input, which nets do not accept.
     """
+    if not reset and isinstance(X, np.ndarray | torch.Tensor) and X.ndim >= 2:  # 1-D: scikit-learn's message
+        check_sample_shape(net, X, reset=False, rank_only=True)  # a rank change first, then feature counts
+    X, y = _checked_input(net, X, y, reset=reset, y_numeric=y_numeric)
+    check_sample_shape(net, X, reset=reset)
+    return X, y
+
+
+def _checked_input(net: Any, X: Any, y: Any, *, reset: bool, y_numeric: bool) -> tuple[Any, Any]:
     if sparse.issparse(X):
         raise TypeError("sparse input is not supported by bridge nets; pass X.toarray() (a dense array) "
                         "or a torch Dataset that densifies rows")

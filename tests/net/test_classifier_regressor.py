@@ -72,7 +72,7 @@ def test_binary_classifier(iris):
     np.testing.assert_array_equal(net.predict(X), (proba[:, 1] > 0.5).astype(int))
     assert net.set_params(threshold=0.99).predict(X).sum() <= (proba[:, 1] > 0.5).sum()
     assert net.set_params(threshold=0.5).score(X, yb) > 0.9 and "valid_acc" in net.history[-1]
-    with pytest.raises(ValueError, match="at most 2 classes"):
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
         net.fit(X, y)
     with pytest.raises(ValueError, match=r"shape \(n,\) or \(n, 1\)"):
         NeuralNetBinaryClassifier(LogitMLP, module__n_out=2, max_epochs=1, verbose=0).fit(X, yb)
