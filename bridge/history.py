@@ -18,9 +18,10 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from bridge.errors import ModelFileError
 from bridge.utils import atomic_write, open_file_like
 
-__all__ = ["DistributedHistory", "History"]
+__all__ = ["DistributedHistory", "History", "read_history_file"]
 
 
 def _select(obj: Any, keys: tuple, level: int) -> Any:
@@ -167,9 +168,14 @@ class History(list):
         Returns
         -------
         History
+
+        Raises
+        ------
+        ModelFileError
+            When the file is not a JSON list of one object per epoch (empty, cut short,
+            corrupted); the message names the file. A ``ValueError`` and an ``OSError``.
         """
-        with open_file_like(f, "r") as handle:
-            return cls(json.load(handle))
+        return cls(read_history_file(f))
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, tuple):
@@ -180,6 +186,55 @@ class History(list):
             return _select(list(self), index, 0)
         result = super().__getitem__(index)
         return History(result) if isinstance(index, slice) else result
+
+
+def read_history_file(f: str | os.PathLike | IO) -> list:
+    """The epochs in a history file written by :meth:`History.to_file`, checked for shape.
+
+    Parameters
+    ----------
+    f : path or file object
+        The JSON file.
+
+    Returns
+    -------
+    list of dict
+        One dict per epoch (each ``'batches'`` a list of dicts).
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and what is wrong with it (a missing file: ``FileNotFoundError``).
+    """
+    name = repr(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else repr(f)
+    text: Any = ""
+    try:
+        with open_file_like(f, "r") as handle:
+            text = handle.read()
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        epochs = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        detail = "it is empty" if not text else f"{type(error).__name__}: {error}"
+        raise ModelFileError(f"the history file {name} is not valid JSON ({detail}); it is cut short or "
+                             "corrupted, or was not written by History.to_file / save_params") from error
+    problem = _history_shape_problem(epochs)
+    if problem:
+        raise ModelFileError(f"the history file {name} is not a history: {problem}")
+    return epochs
+
+
+def _history_shape_problem(epochs: Any) -> str:
+    """What keeps ``epochs`` from being a history ('' when nothing does)."""
+    if not isinstance(epochs, list):
+        return f"expected a JSON list of one object per epoch, got {type(epochs).__name__}"
+    for index, epoch in enumerate(epochs):
+        if not isinstance(epoch, dict):
+            return f"epoch {index} is a {type(epoch).__name__}, not an object"
+        batches = epoch.get("batches", [])
+        if not isinstance(batches, list) or not all(isinstance(batch, dict) for batch in batches):
+            return f"the 'batches' of epoch {index} are not a list of objects"
+    return ""
 
 
 _PREFIX = "bridge-history"

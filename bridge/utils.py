@@ -406,10 +406,73 @@ def check_writable_path(path: str | os.PathLike) -> str:
     return folder
 
 
+_TEMPORARY_PREFIX = ".tmp-"
+
+
+def _hold_lock(fd: int) -> int | None:
+    """Lock the temporary file behind ``fd`` for as long as the returned descriptor is open
+    (POSIX ``flock``; None where there is none). The lock dies with the process."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    holder = os.dup(fd)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    return holder
+
+
+def _abandoned(path: str) -> bool:
+    """Whether nobody writes the temporary file ``path`` any more: its writer's lock is gone
+    (the process died), or, without ``flock``, it is over an hour old."""
+    try:
+        import fcntl
+    except ImportError:
+        import time
+
+        return time.time() - os.path.getmtime(path) > 3600
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_abandoned_temporaries(path: str | os.PathLike) -> list[str]:
+    """Delete the temporary files that interrupted :func:`atomic_write` calls left beside ``path``.
+
+    Only files named as ``atomic_write`` names them for this very target, and only those no
+    live writer holds, are removed; errors are ignored (the next save tries again).
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    import re
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(_TEMPORARY_PREFIX + os.path.basename(path) + "-") + r"[a-z0-9_]{8}")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if _abandoned(entry.path):
+                        os.remove(entry.path)
+                        removed.append(entry.path)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike | IO, writer: Callable[[IO[bytes]], Any]) -> None:
     """Write a file atomically: a temp file in the same folder, fsync, then ``os.replace``.
 
-    Readers never see a half-written file, even if the process dies mid-write.
+    Readers never see a half-written file, even if the process dies mid-write. The temp file
+    is locked while it is written; temp files of this target that an earlier, interrupted
+    write left behind (their writer's lock is gone) are deleted after the file is replaced.
 
     Parameters
     ----------
@@ -432,7 +495,8 @@ def atomic_write(path: str | os.PathLike | IO, writer: Callable[[IO[bytes]], Any
         return
     path = os.fspath(path)
     folder = check_writable_path(path)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=folder)
+    lock = _hold_lock(fd)
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)
@@ -443,6 +507,10 @@ def atomic_write(path: str | os.PathLike | IO, writer: Callable[[IO[bytes]], Any
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+    remove_abandoned_temporaries(path)
     if hasattr(os, "O_DIRECTORY"):
         with contextlib.suppress(OSError):
             dir_fd = os.open(folder, os.O_DIRECTORY)

@@ -4,9 +4,10 @@ ends, and resume training from such a checkpoint. Every file is written atomical
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
+import re
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from typing import Any
 
 from bridge.callbacks.base import Callback
 from bridge.errors import ConfigurationError
-from bridge.utils import atomic_write, noop
+from bridge.history import read_history_file
+from bridge.utils import atomic_write, noop, remove_abandoned_temporaries
 
 __all__ = ["Checkpoint", "TrainEndCheckpoint", "LoadInitState"]
 
@@ -40,6 +42,31 @@ def _staging_path(path: str) -> str:
     """A unique sibling of ``path`` (same folder, so ``os.replace`` onto ``path`` is atomic)."""
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+
+
+def remove_abandoned_staging(path: str, started: float) -> list[str]:
+    """Delete what an interrupted checkpoint left beside ``path``: staged copies (``.<name>.<id>.partial``)
+    older than this save (``started``, a ``time.time()``), and the temporary files of their writes
+    and of ``path`` itself whose writer is gone (see :func:`bridge.utils.remove_abandoned_temporaries`).
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    staged = re.compile(re.escape(f".{name}.") + r"[0-9a-f]{12}\.partial")
+    removed = remove_abandoned_temporaries(path)  # of a save_params straight to ``path``
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            inner = entry.name[len(".tmp-"):-len("-12345678")] if entry.name.startswith(".tmp-") else ""
+            if inner and staged.fullmatch(inner):
+                removed += remove_abandoned_temporaries(os.path.join(folder, inner))
+            elif staged.fullmatch(entry.name) and entry.stat().st_mtime <= started:
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
+                    removed.append(entry.path)
+    return removed
 
 
 class _FileTargets(Callback):
@@ -211,8 +238,7 @@ class Checkpoint(_FileTargets):
         history = net.history
         saved = self.f_history_
         if isinstance(saved, (str, os.PathLike)) and os.path.exists(saved):
-            with open(saved, encoding="utf-8") as handle:
-                history = json.load(handle)
+            history = read_history_file(saved)  # a corrupt file: ModelFileError naming it
         epoch_index = -1
         if self.event_name is not None and history:
             flags = [row.get(self.event_name, False) for row in history]
@@ -268,6 +294,7 @@ class Checkpoint(_FileTargets):
             files are left as they were.
         """
         self._validate()
+        started = time.time()
         targets = {
             key: self._format_target(net, value, -1) for key, value in self._f_kwargs().items()
         }
@@ -300,6 +327,8 @@ class Checkpoint(_FileTargets):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(staging)
             raise
+        for final in staged:  # leftovers of a checkpoint that was killed mid-write
+            remove_abandoned_staging(final, started)
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         """Load the best checkpoint back into the net when ``load_best`` is set."""

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from bridge.errors import DeviceWarning, NotFittedError, TrimmedNetError
+from bridge.errors import DeviceWarning, ModelFileError, NotFittedError, TrimmedNetError
 from bridge.history import History
+from bridge.net.checks import raise_restated
 from bridge.utils import atomic_write, get_map_location, open_file_like
 
 __all__ = ["PersistenceMixin", "TrimmedNetError"]
@@ -36,6 +37,19 @@ def _uncompiled(module: Any) -> Any:
 def _check_params_alias(f_params: Any, kwargs: dict[str, Any]) -> None:
     if f_params is not None and kwargs.get("f_module") is not None:
         raise TypeError("f_params and f_module name the same file (the module's parameters); pass only one")
+
+
+def _name(source: Any) -> str:
+    return repr(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else repr(source)
+
+
+def _unreadable(source: Any, error: BaseException) -> str:
+    """Why ``source`` could not be read, for a message that names it."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0:
+        return f"{_name(source)} is empty (0 bytes); it is not a file written by save_params"
+    reason = str(error).split(". ")[0] or type(error).__name__
+    return (f"{_name(source)} cannot be read as a state dict ({type(error).__name__}: {reason}); the file is "
+            "cut short or corrupted, or was not written by save_params")
 
 
 def _target_attribute(key: str) -> str:
@@ -98,6 +112,16 @@ class PersistenceMixin:
             self.history.to_file(f_history)
 
     def _load_state(self, source: Any, use_safetensors: bool) -> dict[str, Any]:
+        """The state dict in ``source``; a file that is empty, cut short or corrupted raises
+        :class:`~bridge.errors.ModelFileError` naming it (missing files: ``FileNotFoundError``)."""
+        try:
+            return self._read_state(source, use_safetensors)
+        except (OSError, pickle.UnpicklingError):
+            raise  # a missing file or folder names itself; the unpickling message names the file
+        except Exception as error:  # torch's zip reader, safetensors' Rust errors, EOFError, ...
+            raise ModelFileError(_unreadable(source, error)) from error
+
+    def _read_state(self, source: Any, use_safetensors: bool) -> dict[str, Any]:
         map_location = get_map_location(self.device)
         if _is_safetensors(source, use_safetensors):
             from safetensors.torch import load, load_file
@@ -109,7 +133,7 @@ class PersistenceMixin:
         extra.pop("weights_only", None)
         with open_file_like(source, "rb") as handle:
             try:
-                return torch.load(handle, map_location=map_location, weights_only=True, **extra)
+                state = torch.load(handle, map_location=map_location, weights_only=True, **extra)
             except pickle.UnpicklingError as error:  # torch's text suggests weights_only=False
                 text = str(error)
                 reason = text.split("WeightsUnpickler error:")[-1].strip().split("\n")[0]
@@ -118,6 +142,10 @@ class PersistenceMixin:
                     f"{name!r} is not a file of tensors that save_params wrote, or holds "
                     f"objects other than tensors, which bridge never unpickles ({reason})"
                 ) from error
+        if not isinstance(state, dict):
+            raise ModelFileError(f"{_name(source)} holds a {type(state).__name__}, not the state dict "
+                                 "that save_params writes")
+        return state
 
     def load_params(self, f_params: Any = None, f_optimizer: Any = None, f_criterion: Any = None,
                     f_history: Any = None, checkpoint: Any = None, use_safetensors: bool = False, **kwargs: Any) -> None:
@@ -140,6 +168,11 @@ class PersistenceMixin:
             When the net is not initialized and no ``checkpoint`` is given.
         TypeError
             When ``f_params`` and its alias ``f_module`` are both given.
+        ModelFileError
+            When a file is empty, cut short or corrupted (the message names it); a
+            ``ValueError`` and an ``OSError``. A missing file raises ``FileNotFoundError``.
+        RuntimeError
+            When a state dict does not fit the part it is loaded into (names the file).
         """
         _check_params_alias(f_params, kwargs)
         sources = {"f_params": f_params, "f_optimizer": f_optimizer, "f_criterion": f_criterion,
@@ -167,7 +200,12 @@ class PersistenceMixin:
             target = getattr(self, attribute, None)
             if target is None:
                 raise NotFittedError(f"{type(self).__name__} has no {attribute!r} to load {key} into")
-            _uncompiled(target).load_state_dict(self._load_state(source, use_safetensors))
+            state = self._load_state(source, use_safetensors)
+            try:
+                _uncompiled(target).load_state_dict(state)
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+                raise_restated(error, f"{key}={_name(source)} does not fit {attribute} "
+                                      f"({type(_uncompiled(target)).__name__})")
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
