@@ -220,7 +220,23 @@ def test_float64_graphs_agree_to_rounding():
                   atol=1e-13)
 
 
-def test_series_input_pickling_and_tensor_outputs():
+@pytest.mark.parametrize("make", [
+    lambda: (CountVectorizer(ngram_range=(1, 2)), TRAIN),
+    lambda: (HashingVectorizer(n_features=128, norm="l1"), TRAIN),
+    lambda: (DictVectorizer(), DICT_ROWS),
+    lambda: (FeatureHasher(n_features=32), [DICT_ROWS[1], {"a": 2.5, "b": "x"}]),
+    lambda: (MultiLabelBinarizer(), [("a", "b"), ("c",), ()]),
+], ids=["CountVectorizer", "HashingVectorizer", "DictVectorizer", "FeatureHasher",
+        "MultiLabelBinarizer"])
+def test_float64_transforms(make):
+    estimator, rows = make()
+    estimator.fit(rows)
+    result = bridge.from_sklearn(estimator, dtype=np.float64).transform(rows)
+    assert result.dtype == np.float64
+    assert_parity(result, _dense(estimator.transform(rows)), rtol=1e-12, atol=1e-13)
+
+
+def test_series_input_and_pickling():
     pandas = pytest.importorskip("pandas")
     pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TRAIN, TARGET)
     model = pickle.loads(pickle.dumps(bridge.from_sklearn(pipeline)))
@@ -346,6 +362,8 @@ def test_dataframe_with_text_columns_matches_sklearn(with_sample):
     for rows in (frame, unseen):
         assert_method_matches(pipeline, model, "predict", rows, predicts_labels=True)
         assert_method_matches(pipeline, model, "predict_proba", rows, predicts_labels=True)
+    copied = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copied.predict(unseen), pipeline.predict(unseen))
     with pytest.raises(InvalidInputError, match="reads the DataFrame columns"):
         model.predict(TEST)
     broken = unseen.head(3).astype({"body": object})
