@@ -20,7 +20,7 @@ from sklearn.ensemble import (
 )
 
 import bridge
-from bridge.trees import TreeEnsembleModule, fused, native
+from bridge.trees import TreeEnsembleModule, fused, native, serving
 from bridge.trees.aggregate import LeafAggregator
 from bridge.trees.traversal import filled_rows
 from tests.trees.test_kernel import fused_walk_cases, traversal_of
@@ -113,21 +113,35 @@ def outputs(model, method: str, x: np.ndarray) -> np.ndarray:
     return getattr(model, method)(x)
 
 
+def without_serving(patch) -> None:
+    """Turn the one-call C path (bridge/trees/serving.py) off: the operators' modules run."""
+    patch.setattr(serving, "_forest", lambda *args: serving.UNSUPPORTED)
+
+
 @built
 @pytest.mark.parametrize("case", list(sklearn_cases()), ids=lambda case: case[0])
 def test_models_summing_in_the_walk_match_the_torch_aggregation(monkeypatch, case):
     name, estimator, x = case
     model = bridge.from_sklearn(estimator)
     method = "predict_proba" if hasattr(estimator, "predict_proba") else "predict"
-    calls = []
-    original = native.walk_sum
-    monkeypatch.setattr(native, "walk_sum", lambda *a, **k: calls.append(1) or original(*a, **k))
+    served, calls = [], []
+    forest = serving._forest
+    monkeypatch.setattr(serving, "_forest", lambda *a: served.append(1) or forest(*a))
     probe = x[:51].copy()
     if estimator.__sklearn_tags__().input_tags.allow_nan:
         probe[-1, ::2] = np.nan
     results = {rows: outputs(model, method, probe[:rows]) for rows in (1, 7, len(probe))}
-    assert calls, f"{name}: the summing walk did not run"
+    assert served, f"{name}: the serving call did not run"
+    with monkeypatch.context() as patch:  # the operators' modules with the summing walk
+        without_serving(patch)
+        original = native.walk_sum
+        patch.setattr(native, "walk_sum", lambda *a, **k: calls.append(1) or original(*a, **k))
+        for rows, result in results.items():
+            np.testing.assert_allclose(result, outputs(model, method, probe[:rows]),
+                                       rtol=1e-6, atol=1e-6, err_msg=name)
+        assert calls, f"{name}: the summing walk did not run"
     with monkeypatch.context() as patch:  # the C walk, leaves aggregated by torch
+        without_serving(patch)
         patch.setattr(LeafAggregator, "sums_in_walk", property(lambda self: False))
         for rows, result in results.items():
             np.testing.assert_allclose(result, outputs(model, method, probe[:rows]),
@@ -153,6 +167,7 @@ def test_edited_tables_and_values_reach_the_summing_walk(monkeypatch):
         walk.depths[0] = walk.depths[1]
     after = model.predict_proba(x[:20])
     with monkeypatch.context() as patch:  # the same tables, leaves aggregated by torch
+        without_serving(patch)
         patch.setattr(LeafAggregator, "sums_in_walk", property(lambda self: False))
         np.testing.assert_allclose(after, model.predict_proba(x[:20]), rtol=1e-6, atol=1e-6)
     assert np.abs(after - 2 * before).max() > 1e-3

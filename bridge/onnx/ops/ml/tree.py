@@ -14,7 +14,7 @@ from torch import nn
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
 from bridge.onnx.registry import converter
-from bridge.trees import TreeEnsembleModule, TreeSpec, parse_legacy, parse_tree_ensemble
+from bridge.trees import TreeEnsembleModule, TreeSpec, parse_legacy, parse_tree_ensemble, serving
 from bridge.trees.finalize import ClassifierOutput, RegressionOutput
 from bridge.trees.select import validate_strategy
 
@@ -22,16 +22,36 @@ ML = "ai.onnx.ml"
 
 
 class OnnxTreeEnsembleClassifier(nn.Module):
-    """TreeEnsembleClassifier: (label [N] int64, scores [N, classes] float32)."""
+    """TreeEnsembleClassifier: (label [N] int64, scores [N, classes] float32).
+
+    Eager CPU calls run as one C call where they can (:mod:`bridge.trees.serving`); a plan
+    reading one output calls :meth:`forward_labels` or :meth:`forward_probabilities`.
+    """
+
+    output_methods = {(0,): "forward_labels", (1,): "forward_probabilities"}
 
     def __init__(self, spec: TreeSpec, strategy: str, double_thresholds: bool):
         super().__init__()
         self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
         self.output = ClassifierOutput(spec)
+        self._serving = serving.Serving()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        served = serving.classify(self, x)
+        if served is not None:
+            return served
         scores, has = self.trees(x)
         return self.output(scores, has)
+
+    def forward_labels(self, x: torch.Tensor) -> tuple:
+        """:meth:`forward`'s labels (its probabilities None where C skips them)."""
+        served = serving.classify(self, x, probabilities=False)
+        return self.forward(x) if served is None else served
+
+    def forward_probabilities(self, x: torch.Tensor) -> tuple:
+        """:meth:`forward`'s probabilities (its labels None where C skips them)."""
+        served = serving.classify(self, x, labels=False)
+        return self.forward(x) if served is None else served
 
 
 class OnnxTreeEnsembleRegressor(nn.Module):
@@ -44,8 +64,12 @@ class OnnxTreeEnsembleRegressor(nn.Module):
         self.trees = TreeEnsembleModule(spec, strategy, double_thresholds)
         self.output = RegressionOutput(spec)
         self.input_dtype = input_dtype
+        self._serving = serving.Serving()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        served = serving.regress(self, x)  # eager CPU calls: one C call where it can
+        if served is not None:
+            return served
         scores, has = self.trees(x)
         result = self.output(scores, has)
         if not self.input_dtype:
