@@ -35,12 +35,14 @@ CONVERTER_MODULES = (
     "searches",
     "outlier_scores",
     "discriminant",
+    "radius_neighbors",
     "text",
     "target_encoder",
     "chains",
     "output_code",
     "kernel_density",
     "dense_outputs",
+    "sequential_selection",
 )
 
 _registered: dict[str, object] | None = None
