@@ -26,24 +26,35 @@ _INT32_MIN = -(2**31)
 
 
 class Entries:
-    """Sparse entries of an ``(n_rows, width)`` matrix; repeated positions add up."""
+    """Sparse entries of an ``(n_rows, width)`` matrix, gathered row by row; repeated
+    positions add up. A row's values default to ones (term counts)."""
 
     def __init__(self, n_rows: int):
         self.n_rows = n_rows
-        self.rows: list[int] = []
+        self.lengths: list[int] = []
         self.columns: list[int] = []
         self.values: list[float] = []
+        self.weighted = False
 
-    def add(self, row: int, column: int, value: float = 1.0) -> None:
-        """Add ``value`` at ``(row, column)``."""
-        self.rows.append(row)
-        self.columns.append(column)
-        self.values.append(value)
+    def add_row(self, columns: list[int], values: list[float] | None = None) -> None:
+        """Append the next row's columns (and values, ones when None)."""
+        self.lengths.append(len(columns))
+        self.columns.extend(columns)
+        if values is not None:
+            if not self.weighted:  # the rows so far counted ones
+                self.values = [1.0] * (len(self.columns) - len(columns))
+                self.weighted = True
+            self.values.extend(values)
+        elif self.weighted:
+            self.values.extend([1.0] * len(columns))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows and columns as int64, values as float64."""
-        return (np.asarray(self.rows, dtype=np.int64), np.asarray(self.columns, dtype=np.int64),
-                np.asarray(self.values, dtype=np.float64))
+        rows = np.repeat(np.arange(len(self.lengths), dtype=np.int64), self.lengths)
+        columns = np.asarray(self.columns, dtype=np.int64)
+        values = (np.asarray(self.values, dtype=np.float64) if self.weighted
+                  else np.ones(len(columns), dtype=np.float64))
+        return rows, columns, values
 
 
 def _rows(X, estimator_name: str, what: str) -> list:
@@ -138,12 +149,9 @@ class VocabularyEncoder(_DocumentEncoder):
     def entries(self, X) -> Entries:
         documents = self._documents(X)
         entries = Entries(len(documents))
-        vocabulary = self.vocabulary
+        lookup = self.vocabulary.get
         for row, document in enumerate(documents):
-            for term in self._terms(row, document):
-                column = vocabulary.get(term)
-                if column is not None:
-                    entries.add(row, column)
+            entries.add_row([c for c in map(lookup, self._terms(row, document)) if c is not None])
         return entries
 
 
@@ -170,11 +178,14 @@ class HashingEncoder(_DocumentEncoder):
         signed = self.vectorizer.alternate_sign and not self.vectorizer.binary
         cache: dict = {}
         for row, document in enumerate(documents):
+            hashed = []
             for term in self._terms(row, document):
-                hashed = cache.get(term)
-                if hashed is None:
-                    hashed = cache[term] = hashed_column(term, self.width)
-                entries.add(row, hashed[0], hashed[1] if signed else 1.0)
+                found = cache.get(term)
+                if found is None:
+                    found = cache[term] = hashed_column(term, self.width)
+                hashed.append(found)
+            entries.add_row([h[0] for h in hashed],
+                            [float(h[1]) for h in hashed] if signed else None)
         return entries
 
 
@@ -220,6 +231,7 @@ class FeatureHashEncoder(HostEncoder):
         samples = [X] if isinstance(X, Mapping) else _rows(X, self.estimator_name, "samples")
         entries = Entries(len(samples))
         for row, sample in enumerate(samples):
+            columns, values = [], []
             for pair in self._pairs(row, sample):
                 try:
                     name, value = pair
@@ -241,7 +253,9 @@ class FeatureHashEncoder(HostEncoder):
                         "strings"
                     )
                 column, sign = hashed_column(name, self.width)
-                entries.add(row, column, value * sign if self.alternate_sign else value)
+                columns.append(column)
+                values.append(value * sign if self.alternate_sign else value)
+            entries.add_row(columns, values)
         return entries
 
 
@@ -257,10 +271,11 @@ class DictEncoder(HostEncoder):
         self.dtype = np.dtype(vectorizer.dtype)
         self.width = len(vectorizer.feature_names_)
 
-    def _add(self, entries: Entries, row: int, name, value: float) -> None:
+    def _add(self, row: tuple[list, list], name, value: float) -> None:
         column = self.vocabulary.get(name)
         if column is not None:
-            entries.add(row, column, value)
+            row[0].append(column)
+            row[1].append(value)
 
     def entries(self, X) -> Entries:
         samples = [X] if isinstance(X, Mapping) else _rows(X, self.estimator_name, "dicts")
@@ -271,11 +286,12 @@ class DictEncoder(HostEncoder):
                     f"{self.estimator_name} (converted): row {row} holds {sample!r:.60} of "
                     f"type {type(sample).__name__}; expected a dict of feature → value"
                 )
+            found: tuple[list, list] = ([], [])
             for name, value in sample.items():
                 if isinstance(value, str):
-                    self._add(entries, row, f"{name}{self.separator}{value}", 1.0)
+                    self._add(found, f"{name}{self.separator}{value}", 1.0)
                 elif value is None or isinstance(value, numbers.Number):
-                    self._add(entries, row, name, float(self.dtype.type(value)))
+                    self._add(found, name, float(self.dtype.type(value)))
                 elif isinstance(value, Iterable) and not isinstance(value, Mapping | bytes):
                     for item in value:
                         if not isinstance(item, str):
@@ -284,13 +300,14 @@ class DictEncoder(HostEncoder):
                                 f"{name!r} holds {item!r:.60} in an iterable; only strings "
                                 "may be listed"
                             )
-                        self._add(entries, row, f"{name}{self.separator}{item}", 1.0)
+                        self._add(found, f"{name}{self.separator}{item}", 1.0)
                 else:
                     raise InvalidInputError(
                         f"{self.estimator_name} (converted): row {row}, feature {name!r} "
                         f"holds {value!r:.60} of type {type(value).__name__}; expected a "
                         "number, a string or an iterable of strings"
                     )
+            entries.add_row(*found)
         return entries
 
 
@@ -320,8 +337,7 @@ class LabelSetEncoder(HostEncoder):
                     unknown.add(label)
                 else:
                     present.add(column)
-            for column in sorted(present):
-                entries.add(row, column)
+            entries.add_row(sorted(present))
         if unknown:
             warnings.warn(f"unknown class(es) {sorted(unknown, key=str)} will be ignored",
                           UserWarning, stacklevel=4)
