@@ -116,8 +116,12 @@ class PersistenceMixin:
         :class:`~bridge.errors.ModelFileError` naming it (missing files: ``FileNotFoundError``)."""
         try:
             return self._read_state(source, use_safetensors)
-        except (OSError, pickle.UnpicklingError):
-            raise  # a missing file or folder names itself; the unpickling message names the file
+        except pickle.UnpicklingError:
+            raise  # its message names the file (see _read_state)
+        except OSError as error:
+            if error.filename is not None:
+                raise  # a missing file or folder, a permission: the OSError names the file
+            raise ModelFileError(_unreadable(source, error)) from error  # e.g. a seek past the end
         except Exception as error:  # torch's zip reader, safetensors' Rust errors, EOFError, ...
             raise ModelFileError(_unreadable(source, error)) from error
 

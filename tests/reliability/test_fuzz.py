@@ -68,11 +68,12 @@ def _corrupted_files(folder: Path) -> list[Path]:
     return paths
 
 
-def _watch(paths: list[Path]) -> tuple[dict[int, dict], str]:
-    """Run the child on ``paths``; return the outcomes seen and why it stopped early ('' if not)."""
+def _watch(paths: list[Path], child_module: str = "tests.reliability.onnx_fuzz") -> tuple[dict[int, dict], str]:
+    """Run the child (``python -m child_module PATH...``, speaking the protocol of ``onnx_fuzz.main``)
+    on ``paths``; return the outcomes seen and why it stopped early ('' if not)."""
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.onnx_fuzz", *map(str, paths)],
+        [sys.executable, "-m", child_module, *map(str, paths)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
         cwd=Path(__file__).resolve().parents[2])
     lines: queue.Queue = queue.Queue()
