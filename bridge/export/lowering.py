@@ -109,7 +109,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "PolynomialCountSketch", "RBFSampler", "SelfTrainingClassifier", "SkewedChi2Sampler",
         "SparseRandomProjection", "SplineTransformer",
         "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
-        "KernelDensity",
+        "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
     )},
 }
 

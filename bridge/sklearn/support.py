@@ -80,7 +80,9 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "OneHotEncoder": _entry(_TRANSFORM, notes=(
         "numeric categories, or text ones in a ColumnTransformer selecting columns by name; "
         "sparse_output=False")),
-    "KBinsDiscretizer": _entry(_TRANSFORM, notes="encode='onehot-dense' or 'ordinal'"),
+    "KBinsDiscretizer": _entry(_TRANSFORM, notes=(
+        "encode='onehot-dense', 'ordinal', or 'onehot' as dense output (bridge runs "
+        "skl2onnx's converter on an 'onehot-dense' view)")),
     "LabelBinarizer": _entry(_TRANSFORM, notes="integer class labels; input is y (1-D)"),
     "PCA": _entry(["transform", "score_samples"], notes=(
         "score_samples through bridge's option on skl2onnx's PCA converter")),
@@ -173,6 +175,10 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; binary links; every chain_method; predict in float64 like "
         "scikit-learn's")),
     "RegressorChain": _entry(_REGRESSOR, _F64, notes="bridge converter"),
+    "RandomTreesEmbedding": _entry(_TRANSFORM, _F64, notes=(
+        "bridge parser and converter; dense output (transform(X).toarray())")),
+    "SequentialFeatureSelector": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; a Gather of the selected columns")),
     "KernelDensity": _entry(["score_samples"], _F64, notes=(
         "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
         "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "

@@ -122,6 +122,24 @@ META_CASES: dict[str, tuple] = {
                                                 random_state=0),
         ("multiclass",),
     ),
+    "RandomTreesEmbedding": (
+        lambda: ensemble.RandomTreesEmbedding(n_estimators=5, max_depth=3, random_state=0),
+        FEATURES,
+    ),
+    "KBinsDiscretizer-sparse-onehot": (
+        lambda: preprocessing.KBinsDiscretizer(4, encode="onehot", quantile_method="linear"),
+        FEATURES,
+    ),
+    "SequentialFeatureSelector": (
+        lambda: feature_selection.SequentialFeatureSelector(
+            linear_model.LogisticRegression(), n_features_to_select=3, cv=2),
+        ("multiclass",),
+    ),
+    "SequentialFeatureSelector-backward": (
+        lambda: feature_selection.SequentialFeatureSelector(
+            linear_model.Ridge(), n_features_to_select=2, direction="backward", cv=2),
+        REGRESSION,
+    ),
     "KernelDensity": (neighbors.KernelDensity, FEATURES),
     "KernelDensity-epanechnikov": (
         lambda: neighbors.KernelDensity(kernel="epanechnikov", bandwidth=2.0), FEATURES
