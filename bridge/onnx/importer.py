@@ -56,6 +56,37 @@ def _map_spec(spec, function):
     return function(spec)
 
 
+def check_forward_inputs(module: fx.GraphModule, args: tuple) -> None:
+    """The input check each imported graph's ``forward`` starts with: in eager calls (not
+    traced, compiled or exported), ``args`` against the graph's declared inputs (count,
+    tensors, rank, fixed sizes: see :func:`check_inputs`), as onnxruntime does, so a wrong
+    input fails there rather than deep inside an operator. Subgraph modules (Loop, Scan and
+    If bodies) declare no shapes and are not checked."""
+    shapes = module.__dict__.get("input_shapes")
+    if shapes is not None and not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                                   or torch.compiler.is_exporting()):
+        check_inputs(module.input_names, shapes, args)
+
+
+class CheckedInputsCodeGen(fx.graph.CodeGen):
+    """fx code generation whose ``forward`` first calls :func:`check_forward_inputs`.
+
+    The check lives in each module's own generated code, not in a shared ``__call__``:
+    ``torch.compile`` keeps its compiled code per code object, so a check shared by every
+    imported module would send the ninth compiled module back to eager execution (dynamo's
+    recompile limit). TorchScript skips the check (``torch.jit.is_scripting()``)."""
+
+    def gen_fn_def(self, free_vars: list[str], maybe_return_annotation: str) -> str:
+        header = super().gen_fn_def(free_vars, maybe_return_annotation)
+        names = [var.split(":")[0].strip() for var in free_vars[1:]]  # after ``self``
+        values = "".join(f"{name}, " for name in names)
+        return (header + "\n    if not torch.jit.is_scripting():"
+                f"\n        bridge_check_forward_inputs(self, ({values}))")
+
+    def additional_globals(self) -> list[tuple[str, object]]:
+        return [("torch", torch), ("bridge_check_forward_inputs", check_forward_inputs)]
+
+
 class OnnxGraphModule(fx.GraphModule):
     """The ``fx.GraphModule`` produced by :func:`from_onnx`.
 
@@ -68,16 +99,9 @@ class OnnxGraphModule(fx.GraphModule):
     rebuilds the module from its graph and code alone).
     """
 
-    def __call__(self, *args, **kwargs):
-        """Run the graph; in eager calls, first check the inputs against the graph's
-        declared ones (count, tensors, rank, fixed sizes, see :func:`check_inputs`), as
-        onnxruntime does, so a wrong input fails here rather than deep inside an op."""
-        shapes = self.__dict__.get("input_shapes")
-        if shapes is not None and not kwargs and not (
-                torch.jit.is_tracing() or torch.compiler.is_compiling()
-                or torch.compiler.is_exporting()):
-            check_inputs(self.input_names, shapes, args)
-        return super().__call__(*args, **kwargs)
+    def __init__(self, root, graph: fx.Graph, class_name: str = "OnnxGraphModule"):
+        graph.set_codegen(CheckedInputsCodeGen())
+        super().__init__(root, graph, class_name)
 
     def __deepcopy__(self, memo: dict) -> OnnxGraphModule:
         copied = super().__deepcopy__(memo)

@@ -38,6 +38,7 @@ def pruned_graph(module: fx.GraphModule, outputs: Sequence[int]) -> fx.Graph:
     """A copy of ``module``'s graph returning only ``outputs`` (positions in its output
     tuple), as a tuple, with the nodes those outputs do not depend on removed."""
     graph = copy.deepcopy(module.graph)
+    graph.set_codegen(fx.graph.CodeGen())  # plans' callers check their inputs themselves
     output = next(node for node in graph.nodes if node.op == "output")
     values = output.args[0]
     values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
@@ -94,6 +95,67 @@ def direct_calls(graph: fx.Graph, module: fx.GraphModule) -> None:
         graph.erase_node(node)
 
 
+TENSOR_TABLES = ("_modules", "_buffers", "_parameters")
+
+
+def direct_reads(graph: fx.Graph, module: fx.GraphModule) -> dict[str, str]:
+    """Rewrite each ``get_attr`` of a submodule, buffer or parameter into reads of the
+    tables ``nn.Module`` keeps them in: ``self._modules["Scaler"]`` instead of
+    ``self.Scaler``, whose ``nn.Module.__getattr__`` costs about 0.4 us per read.
+
+    The tables are read at call time, so replaced submodules and tensors are followed.
+    Returns the layout relied on (dotted name → table); a name that moves to another
+    table later (a buffer re-registered as a parameter) makes the plan raise ``KeyError``,
+    and :func:`call_plan` then builds it again.
+    """
+    anchor = [node for node in graph.nodes if node.op == "placeholder"][-1]
+    reads: dict[tuple[str, str], fx.Node] = {}  # (owner path, table or name) -> its read
+    layout: dict[str, str] = {}
+
+    def read(source: fx.Node | None, key: tuple[str, str], target, name: str) -> fx.Node:
+        nonlocal anchor
+        if key not in reads:
+            with graph.inserting_after(anchor):
+                if source is None:
+                    anchor = graph.get_attr(name)
+                else:
+                    anchor = graph.call_function(target, (source, name))
+            reads[key] = anchor
+        return reads[key]
+
+    for node in list(graph.nodes):
+        if node.op != "get_attr":
+            continue
+        owner, path, value = module, "", None
+        for part in node.target.split("."):
+            table = next((t for t in TENSOR_TABLES if part in owner.__dict__.get(t, {})), None)
+            if table is None:
+                break  # a plain attribute: ``self.x`` is already a dictionary read
+            owner_read = reads.get((path, "")) if path else None
+            tables = read(owner_read, (path, table), getattr, table)
+            path = f"{path}.{part}" if path else part
+            value, layout[path] = read(tables, (path, ""), operator.getitem, part), table
+            owner = getattr(owner, table)[part]
+        else:
+            node.replace_all_uses_with(value)
+            graph.erase_node(node)
+    return layout
+
+
+def layout_of(module: nn.Module, names) -> dict[str, str]:
+    """Which table holds each dotted name now (see :func:`direct_reads`)."""
+    layout = {}
+    for name in names:
+        owner_path, _, part = name.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_path) if owner_path else module
+        except AttributeError:  # the owner itself is gone
+            layout[name] = ""
+            continue
+        layout[name] = next((t for t in TENSOR_TABLES if part in owner.__dict__.get(t, {})), "")
+    return layout
+
+
 def matmul_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x @ weight + bias`` as one ``addmm`` where it applies (a 2-D ``x`` of the
     weight's dtype), else as the two operations."""
@@ -139,6 +201,19 @@ def fuse_matmul_add(graph: fx.Graph, module: fx.GraphModule) -> None:
         add.replace_all_uses_with(fused)
         graph.erase_node(add)
         graph.erase_node(product)
+
+
+def drop_identities(graph: fx.Graph, module: fx.GraphModule) -> None:
+    """Remove ``Identity`` operators (skl2onnx puts one after an MLP's last layer): each
+    costs a call and returns its input."""
+    from bridge.onnx.ops.constants import OnnxIdentity
+
+    for node in list(graph.nodes):
+        if node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
+            identity = module.get_submodule(node.target)
+            if type(identity) is OnnxIdentity and not has_hooks(identity):
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
 
 
 def drop_softmax_renormalisation(graph: fx.Graph, module: fx.GraphModule) -> None:
@@ -265,11 +340,15 @@ def build_plan(module: fx.GraphModule, outputs: Sequence[int]) -> Plan:
     """
     graph = pruned_graph(module, outputs)
     fuse_matmul_add(graph, module)
+    drop_identities(graph, module)
     drop_softmax_renormalisation(graph, module)
     fuse_nearest_neighbours(graph, module)
     direct_calls(graph, module)
+    layout = direct_reads(graph, module)
     code = graph.python_code(root_module="self")
-    return _forward_from_src(code.src, code.globals)
+    plan = _forward_from_src(code.src, code.globals)
+    plan.layout = layout
+    return plan
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -293,7 +372,22 @@ def plan_for(module: fx.GraphModule, outputs: tuple[int, ...]) -> Plan:
     return plan
 
 
+def call_plan(module: fx.GraphModule, outputs: tuple[int, ...], inputs) -> tuple:
+    """Run ``module``'s plan for ``outputs`` on ``inputs``; rebuild it once when a name it
+    reads has moved between a module's tables since it was built."""
+    plan = plan_for(module, outputs)
+    try:
+        return plan(module, *inputs)
+    except (KeyError, AttributeError):
+        if layout_of(module, plan.layout) == plan.layout:
+            raise
+    _PLANS[module][1].pop(outputs, None)
+    return plan_for(module, outputs)(module, *inputs)
+
+
 def eager_call() -> bool:
-    """Whether this call runs eagerly (not traced, scripted, exported or compiled)."""
-    return not (torch.jit.is_tracing() or torch.jit.is_scripting()
-                or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+    """Whether this call runs eagerly (not traced, exported or compiled; Python code run
+    at all is not being scripted). Called on every converted-model call, so it asks torch's
+    C flags directly where ``torch.jit.is_tracing`` would wrap them."""
+    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch._C._is_tracing())  # (dynamo cannot trace this one: asked last)

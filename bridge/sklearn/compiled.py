@@ -215,14 +215,20 @@ class CompiledModel:
             return getattr(model, method)(X)
         output = model._method_outputs[method]
         graph = model.graph_modules._modules[output.graph]
-        inputs, as_numpy = model._input_spec.prepare(X, self.device, graph.input_vocabularies)
-        if not as_numpy and any(t.requires_grad for t in inputs):
-            raise ValueError(
-                f"the compiled {model.estimator_name}.{method} runs without autograd; got a "
-                "tensor that requires grad. Call the converted model itself to differentiate")
-        if inputs[0].shape[0] == 0:  # compiled for one row or more: an empty batch runs eagerly
-            return getattr(model, method)(X)
-        threads = enter_single_thread(inputs)
+        tensor = model._input_spec.served(X, self.device)  # the serving case, checked cheaply
+        if tensor is not None:
+            inputs, as_numpy = [tensor], type(X) is not torch.Tensor
+        else:
+            inputs, as_numpy = model._input_spec.prepare(X, self.device,
+                                                         graph.input_vocabularies)
+            if not as_numpy and any(t.requires_grad for t in inputs):
+                raise ValueError(
+                    f"the compiled {model.estimator_name}.{method} runs without autograd; got "
+                    "a tensor that requires grad. Call the converted model itself to "
+                    "differentiate")
+            if inputs[0].shape[0] == 0:  # compiled for one row or more: empty runs eagerly
+                return getattr(model, method)(X)
+        threads = enter_single_thread(inputs, graph)
         try:
             values = self._runners[method](inputs)
         finally:

@@ -87,6 +87,38 @@ class InputSpec:
             return [tensor[:, i : i + 1] for i in range(tensor.shape[1])], not is_tensor
         return [tensor], not is_tensor
 
+    def served(self, X, device: torch.device) -> torch.Tensor | None:
+        """The serving case in a few attribute reads: ``X`` as the graph's one input when it
+        is a plain C-contiguous array (or a tensor that records no gradient) of the graph's
+        dtype, rank and width, on ``device``, and finite where it must be; None otherwise.
+
+        None never means invalid: :meth:`prepare` takes over, converting what it can and
+        raising the errors. Array inputs work on the CPU only (a GPU model copies them in
+        :meth:`prepare`).
+        """
+        if self.per_column or self.text_columns:
+            return None
+        kind = type(X)
+        if kind is np.ndarray:
+            if (X.dtype != self.dtype or X.ndim != self.rank or not X.flags.c_contiguous
+                    or not X.size or device.type != "cpu"):
+                return None
+            array, tensor = X, None
+        elif kind is torch.Tensor:
+            if (X.dtype is not TORCH_DTYPES[self.dtype] or X.dim() != self.rank
+                    or X.requires_grad or X.device != device or not X.numel()):
+                return None
+            tensor = X
+            array = X.numpy() if device.type == "cpu" else None
+        else:
+            return None
+        if self.rank == 2 and self.n_features is not None and X.shape[1] != self.n_features:
+            return None
+        if not self.allow_nan and self.dtype.kind == "f":
+            if array is None or not math.isfinite(array.sum()):
+                return None  # GPU tensors and non-finite sums: prepare's checks
+        return torch.from_numpy(array) if tensor is None else tensor
+
     def _text_and_numbers(self, X, device: torch.device,
                           vocabularies: dict[str, list]) -> list[torch.Tensor]:
         """One ``(N, 1)`` input per column of a DataFrame (or 2-D array) mixing text and

@@ -1,4 +1,4 @@
-"""How many CPU threads a converted model's call uses: one for small inputs.
+"""How many CPU threads a converted model's call uses: one for small calls.
 
 torch's CPU operators (and MKL's matrix products) use a team of OpenMP threads. For small
 inputs the team costs more than it saves, and on a busy machine it costs far more: on a
@@ -6,26 +6,51 @@ inputs the team costs more than it saves, and on a busy machine it costs far mor
 threads and 0.03 ms on one (``python benchmarks/latency.py --threads-check`` shows it),
 because each parallel region waits for a thread the OS has given to someone else.
 
-So a call whose inputs hold at most :data:`SINGLE_THREAD_ELEMENTS` values (rows × features;
-default 2**18, e.g. 13,000 rows of 20 features) runs on one thread, and larger calls use
-torch's setting (``torch.set_num_threads``). The environment variable
-``BRIDGE_SINGLE_THREAD_ELEMENTS`` changes the limit (0: never switch). torch keeps the
-OpenMP thread count per calling thread, so concurrent calls from other threads are not
-affected (MKL's count is process-wide: at worst another thread's product runs on one
-thread for the duration of a small call).
+So a call runs on one thread when it is small in both senses:
+
+* its inputs hold at most :data:`SINGLE_THREAD_ELEMENTS` values (rows × features; default
+  2**18, e.g. 13,000 rows of 20 features), and
+* its rows times the model's constant values (weights, support vectors, training rows,
+  tree tables: a proxy for the arithmetic per row) stay within :data:`SINGLE_THREAD_WORK`
+  (default 2**22). A kNN model holds its training rows, so 100 query rows against 5,000
+  training rows are 10 million distance terms: the team pays for itself there (0.98
+  against 1.75 ms on the busy VM), while a 10,000-row LogisticRegression (630 thousand)
+  stays on one thread.
+
+Larger calls use torch's setting (``torch.set_num_threads``). The environment variables
+``BRIDGE_SINGLE_THREAD_ELEMENTS`` and ``BRIDGE_SINGLE_THREAD_WORK`` change the limits (0:
+never switch). torch keeps the OpenMP thread count per calling thread, so concurrent calls
+from other threads are not affected (MKL's count is process-wide: at worst another
+thread's product runs on one thread for the duration of a small call).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
+from torch import nn
 
 SINGLE_THREAD_ELEMENTS = int(os.environ.get("BRIDGE_SINGLE_THREAD_ELEMENTS", 1 << 18))
+SINGLE_THREAD_WORK = int(os.environ.get("BRIDGE_SINGLE_THREAD_WORK", 1 << 22))
+
+_CONSTANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def enter_single_thread(inputs: list[torch.Tensor]) -> int:
-    """Switch this thread to one CPU thread when ``inputs`` are small CPU tensors.
+def constant_values(module: nn.Module) -> int:
+    """How many values ``module``'s buffers and parameters hold (counted once per module:
+    a heuristic's input, so later edits of their sizes need not be followed)."""
+    count = _CONSTANTS.get(module)
+    if count is None:
+        tensors = {id(t): t for t in (*module.buffers(), *module.parameters())}
+        count = _CONSTANTS[module] = sum(t.numel() for t in tensors.values())
+    return count
+
+
+def enter_single_thread(inputs: list[torch.Tensor], module: nn.Module | None = None) -> int:
+    """Switch this thread to one CPU thread when the call on ``inputs`` (by ``module``,
+    when given: its constants count towards the work) is small, see the module docstring.
 
     Returns the thread count to restore with :func:`leave_single_thread`, or 0 when
     nothing was changed.
@@ -35,6 +60,10 @@ def enter_single_thread(inputs: list[torch.Tensor]) -> int:
         return 0
     if sum(t.numel() for t in inputs) > SINGLE_THREAD_ELEMENTS:
         return 0
+    if module is not None:
+        rows = inputs[0].shape[0] if inputs[0].dim() else 1
+        if rows * constant_values(module) > SINGLE_THREAD_WORK:
+            return 0
     torch.set_num_threads(1)
     return threads
 

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 import bridge
-from bridge.onnx.plans import build_plan, matmul_add, plan_for
+from bridge.onnx.plans import build_plan, call_plan, matmul_add, plan_for
 from tests.parity import assert_parity, run_onnxruntime
 
 
@@ -89,6 +89,65 @@ def test_plan_reads_the_module_live(logreg_graph, data):
     classifier.intercepts = torch.zeros_like(classifier.intercepts)
     uniform = plan_for(module, (1,))(module, X)[0]
     torch.testing.assert_close(uniform, torch.full_like(uniform, 1 / 3))
+
+
+def test_plan_reads_tables_directly_and_follows_replaced_submodules(logreg_graph, data):
+    """Submodules and tensors are read from nn.Module's tables (no __getattr__), at call
+    time: a submodule replaced after the plan was built is the one that runs."""
+    module = pickle.loads(pickle.dumps(logreg_graph))
+    X = torch.from_numpy(data[0][:5])
+    plan = plan_for(module, (1,))
+    assert "_modules" in plan.__code__.co_names and "LinearClassifier" not in plan.__code__.co_names
+    assert plan.layout["LinearClassifier"] == "_modules"
+    replacement = pickle.loads(pickle.dumps(module.LinearClassifier))
+    with torch.no_grad():
+        replacement.intercepts.add_(5.0)
+    module.LinearClassifier = replacement
+    with torch.no_grad():
+        torch.testing.assert_close(call_plan(module, (1,), [X])[0], module(X)[1])
+
+
+def test_plan_rebuilds_itself_when_a_buffer_becomes_a_parameter(data):
+    """A name moving to another table (fine-tuning turns buffers into parameters) is
+    followed by building the plan again, not answered with a KeyError."""
+    X, y = data
+    model = bridge.from_sklearn(MLPClassifier((8,), max_iter=50, random_state=0).fit(X, y))
+    output = model._method_outputs["predict_proba"]
+    module = model.graph_modules[output.graph]
+    inputs = torch.from_numpy(X[:5])
+    first = plan_for(module, (output.output,))
+    weights = [name for name, table in first.layout.items() if table == "_buffers"]
+    assert weights  # the fused dense layers read the root's buffers directly
+    tensor = module._buffers.pop(weights[0])
+    module.register_parameter(weights[0], torch.nn.Parameter(tensor * 2))
+    with torch.no_grad():
+        value = call_plan(module, (output.output,), [inputs])[0]
+        torch.testing.assert_close(value, module(inputs)[output.output], rtol=1e-6, atol=1e-6)
+    assert plan_for(module, (output.output,)) is not first
+
+
+def test_a_plan_raises_its_own_key_errors_when_nothing_moved(logreg_graph, data):
+    module = pickle.loads(pickle.dumps(logreg_graph))
+
+    def fail(x):
+        raise KeyError("inside the operator")
+
+    module.LinearClassifier.forward_scores = fail
+    with pytest.raises(KeyError, match="inside the operator"):
+        call_plan(module, (1,), [torch.from_numpy(data[0][:2])])
+
+
+def test_identity_operators_are_not_called(data):
+    X, y = data
+    model = bridge.from_sklearn(MLPClassifier((8,), max_iter=50, random_state=0).fit(X, y))
+    output = model._method_outputs["predict_proba"]
+    graph = model.graph_modules[output.graph]
+    assert any(type(m).__name__ == "OnnxIdentity" for m in graph.modules())
+    plan = plan_for(graph, (output.output,))
+    assert "'Identity'" not in repr(plan.__code__.co_consts)
+    with torch.no_grad():
+        inputs = torch.from_numpy(X[:7])
+        torch.testing.assert_close(plan(graph, inputs)[0], graph(inputs)[output.output])
 
 
 def test_plan_runs_forward_hooks(logreg_graph, data):

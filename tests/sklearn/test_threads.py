@@ -69,3 +69,27 @@ def test_non_cpu_or_empty_inputs_change_nothing(two_threads):
     assert threads.enter_single_thread([]) == 0
     assert threads.enter_single_thread([torch.zeros(2, 2, device="meta")]) == 0
     assert torch.get_num_threads() == 2
+
+
+def test_calls_with_much_arithmetic_per_row_keep_torchs_setting(model, two_threads, monkeypatch):
+    """The model's constants count towards the work: 10 rows against 4 weights and 1
+    intercept per class row are 10 x 5 = 50 units; a limit below that keeps both threads."""
+    graph = model.graph_modules[model._method_outputs["predict_proba"].graph]
+    assert threads.constant_values(graph) >= 5
+    monkeypatch.setattr(threads, "SINGLE_THREAD_WORK", 10 * threads.constant_values(graph) - 1)
+    assert threads_seen_during(model, np.zeros((10, 4), np.float32)) == 2
+    assert threads_seen_during(model, np.zeros((9, 4), np.float32)) == 1
+
+
+def test_knn_queries_against_many_training_rows_use_the_thread_team(two_threads):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 20)).astype(np.float32)
+    knn = bridge.from_sklearn(KNeighborsClassifier().fit(X, X[:, 0] > 0))
+    graph = knn.graph_modules[knn._method_outputs["predict_proba"].graph]
+    rows = threads.SINGLE_THREAD_WORK // threads.constant_values(graph) + 1
+    assert rows < 100  # a 100-row query is not a small call for kNN
+    assert threads.enter_single_thread([torch.zeros(rows, 20)], graph) == 0
+    assert threads.enter_single_thread([torch.zeros(1, 20)], graph) == 2
+    threads.leave_single_thread(2)

@@ -17,6 +17,7 @@ from torch.nn import functional
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
+from bridge.onnx.held import held
 from bridge.onnx.registry import Converted, converter
 
 POST_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
@@ -117,15 +118,20 @@ class OnnxLinearClassifier(nn.Module):
 
     output_methods = {(1,): "forward_scores"}  # for serving plans (bridge/onnx/plans.py)
 
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
+            return self.coefficients, self.intercepts
+        return held(self, "coefficients"), held(self, "intercepts")  # (see bridge/onnx/held.py)
+
     def forward_scores(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:
         """The scores alone (what ``predict_proba`` reads) in the common multi-row case."""
         if self.single_row:
             return None, self.forward(x)[1]
-        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
+        scores = functional.linear(_as_batch(x), *self._weights())
         return None, transform_scores(scores, self.post_transform)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
+        scores = functional.linear(_as_batch(x), *self._weights())
         if self.single_row:
             positive = torch.full_like(scores[:, 0], self.positive_label, dtype=torch.int64)
             negative = torch.full_like(scores[:, 0], self.negative_label, dtype=torch.int64)
@@ -191,8 +197,13 @@ class OnnxLinearRegressor(nn.Module):
         self.post_transform = post_transform
         self.targets = coefficients.shape[0]
 
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
+            return self.coefficients, self.intercepts
+        return held(self, "coefficients"), held(self, "intercepts")  # (see bridge/onnx/held.py)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = functional.linear(_as_batch(x), self.coefficients, self.intercepts)
+        scores = functional.linear(_as_batch(x), *self._weights())
         if self.targets > 1:
             return transform_scores(scores, self.post_transform)
         if self.post_transform == "PROBIT":  # the only transform onnxruntime applies to 1 target

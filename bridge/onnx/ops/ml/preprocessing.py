@@ -13,6 +13,7 @@ from torch import nn
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
+from bridge.onnx.held import held
 from bridge.onnx.ops.indexing import check_indices
 from bridge.onnx.registry import Converted, converter
 
@@ -33,13 +34,17 @@ class OnnxScaler(nn.Module):
         self.register_buffer("scale", scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2 and x.dtype == torch.float32 and self.offset.dtype == torch.float32:
-            return (x - self.offset) * self.scale  # the common case, broadcast along axis 1
+        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
+            offset, scale = self.offset, self.scale
+        else:
+            offset, scale = held(self, "offset"), held(self, "scale")  # (see bridge/onnx/held.py)
+        if x.dim() == 2 and x.dtype == torch.float32 and offset.dtype == torch.float32:
+            return (x - offset) * scale  # the common case, broadcast along axis 1
         compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         shape = [1] * x.dim()
         shape[_feature_axis(x)] = -1
-        offset = self.offset.to(compute).reshape(shape)
-        scale = self.scale.to(compute).reshape(shape)
+        offset = offset.to(compute).reshape(shape)
+        scale = scale.to(compute).reshape(shape)
         return ((x.to(compute) - offset) * scale).to(torch.float32)
 
 
