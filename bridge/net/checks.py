@@ -18,7 +18,7 @@ from bridge.errors import ConfigurationError, InvalidInputError
 from bridge.utils import is_pandas_ndframe
 
 __all__ = ["ELEMENTWISE_LOSSES", "cast_integer_input", "check_loss_shapes", "check_sample_shape",
-           "describe", "explain_forward_error", "integer_input_dtype", "raise_restated", "restated"]
+           "construction_context", "describe", "explain_forward_error", "integer_input_dtype", "raise_restated", "restated"]
 
 #: Losses that compare output and target element by element: torch broadcasts mismatched
 #: shapes (an (n, 1) target against an (n,) output gives an (n, n) loss) instead of failing.
@@ -57,6 +57,14 @@ def raise_restated(error: BaseException, context: str) -> NoReturn:
     if new is error:
         raise error
     raise new from error
+
+
+def construction_context(prefix: str, value: Any, params: dict[str, Any]) -> str:
+    """``'building the module MLP with module__hidden=-5 failed'`` (the routed names as the user wrote them)."""
+    name = getattr(value, "__name__", None) or type(value).__name__
+    shown = ", ".join(f"{key if key == 'lr' and prefix == 'optimizer' else prefix + '__' + key}={item!r}"
+                      for key, item in params.items()) or f"no {prefix}__* parameters"
+    return f"building the {prefix} {name} with {shown} failed"
 
 
 # ---------------------------------------------------------------------- one sample's shape

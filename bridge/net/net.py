@@ -20,7 +20,7 @@ from bridge.callbacks.base import HOOK_NAMES, overrides_hook
 from bridge.dataset import Dataset, ValidSplit
 from bridge.errors import NotFittedError
 from bridge.history import DistributedHistory, History
-from bridge.net.checks import raise_restated
+from bridge.net.checks import construction_context, raise_restated
 from bridge.net.components import ComponentsMixin
 from bridge.net.distributed import skip_on_this_rank
 from bridge.net.inference import InferenceMixin
@@ -88,6 +88,28 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
         Routed parameters: ``module__*``, ``criterion__*``, ``optimizer__*``,
         ``iterator_train__*``, ``iterator_valid__*``, ``dataset__*``, ``callbacks__<name>[__*]``,
         ``compile__*``. Checked when the net is initialized.
+
+    Attributes
+    ----------
+    sample_shape_ : tuple, dict of tuples, or absent
+        The shape of one row of the ``X`` seen in ``fit`` (a dict of them for a dict ``X``;
+        absent for Datasets). ``predict``, ``predict_proba``, ``score`` and ``partial_fit``
+        refuse ``X`` of another rank or row shape (:class:`~bridge.errors.InvalidInputError`);
+        set an axis to None to accept any length there.
+
+    Notes
+    -----
+    Checks (see :mod:`bridge.net.checks` and :mod:`bridge.net.validation`): ``lr``,
+    ``optimizer__lr``, ``max_epochs`` and the batch sizes are validated in :meth:`initialize`
+    and, with the same message, by ``set_params`` on a fitted net (other optimizer options go
+    through a throwaway optimizer first); an error of the module's, criterion's or optimizer's
+    constructor is re-raised (same type) naming the class and the routed parameters.
+
+    Integer or boolean ``X`` is cast to the dtype of the module's first floating parameter
+    (as an ``nn.Linear`` or ``nn.Conv*`` needs), unless the module holds an ``nn.Embedding``
+    or ``nn.EmbeddingBag`` (its integers may be indices) or has no floating parameter; then it
+    is passed unchanged, as skorch does. A dtype error the module still raises is restated
+    naming X's shape and dtype and this rule.
     """
 
     def __init__(
@@ -334,7 +356,7 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
         try:
             return self.initialized_instance(value, params)
         except (TypeError, ValueError, RuntimeError) as error:
-            raise_restated(error, _construction_context(prefix, value, params))
+            raise_restated(error, construction_context(prefix, value, params))
 
     def get_all_learnable_params(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         """``(name, parameter)`` for every parameter of the registered modules and criteria (each once).
@@ -359,7 +381,7 @@ class NeuralNet(ComponentsMixin, RoutingMixin, ParamsMixin, TrainingMixin, Infer
         try:
             self.optimizer_ = self.optimizer(*args, **kwargs)
         except (TypeError, ValueError) as error:
-            raise_restated(error, _construction_context("optimizer", self.optimizer, kwargs))
+            raise_restated(error, construction_context("optimizer", self.optimizer, kwargs))
         return self
 
     def initialize_history(self) -> NeuralNet:
@@ -474,14 +496,6 @@ def check_is_fitted(net: Any, attributes: Any = None, *args: Any, **kwargs: Any)
         raise NotFittedError(f"This {type(net).__name__} instance is not initialized yet; call 'initialize' "
                              "or 'fit' with appropriate arguments before using this method"
                              + (f" (missing: {missing})." if net.initialized_ else "."))
-
-
-def _construction_context(prefix: str, value: Any, params: dict[str, Any]) -> str:
-    """``'building the module MLP with module__hidden=-5 failed'`` (the routed names as the user wrote them)."""
-    name = getattr(value, "__name__", None) or type(value).__name__
-    shown = ", ".join(f"{key if key == 'lr' and prefix == 'optimizer' else prefix + '__' + key}={item!r}"
-                      for key, item in params.items()) or f"no {prefix}__* parameters"
-    return f"building the {prefix} {name} with {shown} failed"
 
 
 def _check_components(net: Any) -> None:
