@@ -19,6 +19,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 from sklearn.svm import LinearSVC
+from sklearn.utils import murmurhash3_32
 
 import bridge
 from bridge.errors import ConversionError, InvalidInputError, UnsupportedEstimatorError
@@ -126,6 +127,14 @@ def test_hashed_columns_and_signs_are_scikit_learns():
     for row, name in enumerate(names):
         column, sign = hashed_column(name, 7)
         assert expected[row, column] == sign, name
+    # murmurhash3 of these 4 bytes is -2**31 (found by inverting the hash), whose abs()
+    # overflows int32: scikit-learn's stand-in column, through the whole converted model
+    minimum = b"U\x07o\x83"
+    assert murmurhash3_32(minimum, seed=0) == -(2**31)
+    for width in (7, 2**20):
+        model = bridge.from_sklearn(FeatureHasher(n_features=width, input_type="string").fit([]))
+        reference = FeatureHasher(n_features=width, input_type="string").transform([[minimum]])
+        assert_parity(model.transform([[minimum]]), _dense(reference), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("input_type", "rows"), [
