@@ -3,7 +3,8 @@ tensor in/out, compiled for serving), side by side in one run, with ratios to on
 
 The models are ``bridge-bench``'s suite (3 classes or a regression target, 20 float32
 features). Every runtime runs on one thread; each cell is the fastest of ``--repeats``
-timed loops (a loop runs long enough to last ~20 ms). Each output is checked against
+timed loops (a loop runs long enough to last ~20 ms). The tensor column runs its loop with
+autograd off (``torch.no_grad()`` around the loop, as a server sets it once). Each output is checked against
 scikit-learn (max absolute difference; labels must be equal).
 
 Run: ``python benchmarks/latency.py [--suite full] [--batch-sizes 1,100,10000]
@@ -16,6 +17,7 @@ with bridge's small-input thread rule on and off (bridge/sklearn/threads.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -105,20 +107,20 @@ def measure_model(name: str, batch_sizes: list[int], repeats: int, train_rows: i
         cell = {}
         cell_repeats = repeats if batch <= 1000 else max(2, repeats // 3)
         for column in COLUMNS:
-            if column == "bridge tensor":
+            if column == "bridge tensor":  # autograd off around the loop, as a server has it
                 def run(t=tensor):
-                    with torch.no_grad():
-                        return tensor_method(t)
+                    return tensor_method(t)
             elif column in runners:
                 def run(function=runners[column], values=X_batch):
                     return function(values)
             else:
                 continue
-            result = run()
+            with torch.no_grad() if column == "bridge tensor" else contextlib.nullcontext():
+                result = run()
+                seconds = per_call(run, cell_repeats)
             if isinstance(result, torch.Tensor):
                 result = result.numpy()
-            cell[column] = {"seconds": per_call(run, cell_repeats),
-                            "difference": difference(result, expected)}
+            cell[column] = {"seconds": seconds, "difference": difference(result, expected)}
         record["cells"][batch] = cell
     return record
 
