@@ -26,6 +26,10 @@
 /* rows walked through every tree before moving on: the trees' tables and the block's rows
  * stay in cache together */
 #define BLOCK_ROWS 64
+/* below this many rows, the summing walks step one row's trees (up to BLOCK_ROWS of them) in
+ * lockstep instead of the rows of one tree: a one-row walk would otherwise wait on every
+ * step's loads, one tree after another (measured: see bridge/trees/serving.py) */
+#define FEW_ROWS 4
 
 /* the ensemble's branch modes (bridge/trees/ensemble.py, checked by native.py) */
 #define MODE_LEQ 0
@@ -81,6 +85,46 @@
         IT slot[BLOCK_ROWS];                                                                \
         if (sums != NULL)                                                                   \
             memset(sums, 0, (size_t)(n_rows * n_outputs) * sizeof(XT));                     \
+        if (sums != NULL && n_rows < FEW_ROWS) { /* a row's trees in lockstep, in blocks */ \
+            int32_t depth[BLOCK_ROWS];                                                      \
+            for (Py_ssize_t row = 0; row < n_rows; row++) {                                 \
+                const XT *at_row = x + row * stride;                                        \
+                XT *total = sums + row * n_outputs;                                         \
+                for (Py_ssize_t first = 0; first < n_trees; first += BLOCK_ROWS) {          \
+                    const Py_ssize_t size = n_trees - first < BLOCK_ROWS ? n_trees - first  \
+                                                                         : BLOCK_ROWS;      \
+                    int32_t deepest = 0;                                                    \
+                    for (Py_ssize_t tree = 0; tree < size; tree++) {                        \
+                        slot[tree] = roots[first + tree];                                   \
+                        depth[tree] = depths[first + tree];                                 \
+                        deepest = depth[tree] > deepest ? depth[tree] : deepest;            \
+                    }                                                                       \
+                    for (int32_t level = 0; level < deepest; level++) {                     \
+                        int moved = 0;                                                      \
+                        for (Py_ssize_t tree = 0; tree < size; tree++) {                    \
+                            const IT here = slot[tree];                                     \
+                            const IT next = first_child[here]                               \
+                                + (IT)CMP(at_row[feature[here]], threshold[here]);          \
+                            const IT chosen = level < depth[tree] ? next : here;            \
+                            moved |= chosen != here;                                        \
+                            slot[tree] = chosen;                                            \
+                        }                                                                   \
+                        if (!moved)                                                         \
+                            break;                                                          \
+                    }                                                                       \
+                    for (Py_ssize_t tree = 0; tree < size; tree++) { /* in the trees' order */ \
+                        if (tree_outputs != NULL) {                                         \
+                            total[tree_outputs[first + tree]] += values[slot[tree]];        \
+                            continue;                                                       \
+                        }                                                                   \
+                        const XT *value = values + (Py_ssize_t)slot[tree] * n_outputs;      \
+                        for (Py_ssize_t output = 0; output < n_outputs; output++)           \
+                            total[output] += value[output];                                 \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
         for (Py_ssize_t start = 0; start < n_rows; start += BLOCK_ROWS) {                   \
             const Py_ssize_t size = n_rows - start < BLOCK_ROWS ? n_rows - start        \
                                                                 : BLOCK_ROWS;               \
