@@ -178,7 +178,7 @@ def plan_conversion(estimator) -> ConversionPlan:
     elif is_regressor(estimator):
         graphs["predictions"] = GraphPlan(estimator)
         outputs["predict"] = MethodOutput("predictions", 0, "values")
-    elif is_clusterer(estimator):
+    elif is_clusterer(estimator) and "predict" in available:  # not FeatureAgglomeration
         # skl2onnx's clusterers (KMeans, MiniBatchKMeans) give (label, distances to centers)
         graphs["clusters"] = GraphPlan(estimator)
         if "predict" in available:

@@ -36,6 +36,7 @@ CONVERTER_MODULES = (
     "outlier_scores",
     "discriminant",
     "radius_neighbors",
+    "linear_transforms",
     "text",
     "target_encoder",
     "chains",
