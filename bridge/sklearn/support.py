@@ -179,6 +179,11 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge parser and converter; dense output (transform(X).toarray())")),
     "SequentialFeatureSelector": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; a Gather of the selected columns")),
+    "GaussianProcessClassifier": _entry(_PROBA_ONLY, _F64, notes=(
+        "bridge converter (skl2onnx's binary graph uses com.microsoft::Solve, and it refuses "
+        "several classes); one-vs-rest Laplace; integer labels; float32 probabilities "
+        "within 5e-4 (scikit-learn's erf-series coefficients cancel); onnxruntime has no "
+        "double Erf, so float64 artifacts run in bridge only")),
     "KernelDensity": _entry(["score_samples"], _F64, notes=(
         "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
         "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "

@@ -44,6 +44,7 @@ CONVERTER_MODULES = (
     "kernel_density",
     "dense_outputs",
     "sequential_selection",
+    "gaussian_process",
 )
 
 _registered: dict[str, object] | None = None
