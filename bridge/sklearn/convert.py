@@ -226,11 +226,11 @@ def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
     feature_names = getattr(estimator, "feature_names_in_", None)
     feature_names = None if feature_names is None else tuple(str(c) for c in feature_names)
     allow_nan = bool(get_tags(estimator).input_tags.allow_nan)
-    if name == "LabelBinarizer":
+    if name in ("LabelBinarizer", "LabelEncoder"):  # input: the labels y (1-D)
         classes = np.asarray(estimator.classes_)
         if classes.dtype.kind not in "iub":
             raise UnsupportedEstimatorError(
-                f"LabelBinarizer with {classes.dtype} classes has no conversion bridge can "
+                f"{name} with {classes.dtype} classes has no conversion bridge can "
                 "run; supported: integer class labels (see SUPPORTED.md)"
             )
         spec = InputSpec(np.dtype(np.int64), 1, None, False, None, False, name)

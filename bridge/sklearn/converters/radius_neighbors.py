@@ -1,5 +1,5 @@
 """``RadiusNeighborsClassifier`` and ``RadiusNeighborsRegressor`` with scikit-learn's rule for
-rows that have no neighbour inside the radius.
+rows that have no neighbour inside the radius, and ``RadiusNeighborsTransformer`` (dense).
 
 skl2onnx 1.20 marks every training row outside the radius with index -1 and looks the
 labels up with ArrayFeatureExtractor, which onnxruntime (and bridge) refuse to run. These
@@ -22,7 +22,11 @@ from skl2onnx.common.shape_calculator import (
     calculate_linear_classifier_output_shapes,
     calculate_linear_regressor_output_shapes,
 )
-from sklearn.neighbors import RadiusNeighborsClassifier, RadiusNeighborsRegressor
+from sklearn.neighbors import (
+    RadiusNeighborsClassifier,
+    RadiusNeighborsRegressor,
+    RadiusNeighborsTransformer,
+)
 
 from bridge.errors import UnsupportedEstimatorError
 from bridge.sklearn.converters._graph import (
@@ -50,13 +54,9 @@ def _metric(model) -> str:
         "supported: euclidean (minkowski p=2) and manhattan (p=1)")
 
 
-def _weights(scope, container, operator, proto) -> tuple[str, str]:
-    """The (N, n_train) neighbour weights and the (N, 1) neighbour count."""
+def _distances(scope, container, operator, proto) -> tuple[str, str]:
+    """The (N, n_train) distances and whether each is inside the radius (bool)."""
     model = operator.raw_operator
-    if model.weights not in ("uniform", "distance"):
-        raise UnsupportedEstimatorError(
-            f"{type(model).__name__}(weights={model.weights!r}) has no conversion; "
-            "supported: 'uniform', 'distance'")
     x = operator.inputs[0].full_name
     if _metric(model) == "euclidean":
         squared = add_pairwise(scope, container, x, model._fit_X, proto, "sqeuclidean")
@@ -64,7 +64,18 @@ def _weights(scope, container, operator, proto) -> tuple[str, str]:
     else:
         distances = add_pairwise(scope, container, x, model._fit_X, proto, "manhattan")
     radius = add_constant(scope, container, "radius", [model.radius], proto)
-    inside = add_node(scope, container, "LessOrEqual", [distances, radius], "radius_inside")
+    return distances, add_node(scope, container, "LessOrEqual", [distances, radius],
+                               "radius_inside")
+
+
+def _weights(scope, container, operator, proto) -> tuple[str, str]:
+    """The (N, n_train) neighbour weights and the (N, 1) neighbour count."""
+    model = operator.raw_operator
+    if model.weights not in ("uniform", "distance"):
+        raise UnsupportedEstimatorError(
+            f"{type(model).__name__}(weights={model.weights!r}) has no conversion; "
+            "supported: 'uniform', 'distance'")
+    distances, inside = _distances(scope, container, operator, proto)
     mask = add_node(scope, container, "Cast", [inside], "radius_mask", to=proto)
     axis = add_constant(scope, container, "row_axis", _ROW_AXIS, TensorProto.INT64)
     count = add_node(scope, container, "ReduceSum", [mask, axis], "radius_count", keepdims=1)
@@ -173,6 +184,28 @@ def convert_radius_regressor(scope, operator, container) -> None:
                        name=scope.get_unique_operator_name("Div"))
 
 
+def radius_transformer_shape(operator) -> None:
+    """``(N, n_train)`` in the input's float type."""
+    operator.outputs[0].type = operator.inputs[0].type.__class__(
+        [None, len(operator.raw_operator._fit_X)])
+
+
+def convert_radius_transformer(scope, operator, container) -> None:
+    """The dense form of scikit-learn's sparse graph: the distance (``mode='distance'``) or
+    1 (``'connectivity'``) inside the radius, 0 elsewhere."""
+    model = operator.raw_operator
+    proto = proto_float_of(operator)
+    distances, inside = _distances(scope, container, operator, proto)
+    target = [operator.outputs[0].full_name]
+    if model.mode == "connectivity":
+        container.add_node("Cast", [inside], target, to=proto,
+                           name=scope.get_unique_operator_name("Cast"))
+        return
+    zero = add_constant(scope, container, "zero", [0.0], proto)
+    container.add_node("Where", [inside, distances, zero], target,
+                       name=scope.get_unique_operator_name("Where"))
+
+
 def skl2onnx_fails_without_neighbours() -> bool:
     """Convert a tiny regressor whose query rows lack neighbours for some training rows;
     report whether onnxruntime fails on skl2onnx's graph or disagrees."""
@@ -193,10 +226,17 @@ def skl2onnx_fails_without_neighbours() -> bool:
 
 
 def register() -> list[str]:
-    """Register both converters while skl2onnx's graph fails; return the names registered."""
+    """Register the transformer where skl2onnx lacks it, and the classifier and regressor
+    while skl2onnx's graph fails; return the names registered."""
+    registered = []
+    if RadiusNeighborsTransformer not in sklearn_operator_name_map:
+        update_registered_converter(RadiusNeighborsTransformer,
+                                    "BridgeRadiusNeighborsTransformer",
+                                    radius_transformer_shape, convert_radius_transformer)
+        registered.append("RadiusNeighborsTransformer")
     if RadiusNeighborsRegressor in sklearn_operator_name_map and (
             not skl2onnx_fails_without_neighbours()):
-        return []
+        return registered
     update_registered_converter(
         RadiusNeighborsClassifier, sklearn_operator_name_map.get(
             RadiusNeighborsClassifier, "BridgeRadiusNeighborsClassifier"),
@@ -205,4 +245,4 @@ def register() -> list[str]:
         RadiusNeighborsRegressor, sklearn_operator_name_map.get(
             RadiusNeighborsRegressor, "BridgeRadiusNeighborsRegressor"),
         calculate_linear_regressor_output_shapes, convert_radius_regressor)
-    return ["RadiusNeighborsClassifier", "RadiusNeighborsRegressor"]
+    return registered + ["RadiusNeighborsClassifier", "RadiusNeighborsRegressor"]
