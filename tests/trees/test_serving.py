@@ -100,7 +100,7 @@ def probe(estimator, rows: int = 64) -> np.ndarray:
 def test_the_one_call_path_gives_the_torch_paths_results(name, estimator):
     operator = operator_of(bridge.from_sklearn(estimator))
     x = torch.from_numpy(probe(estimator))
-    for rows in (1, 2, 3, 5, 64):  # (fewer than 4 rows walk trees in lockstep)
+    for rows in (1, 2, 7, 8, 64):  # (fewer than 8 rows walk trees in lockstep)
         with torch.no_grad():
             served = (serving.classify(operator, x[:rows])
                       if isinstance(operator, OnnxTreeEnsembleClassifier)
@@ -151,7 +151,7 @@ def test_the_few_rows_walk_adds_what_the_block_walk_adds_bit_for_bit():
             size=(walk.first_child.numel(), 2)).astype(x.numpy().dtype))
         full = summed(walk, x, values)
         for start in (0, 5, 100):
-            for rows in (1, 2, 3):
+            for rows in (1, 2, 7):
                 part = summed(walk, x[start:start + rows], values)
                 assert torch.equal(part, full[start:start + rows]), case
         checked += 1
