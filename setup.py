@@ -1,7 +1,8 @@
 """Build configuration beyond pyproject.toml: the optional C loops.
 
-``bridge.trees._walk`` (the tree walk, ``bridge/trees/_walk.c``) and ``bridge.svm._svm`` (SVM
-votes and pairwise coupling, ``bridge/svm/_svm.c``) are built when a C compiler is present
+``bridge.trees._walk`` (the tree walk, ``bridge/trees/_walk.c``), ``bridge.svm._svm`` (SVM
+votes and pairwise coupling, ``bridge/svm/_svm.c``) and ``bridge.onnx._select`` (TopK with
+ONNX's tie rule, ``bridge/onnx/_select.c``) are built when a C compiler is present
 and skipped otherwise (``optional=True``): bridge then runs the same computations as torch
 operations. They use only Python's C API, so one build serves every torch version. The SVM
 loops must round every product and sum as torch does, so no compiler may fuse them into
@@ -18,5 +19,7 @@ setup(ext_modules=[
     Extension("bridge.trees._walk", ["bridge/trees/_walk.c"], extra_compile_args=flags,
               optional=True),
     Extension("bridge.svm._svm", ["bridge/svm/_svm.c"], extra_compile_args=exact,
+              optional=True),
+    Extension("bridge.onnx._select", ["bridge/onnx/_select.c"], extra_compile_args=flags,
               optional=True),
 ])

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from bridge.errors import ConversionError
+from bridge.onnx import select
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
 from bridge.onnx.ops.shape import optional_int_input, tensor_to_ints, unsupported
@@ -368,6 +369,9 @@ def _topk_lower_index_first(x: Tensor, count: int, axis: int, largest: bool):
     if count == 0 or x.numel() == 0 or x.dtype in (torch.bool, torch.uint64):
         return None
     moved = x.movedim(axis, -1)
+    if select.usable(moved, count):  # one pass per row in C (bridge/onnx/select.py)
+        values, indices = select.select(moved, count, largest)
+        return values.movedim(-1, axis), indices.movedim(-1, axis)
     rows = moved.reshape(-1, moved.shape[-1])
     values, indices = torch.topk(rows, count, dim=1, largest=largest, sorted=True)
     kth = values[:, count - 1:count]
