@@ -20,6 +20,7 @@ from sklearn import (
     kernel_approximation,
     kernel_ridge,
     linear_model,
+    manifold,
     mixture,
     model_selection,
     multiclass,
@@ -147,6 +148,8 @@ META_CASES: dict[str, tuple] = {
     "GaussianProcessClassifier-multiclass": (
         lambda: gaussian_process.GaussianProcessClassifier(random_state=0), ("multiclass",)
     ),
+    "Isomap": (manifold.Isomap, FEATURES),
+    "Isomap-8": (lambda: manifold.Isomap(n_neighbors=8, n_components=3), FEATURES),
     "KernelDensity": (neighbors.KernelDensity, FEATURES),
     "KernelDensity-epanechnikov": (
         lambda: neighbors.KernelDensity(kernel="epanechnikov", bandwidth=2.0), FEATURES
