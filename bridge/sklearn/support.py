@@ -184,6 +184,9 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "several classes); one-vs-rest Laplace; integer labels; float32 probabilities "
         "within 5e-4 (scikit-learn's erf-series coefficients cancel); onnxruntime has no "
         "double Erf, so float64 artifacts run in bridge only")),
+    "Isomap": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; n_neighbors (not radius), euclidean metric; kNN by TopK, "
+        "geodesic distances through the neighbours, the fitted kernel PCA")),
     "KernelDensity": _entry(["score_samples"], _F64, notes=(
         "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
         "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "

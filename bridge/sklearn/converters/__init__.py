@@ -45,6 +45,7 @@ CONVERTER_MODULES = (
     "dense_outputs",
     "sequential_selection",
     "gaussian_process",
+    "isomap",
 )
 
 _registered: dict[str, object] | None = None
