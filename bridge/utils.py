@@ -417,13 +417,18 @@ def _hold_lock(fd: int) -> int | None:
     except ImportError:
         return None
     holder = os.dup(fd)
-    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: nothing is then taken for abandoned
+        os.close(holder)
+        return None
     return holder
 
 
 def _abandoned(path: str) -> bool:
     """Whether nobody writes the temporary file ``path`` any more: its writer's lock is gone
-    (the process died), or, without ``flock``, it is over an hour old."""
+    (the process died), or, without ``flock``, it is over an hour old. Where locking fails
+    (some network file systems), no file is taken for abandoned."""
     try:
         import fcntl
     except ImportError:
