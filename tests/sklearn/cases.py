@@ -156,6 +156,76 @@ META_CASES: dict[str, tuple] = {
     ),
 }
 
+
+def _discriminant(name, **kwargs):
+    from sklearn import discriminant_analysis
+
+    return lambda: getattr(discriminant_analysis, name)(**kwargs)
+
+
+def _pls(name, **kwargs):
+    from sklearn import cross_decomposition
+
+    return lambda: getattr(cross_decomposition, name)(**kwargs)
+
+
+# methods and estimators converted through bridge/sklearn/converters/{methods,searches,
+# outlier_scores,discriminant,radius_neighbors,linear_transforms}.py
+METHOD_CASES: dict[str, tuple] = {
+    "LinearDiscriminantAnalysis": (_discriminant("LinearDiscriminantAnalysis"),
+                                   CLASSIFICATION),
+    "LinearDiscriminantAnalysis-eigen": (
+        _discriminant("LinearDiscriminantAnalysis", solver="eigen", shrinkage=0.1),
+        ("multiclass",)),
+    "QuadraticDiscriminantAnalysis": (_discriminant("QuadraticDiscriminantAnalysis"),
+                                      CLASSIFICATION),
+    "PLSRegression": (_pls("PLSRegression"), REGRESSION),
+    "PLSCanonical": (_pls("PLSCanonical", n_components=1), REGRESSION),
+    "CCA": (_pls("CCA", n_components=1), REGRESSION),
+    "PLSSVD": (_pls("PLSSVD", n_components=1), REGRESSION),
+    "OneClassSVM": (lambda: svm.OneClassSVM(gamma=0.1), FEATURES),
+    "SGDOneClassSVM": (lambda: linear_model.SGDOneClassSVM(random_state=0), FEATURES),
+    "GridSearchCV": (
+        lambda: model_selection.GridSearchCV(linear_model.LogisticRegression(),
+                                             {"C": [0.1, 1.0]}, cv=2),
+        CLASSIFICATION,
+    ),
+    "RandomizedSearchCV": (
+        lambda: model_selection.RandomizedSearchCV(
+            svm.SVC(random_state=0), {"C": [0.5, 1.0, 2.0]}, n_iter=2, cv=2, random_state=0),
+        CLASSIFICATION,
+    ),
+    "OneVsOneClassifier": (lambda: multiclass.OneVsOneClassifier(svm.LinearSVC(random_state=0)),
+                           ("binary", "multiclass")),
+    "RFECV": (
+        lambda: feature_selection.RFECV(linear_model.LogisticRegression(), cv=2),
+        ("binary", "multiclass"),
+    ),
+    "RadiusNeighborsClassifier": (
+        lambda: neighbors.RadiusNeighborsClassifier(radius=2.5, outlier_label="most_frequent"),
+        CLASSIFICATION,
+    ),
+    "RadiusNeighborsClassifier-distance": (
+        lambda: neighbors.RadiusNeighborsClassifier(radius=2.5, weights="distance"),
+        ("multiclass",),
+    ),
+    "RadiusNeighborsRegressor": (lambda: neighbors.RadiusNeighborsRegressor(radius=2.5),
+                                 REGRESSION),
+    "RadiusNeighborsTransformer": (lambda: neighbors.RadiusNeighborsTransformer(radius=2.5),
+                                   FEATURES),
+    "FeatureAgglomeration": (lambda: cluster.FeatureAgglomeration(3), FEATURES),
+    "SparsePCA": (lambda: decomposition.SparsePCA(3, random_state=0), FEATURES),
+    "MiniBatchSparsePCA": (
+        lambda: decomposition.MiniBatchSparsePCA(3, batch_size=20, max_iter=5, random_state=0),
+        FEATURES,
+    ),
+    "GaussianRandomProjection": (
+        lambda: random_projection.GaussianRandomProjection(3, random_state=0), FEATURES
+    ),
+    "KNNImputer": (impute.KNNImputer, ("missing",)),
+    "LabelEncoder": (preprocessing.LabelEncoder, ("labels",)),
+}
+
 # name → (factory, datasets). Names are pytest ids.
 CASES: dict[str, tuple] = {
     "LinearRegression": (linear_model.LinearRegression, REGRESSION),
@@ -483,6 +553,7 @@ CASES: dict[str, tuple] = {
         _small_trees(ensemble.IsolationForest, n_estimators=10), FEATURES
     ),
     **META_CASES,
+    **METHOD_CASES,
 }
 
 

@@ -40,7 +40,7 @@ def test_matches_sklearn_and_onnxruntime(case, data_name):
     }
     for method, graph in graphs.items():
         feeds = {graph.graph.input[0].name: X.astype(model._input_spec.dtype)}
-        if case == "LabelBinarizer":
+        if case in ("LabelBinarizer", "LabelEncoder"):
             feeds = {graph.graph.input[0].name: X.astype(np.int64)}
         reference = run_onnxruntime(graph, feeds)
         actual = model.raw_outputs(method, X)

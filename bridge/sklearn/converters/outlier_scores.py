@@ -59,7 +59,7 @@ def _wrap(cls) -> None:
         base_converter(scope, _TwoOutputs(operator), container)
         if len(operator.outputs) > 2:
             offset = add_constant(scope, container, "offset",
-                                  np.reshape(operator.raw_operator.offset_, (1, 1)),
+                                  np.reshape(operator.raw_operator.offset_, (1,)),
                                   proto_float_of(operator))
             container.add_node("Add", [operator.outputs[1].full_name, offset],
                                [operator.outputs[2].full_name],
