@@ -146,9 +146,13 @@ def _example_inputs(model: ConvertedModel, graph: nn.Module, device) -> list[tor
     shape = (2, width) if spec.rank == 2 else (2,)
     count = len(graph.input_names)
     inputs = []
+    declared = getattr(graph, "input_shapes", None) or [None] * count
     for position in range(count):
         is_text = graph.input_names[position] in graph.input_vocabularies
-        inputs.append(torch.zeros(shape, dtype=torch.int64 if is_text else dtype, device=device))
+        here = shape
+        if len(shape) == 2 and declared[position] and isinstance(declared[position][-1], int):
+            here = (2, declared[position][-1])  # a vectorized text column: its full width
+        inputs.append(torch.zeros(here, dtype=torch.int64 if is_text else dtype, device=device))
     return inputs
 
 

@@ -437,3 +437,32 @@ def test_trainable_conversion_of_a_text_pipeline_is_refused_clearly():
     pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TRAIN, TARGET)
     with pytest.raises(UnsupportedEstimatorError, match=r"train on vectorizer.transform"):
         bridge.from_sklearn(pipeline, trainable=True)
+
+
+@pytest.mark.parametrize("with_sample", [True, False])
+def test_dropped_text_columns_are_not_read(with_sample):
+    pandas = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+
+    frame = _frame(pandas, TRAIN, seed=0)  # "city" and "title" hold text nobody reads
+    columns = ColumnTransformer([("body", TfidfVectorizer(), "body"),
+                                 ("numbers", StandardScaler(), ["x", "y"])])
+    pipeline = make_pipeline(columns, LogisticRegression()).fit(frame, TARGET)
+    model = bridge.from_sklearn(pipeline, X_sample=frame.head(3) if with_sample else None)
+    unseen = _frame(pandas, TEST, seed=2)
+    assert_method_matches(pipeline, model, "predict_proba", unseen, predicts_labels=True)
+
+
+def test_compiled_serving_of_a_dataframe_text_model():
+    pandas = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+
+    frame = _frame(pandas, TRAIN, seed=0)
+    columns = ColumnTransformer([("body", TfidfVectorizer(), "body"),
+                                 ("numbers", StandardScaler(), ["x", "y"])])
+    pipeline = make_pipeline(columns, LogisticRegression()).fit(frame, TARGET)
+    served = bridge.compile_for_serving(bridge.from_sklearn(pipeline),
+                                        methods=["predict_proba"])
+    unseen = _frame(pandas, TEST, seed=2)
+    assert_parity(served.predict_proba(unseen), pipeline.predict_proba(unseen), rtol=0,
+                  atol=1e-5)

@@ -27,6 +27,7 @@ class ColumnsInputSpec(InputSpec):
     sets: ``encoders`` maps those columns to their host encoders."""
 
     encoders: dict[str, HostEncoder] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
 
     def served(self, X, device: torch.device) -> None:
         """Never the numeric fast path: the columns are encoded by :meth:`prepare`."""
@@ -50,7 +51,8 @@ class ColumnsInputSpec(InputSpec):
                 f"{list(self.feature_names or ())}; got {type(X).__name__}"
             )
         self._check_columns(list(X.columns))
-        others = [c for c in self.feature_names or () if c not in self.encoders]
+        others = [c for c in self.feature_names or ()
+                  if c not in self.encoders and c not in self.unused]
         numbers = iter(())
         if others:
             rest = InputSpec(self.dtype, 2, len(others), self.allow_nan, tuple(others), True,
@@ -61,6 +63,10 @@ class ColumnsInputSpec(InputSpec):
         inputs = []
         for position, name in enumerate(self.feature_names or ()):
             encoder = self.encoders.get(name)
+            if name in self.unused:  # dropped by every transformer: its values never count
+                inputs.append(torch.zeros((len(X), 1), dtype=TORCH_DTYPES[self.dtype],
+                                          device=device))
+                continue
             if encoder is None:
                 inputs.append(next(numbers))
                 continue
@@ -121,19 +127,40 @@ def column_encoding(column_transformer: ColumnTransformer, hosts: dict, weightin
         entry[2] = _remapped(entry[2], names, encoders, offsets, entry[0])
     view = copy.copy(column_transformer)
     view.transformers_ = [tuple(entry) for entry in transformers]
+    used = _used_columns(column_transformer.transformers_, names)
+    unused = tuple(n for n in names if n not in used)
     float_type = DoubleTensorType if dtype == np.float64 else FloatTensorType
     initial_types = []
     for name in names:
         if name in encoders:
             initial_types.append((name, float_type([None, encoders[name].width])))
-        elif name in string_columns:
+        elif name in string_columns and name not in unused:
             initial_types.append((name, StringTensorType([None, 1])))
         else:
             initial_types.append((name, float_type([None, 1])))
-    strings = tuple(n for n in names if n in string_columns and n not in encoders)
+    strings = tuple(n for n in names
+                    if n in string_columns and n not in encoders and n not in unused)
     spec = ColumnsInputSpec(np.dtype(dtype), 2, len(names), False, tuple(names), True,
-                            estimator_name, strings, encoders=encoders)
+                            estimator_name, strings, encoders=encoders, unused=unused)
     return view, spec, initial_types
+
+
+def _used_columns(transformers, names: list[str]) -> set[str]:
+    """The columns some transformer other than 'drop' reads."""
+    used: set[str] = set()
+    for _, transformer, columns in transformers:
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        if isinstance(columns, str | int | np.integer):
+            columns = [columns]
+        elif isinstance(columns, slice):
+            columns = list(np.arange(len(names))[columns])
+        else:
+            columns = list(columns)
+            if columns and isinstance(columns[0], bool | np.bool_):
+                columns = list(np.flatnonzero(columns))
+        used.update(c if isinstance(c, str) else names[int(c)] for c in columns)
+    return used
 
 
 def _remapped(columns, names: list[str], encoders: dict, offsets: np.ndarray, owner: str):
