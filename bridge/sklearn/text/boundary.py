@@ -81,7 +81,17 @@ class TermWeighting(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """The weighting on a dense ``(n_samples, n_features)`` matrix, in numpy."""
+        """The weighting in numpy (float64): the reference the graph is checked against.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Counts or hashed values, as the host side gives them.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_features)
+        """
         X = np.array(X, dtype=np.float64)
         if self.binary:
             X = np.minimum(X, 1.0)
@@ -214,6 +224,18 @@ def host_encoding(estimator, dtype: np.dtype, X_sample=None) -> HostEncoding | N
     A ColumnTransformer first (or alone) with vectorizers on named DataFrame columns gets
     one graph input per column (``columns.py``); ``X_sample`` then tells text columns apart
     as for other ColumnTransformers.
+
+    Parameters
+    ----------
+    estimator : fitted scikit-learn estimator
+    dtype : numpy.dtype
+        The graph's float type.
+    X_sample : DataFrame, optional
+        A few input rows (``from_sklearn``'s).
+
+    Returns
+    -------
+    HostEncoding or None
 
     Raises
     ------
