@@ -73,7 +73,7 @@ def _sample_shape(X: Any) -> Any:
     None where no shape can be known without reading the data (Datasets, lists of arrays)."""
     if isinstance(X, Mapping) and not is_pandas_ndframe(X):
         shapes = {key: tuple(value.shape[1:]) for key, value in X.items() if hasattr(value, "shape")}
-        return shapes if len(shapes) == len(X) else None
+        return shapes if len(shapes) == len(X.keys()) else None  # len(SliceDict) counts rows
     shape = getattr(X, "shape", None)
     if shape is None or not isinstance(X, np.ndarray | torch.Tensor) and not is_pandas_ndframe(X):
         return None

@@ -17,6 +17,7 @@ import torch
 
 from bridge import NeuralNet, NeuralNetClassifier, NeuralNetRegressor
 from bridge.errors import BridgeError, ConfigurationError, InvalidInputError
+from bridge.helper import SliceDict
 
 
 class MLP(torch.nn.Module):
@@ -125,6 +126,11 @@ def test_dict_inputs_are_checked_per_key(data):
     with pytest.raises(InvalidInputError, match=r"X\['a'\] has samples of shape \(4, 4\)"):
         net.predict({"a": np.ones((3, 4, 4), np.float32), "b": X[:3, :2]})
     assert net.predict({"a": X[:3], "b": X[:3, :2]}).shape == (3, 1)
+    sliced = SliceDict(a=X, b=X[:, :2])  # len() counts rows here, not keys
+    net = regressor(TwoInputs).fit(sliced, y)
+    assert net.sample_shape_ == {"a": (4,), "b": (2,)} and net.predict(sliced[:3]).shape == (3, 1)
+    with pytest.raises(InvalidInputError, match=r"X\['b'\] has samples of shape \(2, 1\)"):
+        net.predict(SliceDict(a=X[:3], b=X[:3, :2, None]))
 
 
 def test_datasets_are_not_recorded_and_still_work(data):
