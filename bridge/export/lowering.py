@@ -110,7 +110,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "SparseRandomProjection", "SplineTransformer",
         "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
         "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
-        "GaussianProcessClassifier", "Isomap",
+        "GaussianProcessClassifier", "Isomap", "NMF", "MiniBatchNMF",
     )},
 }
 

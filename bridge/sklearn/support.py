@@ -187,6 +187,14 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "Isomap": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; n_neighbors (not radius), euclidean metric; kNN by TopK, "
         "geodesic distances through the neighbours, the fitted kernel PCA")),
+    "NMF": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; solver='cd' (shuffle=False), scikit-learn's coordinate descent "
+        "in an ONNX Loop with its stopping rule (the batch's violation ratio <= tol, up to "
+        "max_iter): the same iterations on the same batch; rows scored in other batches "
+        "reach the same solution within tol")),
+    "MiniBatchNMF": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; beta_loss='frobenius'; the multiplicative updates in an ONNX "
+        "Loop with scikit-learn's start (the batch mean) and stopping rule")),
     "KernelDensity": _entry(["score_samples"], _F64, notes=(
         "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
         "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "

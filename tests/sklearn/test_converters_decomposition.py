@@ -1,10 +1,11 @@
-"""bridge's converters for Isomap's transform (and the iterative decompositions): new data,
-float64, onnxruntime, refusals."""
+"""bridge's converters for Isomap's and the iterative decompositions' transform (NMF,
+MiniBatchNMF): new data, float64, onnxruntime, refusals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.decomposition import NMF, MiniBatchNMF
 from sklearn.manifold import Isomap
 
 import bridge
@@ -45,3 +46,52 @@ def test_isomap_refuses_radius_and_other_metrics_by_name():
         bridge.from_sklearn(Isomap(n_neighbors=None, radius=3.0).fit(X))
     with pytest.raises(UnsupportedEstimatorError, match="metric='manhattan'"):
         bridge.from_sklearn(Isomap(metric="manhattan").fit(X))
+
+
+def _positive(seed: int, rows: int) -> np.ndarray:
+    return np.abs(np.random.default_rng(seed).normal(scale=2.0, size=(rows, 6)))
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: NMF(3, max_iter=500, random_state=0),
+    lambda: NMF(4, alpha_W=0.01, l1_ratio=0.5, max_iter=500, random_state=0),
+    lambda: MiniBatchNMF(3, random_state=0),
+    lambda: MiniBatchNMF(3, alpha_W=0.01, l1_ratio=0.3, random_state=0),
+], ids=["nmf", "nmf-penalised", "minibatch", "minibatch-penalised"])
+def test_nmf_follows_scikit_learn_iterations_on_the_same_batch(factory):
+    model_input = _positive(0, 200)
+    estimator = factory().fit(model_input)
+    new = _positive(1, 300)
+    expected = estimator.transform(new)
+    scale = np.abs(expected).max()
+    exact = bridge.from_sklearn(estimator, dtype=np.float64)
+    # the same stopping rule on the same batch: the same iterations, float64 rounding apart
+    assert_parity(exact.transform(new), expected, rtol=1e-9, atol=1e-9 * scale,
+                  what="float64")
+    assert_parity(_in_onnxruntime(exact, new)[0], expected, rtol=1e-9, atol=1e-9 * scale,
+                  what="onnxruntime float64")
+    single = bridge.from_sklearn(estimator)
+    assert_parity(single.transform(new), expected, rtol=1e-4, atol=1e-4 * scale,
+                  what="float32")
+
+
+def test_nmf_rows_scored_alone_converge_to_the_batch_solution():
+    # scikit-learn's stopping rule reads the whole batch; a row alone stops elsewhere but
+    # reaches the same non-negative least-squares solution within the solver's tolerance
+    estimator = NMF(3, max_iter=500, random_state=0).fit(_positive(0, 200))
+    new = _positive(1, 50)
+    model = bridge.from_sklearn(estimator, dtype=np.float64)
+    alone = np.vstack([model.transform(new[i:i + 1]) for i in range(len(new))])
+    expected = estimator.transform(new)
+    assert_parity(alone, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max(),
+                  what="one row at a time")
+
+
+def test_nmf_refusals_name_the_setting():
+    X = _positive(0, 100)
+    for estimator, match in [(NMF(3, solver="mu", max_iter=300), "solver='mu'"),
+                             (NMF(3, shuffle=True, random_state=0), "shuffle=True"),
+                             (MiniBatchNMF(3, beta_loss="kullback-leibler"),
+                              "beta_loss='kullback-leibler'")]:
+        with pytest.raises(UnsupportedEstimatorError, match=match):
+            bridge.from_sklearn(estimator.fit(X))

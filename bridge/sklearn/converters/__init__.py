@@ -46,6 +46,7 @@ CONVERTER_MODULES = (
     "sequential_selection",
     "gaussian_process",
     "isomap",
+    "nmf",
 )
 
 _registered: dict[str, object] | None = None
