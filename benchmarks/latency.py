@@ -3,7 +3,7 @@ tensor in/out, compiled for serving), side by side in one run, with ratios to on
 
 The models are ``bridge-bench``'s suite (3 classes or a regression target, 20 float32
 features). Every runtime runs on one thread; each cell is the fastest of ``--repeats``
-timed loops (a loop runs long enough to last ~20 ms). The tensor column runs its loop with
+timed loops (a loop runs long enough to last ~20 ms), the columns' loops taking turns. The tensor column runs its loop with
 autograd off (``torch.no_grad()`` around the loop, as a server sets it once). Each output is checked against
 scikit-learn (max absolute difference; labels must be equal).
 
@@ -37,20 +37,34 @@ COLUMNS = ("sklearn", "onnxruntime", "bridge numpy", "bridge tensor", "compiled"
 GOALS = {"bridge numpy": 3.0, "bridge tensor": 2.0, "compiled": 1.5}  # × onnxruntime at batch 1
 
 
-def per_call(function, repeats: int, budget: float = 0.05) -> float:
-    """Seconds per call: the fastest of ``repeats`` loops, each ~``budget`` seconds long
-    (after two warm-up calls: the first builds caches)."""
+def calls_per_loop(function, budget: float) -> int:
+    """How many calls make a timed loop of about ``budget`` seconds (after a warm-up call:
+    the first builds caches)."""
     function()
     start = time.perf_counter()
     function()
     once = max(time.perf_counter() - start, 1e-7)
-    calls = max(1, min(10_000, int(budget / once)))
-    best = float("inf")
+    return max(1, min(10_000, int(budget / once)))
+
+
+def interleaved(functions: dict, repeats: int, budget: float = 0.02) -> dict[str, float]:
+    """Seconds per call of each function: the fastest of ``repeats`` loops, the functions'
+    loops taking turns (one loop each per round), so that a burst of load on a shared
+    machine falls on all of them rather than on one column of the table. A function is a
+    pair ``(callable, context)``: the context (e.g. ``torch.no_grad()``) is entered around
+    each of its loops."""
+    counts = {}
+    for name, (function, context) in functions.items():
+        with context():
+            counts[name] = calls_per_loop(function, budget)
+    best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            function()
-        best = min(best, (time.perf_counter() - start) / calls)
+        for name, (function, context) in functions.items():
+            with context():
+                start = time.perf_counter()
+                for _ in range(counts[name]):
+                    function()
+                best[name] = min(best[name], (time.perf_counter() - start) / counts[name])
     return best
 
 
@@ -104,9 +118,10 @@ def measure_model(name: str, batch_sizes: list[int], repeats: int, train_rows: i
         X_batch = np.ascontiguousarray(data[:batch])
         tensor = torch.from_numpy(X_batch)
         expected = runners["sklearn"](X_batch)
-        cell = {}
+        cell, timed = {}, {}
         cell_repeats = repeats if batch <= 1000 else max(2, repeats // 3)
         for column in COLUMNS:
+            context = torch.no_grad if column == "bridge tensor" else contextlib.nullcontext
             if column == "bridge tensor":  # autograd off around the loop, as a server has it
                 def run(t=tensor):
                     return tensor_method(t)
@@ -115,12 +130,14 @@ def measure_model(name: str, batch_sizes: list[int], repeats: int, train_rows: i
                     return function(values)
             else:
                 continue
-            with torch.no_grad() if column == "bridge tensor" else contextlib.nullcontext():
+            with context():
                 result = run()
-                seconds = per_call(run, cell_repeats)
             if isinstance(result, torch.Tensor):
                 result = result.numpy()
-            cell[column] = {"seconds": seconds, "difference": difference(result, expected)}
+            cell[column] = {"difference": difference(result, expected)}
+            timed[column] = (run, context)
+        for column, seconds in interleaved(timed, cell_repeats).items():
+            cell[column]["seconds"] = seconds
         record["cells"][batch] = cell
     return record
 
