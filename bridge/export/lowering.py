@@ -111,6 +111,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
         "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
         "GaussianProcessClassifier", "Isomap", "NMF", "MiniBatchNMF",
+        "LatentDirichletAllocation",
     )},
 }
 

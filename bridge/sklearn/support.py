@@ -195,6 +195,10 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "MiniBatchNMF": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; beta_loss='frobenius'; the multiplicative updates in an ONNX "
         "Loop with scikit-learn's start (the batch mean) and stopping rule")),
+    "LatentDirichletAllocation": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; scikit-learn's E-step in an ONNX Loop (up to "
+        "max_doc_update_iter, each document stopping at mean_change_tol as in scikit-learn, "
+        "so batches do not matter) with its digamma series in standard ops")),
     "KernelDensity": _entry(["score_samples"], _F64, notes=(
         "bridge converter; every kernel, sample weights, metric='euclidean'; the exact sum "
         "over the training rows (scikit-learn's tree sum drifts below about -20, and gives "
@@ -208,7 +212,8 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "CountVectorizer": _entry(_TRANSFORM, _F64, notes=(
         "documents in; scikit-learn's analyzer on the host (every parameter, callables "
         "included); dense output; the ONNX artifact takes documents for analyzer='word' "
-        "(onnxruntime drops words with non-ASCII letters there), else the counts")),
+        "(onnxruntime agrees but for Python's special lower-casing: final sigma, dotted I), "
+        "else the counts")),
     "TfidfVectorizer": _entry(_TRANSFORM, _F64, notes=(
         "as CountVectorizer; binary, sublinear_tf, idf and l1/l2 norm in the graph")),
     "HashingVectorizer": _entry(_TRANSFORM, _F64, notes=(

@@ -152,6 +152,9 @@ META_CASES: dict[str, tuple] = {
     "Isomap-8": (lambda: manifold.Isomap(n_neighbors=8, n_components=3), FEATURES),
     "NMF": (lambda: decomposition.NMF(3, max_iter=500, random_state=0), ("positive",)),
     "MiniBatchNMF": (lambda: decomposition.MiniBatchNMF(3, random_state=0), ("positive",)),
+    "LatentDirichletAllocation": (
+        lambda: decomposition.LatentDirichletAllocation(3, random_state=0), ("positive",)
+    ),
     "KernelDensity": (neighbors.KernelDensity, FEATURES),
     "KernelDensity-epanechnikov": (
         lambda: neighbors.KernelDensity(kernel="epanechnikov", bandwidth=2.0), FEATURES

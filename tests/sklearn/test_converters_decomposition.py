@@ -1,11 +1,12 @@
 """bridge's converters for Isomap's and the iterative decompositions' transform (NMF,
-MiniBatchNMF): new data, float64, onnxruntime, refusals."""
+MiniBatchNMF, LatentDirichletAllocation): new data, float64, onnxruntime, refusals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.decomposition import NMF, MiniBatchNMF
+from onnx import TensorProto, helper
+from sklearn.decomposition import NMF, LatentDirichletAllocation, MiniBatchNMF
 from sklearn.manifold import Isomap
 
 import bridge
@@ -95,3 +96,50 @@ def test_nmf_refusals_name_the_setting():
                               "beta_loss='kullback-leibler'")]:
         with pytest.raises(UnsupportedEstimatorError, match=match):
             bridge.from_sklearn(estimator.fit(X))
+
+
+def _counts(seed: int, rows: int, rate: float = 1.5) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(rate, size=(rows, 20)).astype(np.float64)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: LatentDirichletAllocation(3, random_state=0),
+    lambda: LatentDirichletAllocation(5, learning_method="online", doc_topic_prior=0.5,
+                                      random_state=0),
+], ids=["batch", "online"])
+def test_lda_follows_each_documents_iterations(factory):
+    estimator = factory().fit(_counts(0, 200))
+    new = _counts(1, 300, rate=2.0)
+    new[:5] = 0.0  # empty documents stay at the prior
+    expected = estimator.transform(new)
+    exact = bridge.from_sklearn(estimator, dtype=np.float64)
+    assert_parity(exact.transform(new), expected, rtol=1e-9, atol=1e-12, what="float64")
+    assert_parity(_in_onnxruntime(exact, new)[0], expected, rtol=1e-9, atol=1e-12,
+                  what="onnxruntime float64")
+    # each document stops on its own: one row at a time gives the same numbers
+    alone = np.vstack([exact.transform(new[i:i + 1]) for i in range(8)])
+    assert_parity(alone, expected[:8], rtol=1e-9, atol=1e-12, what="one row at a time")
+    single = bridge.from_sklearn(estimator)
+    assert_parity(single.transform(new), expected, rtol=0, atol=2e-4, what="float32")
+
+
+def test_lda_digamma_is_scikit_learns():
+    from scipy.special import psi
+    from skl2onnx.common._topology import Scope
+
+    from bridge.sklearn.converters.lda import add_psi
+    from bridge.sklearn.converters.nmf import _Body
+
+    body = _Body(Scope("psi"), TensorProto.DOUBLE)
+    output = add_psi(body, "x")
+    graph = helper.make_graph(
+        body.nodes, "psi", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None])],
+        [helper.make_tensor_value_info(output, TensorProto.DOUBLE, [None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.concatenate([[1e-7, 1e-6, 2e-6, 0.01, 0.5, 1.0], np.geomspace(1e-3, 1e4, 200)])
+    (values,) = run_onnxruntime(model, {"x": x})
+    keep = x > 1e-6
+    # scikit-learn's series stops at x**-6 above 6: digamma within 1e-8 (the LDA tests above
+    # show the graph's steps equal scikit-learn's own)
+    assert_parity(values[keep], psi(x[keep]), rtol=1e-8, atol=1e-8, what="psi")
+    np.testing.assert_allclose(values[~keep], -0.5772156649015329 - 1.0 / x[~keep])

@@ -47,6 +47,7 @@ CONVERTER_MODULES = (
     "gaussian_process",
     "isomap",
     "nmf",
+    "lda",
 )
 
 _registered: dict[str, object] | None = None
