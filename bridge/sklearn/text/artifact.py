@@ -3,8 +3,9 @@ Tokenizer, TfIdfVectorizer counting vocabulary terms) joined to the graph bridge
 onnxruntime takes the documents themselves.
 
 bridge's modules run the tail only, after scikit-learn's own analyzer counted on the host;
-the artifact's head is onnxruntime's regex tokenizer, which differs from scikit-learn on
-some inputs (docs/text.md and tests/sklearn/test_text.py say which).
+the artifact's head is onnxruntime's StringNormalizer and regex Tokenizer (scikit-learn's
+default token patterns translated to re2's Unicode classes), which lower-case a few
+letters unlike Python (docs/text.md and tests/sklearn/test_text.py say which).
 """
 
 from __future__ import annotations
@@ -17,17 +18,31 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 #: metadata key saying what the artifact's input is
 INPUT_KEY = "bridge.text_input"
-STRING_INPUT = ("documents: a string tensor (N, 1), tokenised by the graph's Tokenizer "
-                "(com.microsoft), which can differ from scikit-learn's analyzer")
+STRING_INPUT = ("documents: a string tensor (N, 1), lower-cased by StringNormalizer and "
+                "tokenised by the com.microsoft Tokenizer (re2), which can differ from "
+                "scikit-learn's analyzer on a few letters (Greek final sigma, Turkish I)")
 _HEAD_PREFIX = "text_"
+
+
+#: scikit-learn token patterns and their re2 equivalents for onnxruntime's Tokenizer. Python's
+#: ``\w`` under ``(?u)`` is a Unicode letter, digit or underscore; re2's ``\w`` is ASCII
+#: only (skl2onnx's default ``[a-zA-Z0-9_]+`` drops every word with an accent), and a run
+#: of word characters is what ``\b...\b`` delimits.
+RE2_TOKEN_PATTERNS = {
+    r"(?u)\b\w\w+\b": r"[\p{L}\p{N}_]{2,}",
+    r"(?u)\b\w+\b": r"[\p{L}\p{N}_]+",
+}
 
 
 def counting_twin(vectorizer) -> CountVectorizer:
     """A CountVectorizer with ``vectorizer``'s analyzer and vocabulary that counts (no
-    binary cap, no weighting): the head skl2onnx converts."""
+    binary cap, no weighting): the head skl2onnx converts. Its stop words are left out:
+    the vocabulary has none, and skl2onnx would put them in StringNormalizer, which sees
+    whole documents."""
     names = set(CountVectorizer().get_params())
     twin = CountVectorizer(**{k: v for k, v in vectorizer.get_params().items() if k in names})
     twin.binary = False
+    twin.stop_words = None
     twin.vocabulary_ = dict(vectorizer.vocabulary_)
     twin.fixed_vocabulary_ = getattr(vectorizer, "fixed_vocabulary_", False)
     return twin
@@ -42,11 +57,19 @@ def string_head(vectorizer, options: dict | None, target_opset) -> onnx.ModelPro
     if vectorizer.analyzer != "word":
         return (f"skl2onnx's graph for analyzer={vectorizer.analyzer!r} tokenises unlike "
                 "scikit-learn (it supports analyzer='word' only)")
+    if vectorizer.stop_words is not None and vectorizer.ngram_range[1] > 1:
+        return ("onnxruntime's n-grams would span the stop words scikit-learn removes before "
+                "forming them")
+    if vectorizer.preprocessor is not None or vectorizer.tokenizer is not None:
+        return "skl2onnx cannot convert a Python preprocessor or tokenizer"
     twin = counting_twin(vectorizer)
     options = options or {}
     head_options = {}
     for key in (id(vectorizer), type(vectorizer), CountVectorizer):
         head_options.update(options.get(key, {}))
+    pattern = RE2_TOKEN_PATTERNS.get(vectorizer.token_pattern)
+    if pattern is not None and not {"tokenexp", "separators"} & set(head_options):
+        head_options["tokenexp"] = pattern
     try:
         return to_onnx(twin, initial_types=[("X", StringTensorType([None, 1]))],
                        options={id(twin): head_options} if head_options else None,
