@@ -136,6 +136,13 @@ def _compare(actual: np.ndarray, expected, rtol: float, atol: float) -> None:
         np.testing.assert_array_equal(actual, expected)
 
 
+def _compare_sequence(actual: list, expected, rtol: float, atol: float) -> None:
+    if not isinstance(expected, list) or len(actual) != len(expected):
+        raise AssertionError(f"a sequence of {len(actual)} tensors, expected {expected!r:.80}")
+    for tensor, wanted in zip(actual, expected):
+        _compare(torch_to_numpy(tensor), wanted, rtol, atol)
+
+
 def run_case(case: ConformanceCase) -> CaseResult:
     """Convert and run one case; never raises, the outcome is in the result."""
     try:
@@ -156,6 +163,9 @@ def run_case(case: ConformanceCase) -> CaseResult:
             if len(results) != len(expected):
                 raise AssertionError(f"{len(results)} outputs, expected {len(expected)}")
             for name, actual, wanted in zip(module.output_names, results, expected):
+                if isinstance(actual, list):  # a sequence: a list of tensors, in order
+                    _compare_sequence(actual, wanted, case.rtol, case.atol)
+                    continue
                 _compare(_to_output(actual, module.output_vocabularies.get(name)), wanted,
                          case.rtol, case.atol)
     except Exception as error:
