@@ -116,6 +116,8 @@ class CompiledMethod:
     def __call__(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         rows = inputs[0].shape[0]
         if self.max_rows is None or rows <= self.max_rows:
+            if len(inputs) == 1 and inputs[0].is_contiguous():  # the serving case
+                return self.runner.run(inputs)[0]
             return self.runner.run([t.contiguous() for t in inputs])[0]
         parts = [self.runner.run([t[start:start + self.max_rows].contiguous() for t in inputs])[0]
                  for start in range(0, rows, self.max_rows)]
@@ -218,7 +220,7 @@ class CompiledModel:
         if method in self.eager_methods:
             return getattr(model, method)(X)
         output = model._method_outputs[method]
-        graph = model.graph_modules._modules[output.graph]
+        graph = model._modules["graph_modules"]._modules[output.graph]  # (no __getattr__)
         tensor = model._input_spec.served(X, self.device)  # the serving case, checked cheaply
         if tensor is not None:
             inputs, as_numpy = [tensor], type(X) is not torch.Tensor
