@@ -7,7 +7,7 @@ Run from the repository root::
     python benchmarks/text.py --quick    # fewer rounds
 
 One thread everywhere; backends interleaved round by round; best and median of the rounds.
-bridge's probabilities are checked against scikit-learn before timing.
+bridge's and onnxruntime's probabilities are checked against scikit-learn before timing.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def main() -> None:
         np.testing.assert_allclose(model.predict_proba(batch), pipeline.predict_proba(batch),
                                    atol=1e-5)
         feeds = {"X": np.array(batch, dtype=object).reshape(-1, 1)}
+        np.testing.assert_allclose(session.run(None, feeds)[1], pipeline.predict_proba(batch),
+                                   atol=1e-5)
         calls = {"sklearn": lambda b=batch: pipeline.predict_proba(b),
                  "bridge": lambda b=batch: model.predict_proba(b),
                  "host": lambda b=batch: model._input_spec.encoder.entries(b),
