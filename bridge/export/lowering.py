@@ -112,6 +112,12 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
         "GaussianProcessClassifier", "Isomap", "NMF", "MiniBatchNMF",
         "LatentDirichletAllocation",
+        "LinearDiscriminantAnalysis", "QuadraticDiscriminantAnalysis", "PLSRegression",
+        "PLSCanonical", "CCA", "PLSSVD", "OneClassSVM", "SGDOneClassSVM", "GridSearchCV",
+        "RandomizedSearchCV", "OneVsOneClassifier", "MultiOutputClassifier", "KNNImputer",
+        "RadiusNeighborsClassifier", "RadiusNeighborsRegressor", "RadiusNeighborsTransformer",
+        "FeatureAgglomeration", "SparsePCA", "MiniBatchSparsePCA", "GaussianRandomProjection",
+        "LabelEncoder", "RFECV",
     )},
 }
 

@@ -54,10 +54,10 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "KNeighborsClassifier": _entry(["predict", "predict_proba"],
                                    notes="pairwise distances run through the ai.onnx Scan operator"),
     "KNeighborsRegressor": _entry(_REGRESSOR, notes="pairwise distances run through the ai.onnx Scan operator"),
-    "FixedThresholdClassifier": _entry(_PROBA_ONLY, notes=(
+    "FixedThresholdClassifier": _entry(_CLASSIFIER, notes=(
         "bridge converter; binary; labels threshold the positive class's probability or "
-        "decision value; decision_function has no conversion")),
-    "TunedThresholdClassifierCV": _entry(_PROBA_ONLY, notes=(
+        "decision value; decision_function is the inner estimator's (linear models, SVC)")),
+    "TunedThresholdClassifierCV": _entry(_CLASSIFIER, notes=(
         "bridge converter while skl2onnx's ignores the tuned threshold; as "
         "FixedThresholdClassifier")),
     "KMeans": _entry(["predict", "transform"], notes=(
@@ -91,23 +91,27 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "Nystroem": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; kernels linear, rbf, laplacian, poly, sigmoid, cosine")),
     "SelectKBest": _entry(_TRANSFORM),
-    "RFE": _entry(_TRANSFORM, notes=(
-        "transform only: skl2onnx converts the feature selection, not the predictions made "
-        "through the selected estimator")),
+    "RFE": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "predictions through estimator_ on the selected columns (a pipeline view), "
+        "transform the selection; the methods its estimator has")),
+    "RFECV": _entry(_CLASSIFIER + _TRANSFORM, notes="as RFE"),
     "VarianceThreshold": _entry(_TRANSFORM),
     "Pipeline": _entry(_CLASSIFIER + _TRANSFORM, notes="the methods of its last step"),
     "ColumnTransformer": _entry(_TRANSFORM, notes=(
         "columns by position, or by name (then one graph input per column; text columns "
         "go in as strings, from a DataFrame)")),
     "FeatureUnion": _entry(_TRANSFORM),
-    "StackingClassifier": _entry(_CLASSIFIER, notes=(
-        "bridge fixes binary stacks mixing predict_proba and decision_function; "
-        "transform has no ONNX conversion")),
-    "StackingRegressor": _entry(_REGRESSOR, notes="transform has no ONNX conversion"),
-    "VotingClassifier": _entry(_PROBA_ONLY, notes=(
+    "StackingClassifier": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "bridge fixes binary stacks mixing predict_proba and decision_function; transform "
+        "through bridge's transform view (one column per binary output, passthrough)")),
+    "StackingRegressor": _entry(_REGRESSOR + _TRANSFORM, notes=(
+        "transform through bridge's transform view")),
+    "VotingClassifier": _entry(_PROBA_ONLY + _TRANSFORM, notes=(
         "bridge converter for flatten_transform=True; predict_proba for voting='soft'; "
-        "transform has no ONNX conversion")),
-    "VotingRegressor": _entry(_REGRESSOR, notes="transform has no ONNX conversion"),
+        "transform through bridge's transform view (soft: probabilities, flattened or "
+        "stacked; hard: each estimator's class index)")),
+    "VotingRegressor": _entry(_REGRESSOR + _TRANSFORM, notes=(
+        "transform through bridge's transform view")),
     "TransformedTargetRegressor": _entry(_REGRESSOR, notes=(
         "bridge converter; inverse_func in exp, expm1, log, log1p, sqrt, square, or a "
         "Standard/MinMax/MaxAbs/Robust scaler transformer")),
@@ -138,9 +142,9 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; metric euclidean (every method) or manhattan (predict)")),
     "EllipticEnvelope": _entry(["predict", "decision_function", "score_samples"], _F64,
                                notes="bridge converter; squared Mahalanobis distance"),
-    "IsotonicRegression": _entry(_REGRESSOR, _F64, notes=(
+    "IsotonicRegression": _entry(_REGRESSOR + _TRANSFORM, _F64, notes=(
         "bridge converter; input one (N, 1) column; out_of_bounds 'nan' or 'clip'; "
-        "transform has no ONNX conversion")),
+        "transform gives predict's values")),
     "MissingIndicator": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; dense boolean output; missing_values NaN or a number; a feature "
         "missing only at inference is dropped (error_on_new cannot raise in a graph)")),
@@ -149,7 +153,8 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "raises); NaN rows give zeros; sparse_output=False")),
     "FactorAnalysis": _entry(["transform", "score_samples"], _F64, notes="bridge converter"),
     "FastICA": _entry(_TRANSFORM, _F64, notes="bridge converter"),
-    "SparseRandomProjection": _entry(_TRANSFORM, _F64, notes="bridge converter; dense output"),
+    "SparseRandomProjection": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; dense output; n_components='auto' parsed as its fitted width")),
     "BernoulliRBM": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; score_samples (random by design) has no ONNX conversion")),
     "NeighborhoodComponentsAnalysis": _entry(_TRANSFORM),
@@ -228,4 +233,50 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "MultiLabelBinarizer": _entry(_TRANSFORM, _F64, notes=(
         "label sets in (transform); unknown labels ignored with scikit-learn's warning; "
         "float output in the graph's dtype")),
+    # methods and estimators added through bridge/sklearn/converters/{methods,searches,
+    # outlier_scores,discriminant,radius_neighbors,linear_transforms}.py
+    "LinearDiscriminantAnalysis": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "binary probabilities expit(d) by bridge's converter (skl2onnx's give expit(2d)); "
+        "transform for solver 'svd' or 'eigen' (scikit-learn has none for 'lsqr')")),
+    "QuadraticDiscriminantAnalysis": _entry(_CLASSIFIER, notes=(
+        "decision_function through bridge's raw_scores option on skl2onnx's converter")),
+    "PLSRegression": _entry(_REGRESSOR + _TRANSFORM, notes=(
+        "transform through bridge's transform view (x scores)")),
+    "PLSCanonical": _entry(_REGRESSOR + _TRANSFORM, notes="bridge converter; as PLSRegression"),
+    "CCA": _entry(_REGRESSOR + _TRANSFORM, notes="bridge converter; as PLSRegression"),
+    "PLSSVD": _entry(_TRANSFORM, notes="bridge converter (x scores)"),
+    "OneClassSVM": _entry(["predict", "decision_function", "score_samples"], notes=(
+        "score_samples (decision + offset_) through bridge's option on skl2onnx's converter")),
+    "SGDOneClassSVM": _entry(["predict", "decision_function", "score_samples"],
+                             notes="as OneClassSVM"),
+    "GridSearchCV": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "converts as best_estimator_, with its methods; options reach it")),
+    "RandomizedSearchCV": _entry(_CLASSIFIER + _TRANSFORM, notes=(
+        "skl2onnx's GridSearchCV converter, registered by bridge; as GridSearchCV")),
+    "OneVsOneClassifier": _entry(_SCORES_ONLY, notes=(
+        "decision_function: the votes plus confidences skl2onnx's graph gives; integer "
+        "class labels (string labels are computed in skl2onnx's graph)")),
+    "MultiOutputClassifier": _entry(["predict", "predict_proba"], notes=(
+        "predict_proba is an ONNX sequence: a list with one array per output")),
+    "KNNImputer": _entry(_TRANSFORM, notes=(
+        "skl2onnx's graph with local functions, inlined at import")),
+    "RadiusNeighborsClassifier": _entry(["predict", "predict_proba"], notes=(
+        "bridge converter (skl2onnx's graph fails in onnxruntime); euclidean or manhattan; "
+        "rows without neighbours: outlier_label as scikit-learn, or, without one, the "
+        "graph fails (IndexError in bridge, an error in onnxruntime) where scikit-learn "
+        "raises ValueError")),
+    "RadiusNeighborsRegressor": _entry(_REGRESSOR, notes=(
+        "bridge converter; NaN for rows without neighbours, as scikit-learn")),
+    "RadiusNeighborsTransformer": _entry(_TRANSFORM, notes=(
+        "bridge converter; dense (N, n_fit) output, 0 outside the radius")),
+    "FeatureAgglomeration": _entry(_TRANSFORM, notes=(
+        "bridge converter; pooling_func numpy.mean only")),
+    "SparsePCA": _entry(_TRANSFORM, notes=(
+        "bridge converter; the ridge solve against the components as one matrix")),
+    "MiniBatchSparsePCA": _entry(_TRANSFORM, notes="as SparsePCA"),
+    "GaussianRandomProjection": _entry(_TRANSFORM, notes=(
+        "n_components='auto' parsed as its fitted width")),
+    "LabelEncoder": _entry(_TRANSFORM, notes=(
+        "integer labels; input is y (1-D); an unseen label gives -1 where scikit-learn "
+        "raises")),
 }
