@@ -23,6 +23,7 @@ from sklearn.utils import murmurhash3_32
 
 import bridge
 from bridge.errors import ConversionError, InvalidInputError, UnsupportedEstimatorError
+from bridge.sklearn.text import artifact_feed
 from bridge.sklearn.text.artifact import INPUT_KEY
 from tests.parity import assert_parity, run_onnxruntime
 from tests.sklearn.checks import assert_method_matches
@@ -295,7 +296,7 @@ def test_onnxruntime_runs_the_documents_artifact(make):
     note = {e.key: e.value for e in graph.metadata_props}[INPUT_KEY]
     assert note.startswith("documents")
     def onnxruntime_proba(rows):
-        return run_onnxruntime(graph, {"X": np.array(rows, dtype=object).reshape(-1, 1)})[1]
+        return run_onnxruntime(graph, artifact_feed(model, rows))[1]
 
     expected = pipeline.predict_proba(documents)
     assert_parity(model.predict_proba(documents), expected, rtol=0, atol=1e-5)
@@ -326,8 +327,7 @@ def test_onnxruntime_runs_the_host_encoding_artifact(estimator):
     model = bridge.from_sklearn(estimator)
     note = {e.key: e.value for e in model.onnx_model.metadata_props}[INPUT_KEY]
     assert note.startswith("the host encoding")
-    (encoded,), _ = model._input_spec.prepare(rows, torch.device("cpu"))
-    (reference,) = run_onnxruntime(model.onnx_model, {"X": encoded.numpy()})
+    (reference,) = run_onnxruntime(model.onnx_model, artifact_feed(model, rows))
     assert_parity(model.raw_outputs("transform", rows)[0], reference, rtol=1e-6, atol=1e-6)
     assert_parity(reference, _dense(estimator.transform(rows)), rtol=1e-5, atol=1e-6)
 
@@ -390,6 +390,9 @@ def test_dataframe_with_text_columns_matches_sklearn(with_sample):
     for rows in (frame, unseen):
         assert_method_matches(pipeline, model, "predict", rows, predicts_labels=True)
         assert_method_matches(pipeline, model, "predict_proba", rows, predicts_labels=True)
+    onnxruntime_proba = run_onnxruntime(model.onnx_model["predict_proba"],
+                                        artifact_feed(model, unseen))[1]
+    assert_parity(onnxruntime_proba, pipeline.predict_proba(unseen), rtol=0, atol=1e-5)
     copied = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(copied.predict(unseen), pipeline.predict(unseen))
     with pytest.raises(InvalidInputError, match="reads the DataFrame columns"):
@@ -485,3 +488,9 @@ def test_compiled_serving_of_a_dataframe_text_model():
     unseen = _frame(pandas, TEST, seed=2)
     assert_parity(served.predict_proba(unseen), pipeline.predict_proba(unseen), rtol=0,
                   atol=1e-5)
+
+
+def test_artifact_feed_refuses_a_numeric_model():
+    model = bridge.from_sklearn(StandardScaler().fit(np.eye(3)))
+    with pytest.raises(InvalidInputError, match="reads numbers"):
+        artifact_feed(model, np.eye(3))

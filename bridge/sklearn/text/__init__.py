@@ -8,7 +8,9 @@ from bridge.sklearn.text.boundary import (
     HostEncoding,
     TermWeighting,
     TextInputSpec,
+    artifact_feed,
     host_encoding,
 )
 
-__all__ = ["HOST_ENCODERS", "HostEncoding", "TermWeighting", "TextInputSpec", "host_encoding"]
+__all__ = ["HOST_ENCODERS", "HostEncoding", "TermWeighting", "TextInputSpec", "artifact_feed",
+           "host_encoding"]

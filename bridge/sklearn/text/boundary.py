@@ -20,12 +20,13 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from bridge.errors import InvalidInputError, UnsupportedEstimatorError
 from bridge.sklearn.inputs import TORCH_DTYPES, InputSpec, parts, text_columns
 from bridge.sklearn.text.artifact import (
+    INPUT_KEY,
     numeric_input_note,
     set_input_note,
     string_head,
     with_string_head,
 )
-from bridge.sklearn.text.columns import column_encoding
+from bridge.sklearn.text.columns import ColumnsInputSpec, column_encoding
 from bridge.sklearn.text.encoders import (
     DictEncoder,
     FeatureHashEncoder,
@@ -268,3 +269,44 @@ def host_encoding(estimator, dtype: np.dtype, X_sample=None) -> HostEncoding | N
     tensor_type = DoubleTensorType if np.dtype(dtype) == np.float64 else FloatTensorType
     view = _replace_first_step(estimator, _weighting(first))
     return HostEncoding(view, spec, [("X", tensor_type([None, width]))], first)
+
+
+def artifact_feed(model, X) -> dict[str, np.ndarray]:
+    """The onnxruntime feed of ``model.onnx_model`` for the raw rows ``X`` of a converted
+    text or dict model: the documents themselves where the artifact takes documents, else
+    the host encoding bridge computes (one array per graph input).
+
+    Parameters
+    ----------
+    model : ConvertedModel
+        Converted by ``from_sklearn`` from an estimator with text or dict input.
+    X : documents, dicts, label sets or DataFrame
+        What the model's methods take.
+
+    Returns
+    -------
+    dict
+        Graph input name → numpy array, for ``InferenceSession.run(None, feed)``.
+
+    Raises
+    ------
+    InvalidInputError
+        The model does not read text or dicts, or ``X`` holds a value it refuses.
+    """
+    spec = model._input_spec
+    if not isinstance(spec, TextInputSpec | ColumnsInputSpec):
+        raise InvalidInputError(
+            f"the converted {model.estimator_name} reads numbers; feed onnxruntime the array")
+    graphs = model.onnx_model
+    graph = next(iter(graphs.values())) if isinstance(graphs, dict) else graphs
+    names = [value.name for value in graph.graph.input]
+    notes = {entry.key: entry.value for entry in graph.metadata_props}
+    if notes.get(INPUT_KEY, "").startswith("documents"):
+        documents = spec.encoder._documents(X)  # the same refusals as the model's methods
+        return {names[0]: np.array(documents, dtype=object).reshape(-1, 1)}
+    module = next(iter(model.graph_modules.values()))
+    inputs, _ = spec.prepare(X, torch.device("cpu"), module.input_vocabularies)
+    feed = {name: tensor.numpy() for name, tensor in zip(names, inputs, strict=True)}
+    for name in spec.text_columns:  # category columns: the artifact reads the strings
+        feed[name] = X[name].to_numpy(dtype=object).reshape(-1, 1)
+    return feed
