@@ -66,10 +66,10 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "GaussianMixture": _entry(["predict", "predict_proba", "score_samples"], notes=(
         "every covariance_type")),
     "BayesianGaussianMixture": _entry(["predict", "predict_proba", "score_samples"]),
-    "StandardScaler": _entry(_TRANSFORM, _F64),
-    "MinMaxScaler": _entry(_TRANSFORM),
-    "MaxAbsScaler": _entry(_TRANSFORM),
-    "RobustScaler": _entry(_TRANSFORM),
+    **{name: _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter: scikit-learn's own arithmetic (divides where it divides), bit "
+        "for bit, so trees downstream see the same values"))
+       for name in ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")},
     "Normalizer": _entry(_TRANSFORM),
     "Binarizer": _entry(_TRANSFORM),
     "PolynomialFeatures": _entry(_TRANSFORM),

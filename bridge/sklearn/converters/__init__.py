@@ -48,6 +48,7 @@ CONVERTER_MODULES = (
     "isomap",
     "nmf",
     "lda",
+    "scalers",
 )
 
 _registered: dict[str, object] | None = None
