@@ -232,7 +232,7 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "hashed matrix")),
     "MultiLabelBinarizer": _entry(_TRANSFORM, _F64, notes=(
         "label sets in (transform); unknown labels ignored with scikit-learn's warning; "
-        "float output in the graph's dtype")),
+        "int64 output, as scikit-learn's")),
     # methods and estimators added through bridge/sklearn/converters/{methods,searches,
     # outlier_scores,discriminant,radius_neighbors,linear_transforms}.py
     "LinearDiscriminantAnalysis": _entry(_CLASSIFIER + _TRANSFORM, notes=(

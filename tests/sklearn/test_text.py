@@ -90,7 +90,9 @@ def test_vectorizers_match_sklearn(cls, params):
     for documents in (TRAIN, TEST):
         expected = _dense(vectorizer.transform(documents))
         actual = model.transform(documents)
-        assert actual.shape == expected.shape and actual.dtype == np.float32
+        # a CountVectorizer alone counts in scikit-learn's integer dtype; weights are float32
+        assert actual.shape == expected.shape
+        assert actual.dtype == (np.int64 if cls is CountVectorizer else np.float32)
         assert_parity(actual, expected, rtol=1e-5, atol=1e-6, what=str(vectorizer))
 
 
@@ -177,6 +179,7 @@ def test_multilabel_binarizer_matches_sklearn_and_warns_on_unknown_labels():
     model = bridge.from_sklearn(binarizer)
     rows = [("drama",), ("comedy", "sci-fi", "comedy"), ()]
     assert_parity(model.transform(rows), binarizer.transform(rows), rtol=0, atol=0)
+    assert model.transform(rows).dtype == binarizer.transform(rows).dtype == np.int64
     with pytest.warns(UserWarning, match=r"unknown class\(es\) \['horror'\] will be ignored"):
         assert_parity(model.transform([["horror", "drama"]]),
                       np.array([[0, 1, 0]]), rtol=0, atol=0)
@@ -242,7 +245,8 @@ def test_float64_transforms(make):
     estimator, rows = make()
     estimator.fit(rows)
     result = bridge.from_sklearn(estimator, dtype=np.float64).transform(rows)
-    assert result.dtype == np.float64
+    integer = isinstance(estimator, CountVectorizer | MultiLabelBinarizer)  # as scikit-learn
+    assert result.dtype == (np.int64 if integer else np.float64)
     assert_parity(result, _dense(estimator.transform(rows)), rtol=1e-12, atol=1e-13)
 
 

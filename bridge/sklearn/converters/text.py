@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 from skl2onnx import update_registered_converter
+from skl2onnx.common.data_types import Int64TensorType
 
 from bridge.sklearn.converters._graph import add_constant, add_node, float_type_of, proto_float_of
 from bridge.sklearn.text import TermWeighting
@@ -18,9 +19,10 @@ ALIAS = "BridgeTermWeighting"
 
 
 def term_weighting_shape_calculator(operator) -> None:
-    """Output ``(N, n_features)`` in the input's float type."""
-    width = operator.raw_operator.n_features
-    operator.outputs[0].type = float_type_of(operator)([None, width])
+    """Output ``(N, n_features)`` in the input's float type (int64 for integer output)."""
+    model = operator.raw_operator
+    output_type = Int64TensorType if model.integer_output else float_type_of(operator)
+    operator.outputs[0].type = output_type([None, model.n_features])
 
 
 def _row_norms(scope, container, x: str, norm: str, proto: int) -> str:
@@ -42,7 +44,8 @@ def _row_norms(scope, container, x: str, norm: str, proto: int) -> str:
 
 def convert_term_weighting(scope, operator, container) -> None:
     """Min(x, 1) → Where(x > 0, 1 + Log(x), x) → Mul(idf) → Div(row norms), each only when
-    the vectorizer asks for it; Identity when it asks for none."""
+    the vectorizer asks for it; Identity when it asks for none; a Cast to int64 last for
+    integer output."""
     model = operator.raw_operator
     proto = proto_float_of(operator)
     x = operator.inputs[0].full_name
@@ -62,6 +65,10 @@ def convert_term_weighting(scope, operator, container) -> None:
     if model.norm is not None:
         norms = _row_norms(scope, container, x, model.norm, proto)
         x = add_node(scope, container, "Div", [x, norms], "normalised")
+    if model.integer_output:
+        container.add_node("Cast", [x], [operator.outputs[0].full_name], to=TensorProto.INT64,
+                           name=scope.get_unique_operator_name("Cast"))
+        return
     container.add_node("Identity", [x], [operator.outputs[0].full_name],
                        name=scope.get_unique_operator_name("Identity"))
 

@@ -65,16 +65,21 @@ class TermWeighting(TransformerMixin, BaseEstimator):
     norm : {'l1', 'l2'}, optional
     source : str, default ""
         The vectorizer it stands for (in messages).
+    integer_output : bool, default False
+        Give int64 (a standalone CountVectorizer or MultiLabelBinarizer, whose scikit-learn
+        output is integer).
     """
 
     def __init__(self, n_features: int, binary: bool = False, sublinear_tf: bool = False,
-                 idf=None, norm: str | None = None, source: str = ""):
+                 idf=None, norm: str | None = None, source: str = "",
+                 integer_output: bool = False):
         self.n_features = n_features
         self.binary = binary
         self.sublinear_tf = sublinear_tf
         self.idf = idf
         self.norm = norm
         self.source = source
+        self.integer_output = integer_output
 
     def fit(self, X=None, y=None):
         """Nothing to learn: the vectorizer it stands for was fitted. Returns ``self``."""
@@ -105,7 +110,7 @@ class TermWeighting(TransformerMixin, BaseEstimator):
             norms = (np.abs(X).sum(axis=1) if self.norm == "l1"
                      else np.sqrt((X * X).sum(axis=1)))
             X = X / np.where(norms == 0, 1.0, norms)[:, None]
-        return X
+        return X.astype(np.int64) if self.integer_output else X
 
 
 def _weighting(estimator) -> TermWeighting:
@@ -267,7 +272,11 @@ def host_encoding(estimator, dtype: np.dtype, X_sample=None) -> HostEncoding | N
     spec = TextInputSpec(np.dtype(dtype), 2, width, True, None, False, type(estimator).__name__,
                          encoder=encoder)
     tensor_type = DoubleTensorType if np.dtype(dtype) == np.float64 else FloatTensorType
-    view = _replace_first_step(estimator, _weighting(first))
+    weighting = _weighting(first)
+    if first is estimator and (isinstance(first, MultiLabelBinarizer) or (
+            type(first) is CountVectorizer and np.dtype(first.dtype).kind in "iu")):
+        weighting.integer_output = True  # alone, scikit-learn's dtype: integer counts
+    view = _replace_first_step(estimator, weighting)
     return HostEncoding(view, spec, [("X", tensor_type([None, width]))], first)
 
 
