@@ -32,6 +32,7 @@ from bridge.trees.traversal import eager_mode
 
 POSTS = {"NONE": 0, "SOFTMAX": 1, "LOGISTIC": 2}  # the transforms the C finish applies
 UNSUPPORTED = False  # a built state: this operator's calls take the torch path
+NOT_NOW = None  # this call takes the torch path (too few columns, tables off the CPU)
 
 
 class Serving(EagerMemo):
@@ -82,6 +83,8 @@ def _forest(operator: nn.Module, dtype: torch.dtype, n_columns: int, classifier:
     forest = memo.forest(dtype)
     if forest is None:
         forest = _build(operator, dtype, n_columns, classifier)
+        if forest is NOT_NOW:
+            return UNSUPPORTED
         memo.keep(dtype, forest)
     return forest
 
@@ -151,8 +154,9 @@ class Built:
 
 
 def _build(operator: nn.Module, dtype: torch.dtype, width: int, classifier: bool):
-    """The operator's ``Forest`` for rows of ``dtype`` and ``width`` columns, or
-    :data:`UNSUPPORTED` when C cannot compute what the torch path computes."""
+    """The operator's ``Forest`` for rows of ``dtype`` and ``width`` columns,
+    :data:`UNSUPPORTED` when C cannot compute what the torch path computes, or
+    :data:`NOT_NOW` when it cannot for this call alone."""
     trees = operator._modules["trees"]
     strategies, aggregators = trees._modules["strategies"], trees._modules["aggregators"]
     walk, aggregator = strategies._modules.get("traversal"), aggregators._modules.get("traversal")
@@ -164,8 +168,8 @@ def _build(operator: nn.Module, dtype: torch.dtype, width: int, classifier: bool
         return UNSUPPORTED
     tests = walk._modules["tests"]
     fill = walk.missing_fill is not None
-    if width < walk.n_features:
-        return UNSUPPORTED  # the torch path raises its error for such rows
+    if width < walk.n_features or walk.feature.device.type != "cpu":
+        return NOT_NOW  # the torch path answers (or raises its error for such rows)
     threshold_name = "threshold64" if dtype == torch.float64 else "threshold32"
     values_name = "values64" if dtype == torch.float64 else "values32"
     watched = [(walk, name) for name in ("feature", "first_child", "roots", "depths")]
@@ -182,6 +186,8 @@ def _build(operator: nn.Module, dtype: torch.dtype, width: int, classifier: bool
         inference |= frozen
         watch += ((owner._buffers, name, tensor, -1 if frozen else tensor._version),)
     buffers = {name: owner._buffers[name] for owner, name in watched}
+    if any(t.device.type != "cpu" for t in buffers.values()):
+        return NOT_NOW
     tables = {name: buffers[name].contiguous()
               for name in ("feature", "first_child", threshold_name, "constant_has")}
     rank = walk.forest_rank
@@ -198,8 +204,6 @@ def _build(operator: nn.Module, dtype: torch.dtype, width: int, classifier: bool
     native._check_values(dtype, first_child.numel(), roots.numel(), values,
                          aggregator.tree_outputs)
     finish_tensors = [buffers[name].contiguous() for name in finish["tensors"]]
-    if any(t.device.type != "cpu" for t in (*finish_tensors, tables["constant_has"])):
-        return UNSUPPORTED
     n_outputs = aggregator.n_outputs
     has = tables["constant_has"]
     single = aggregator.tree_outputs

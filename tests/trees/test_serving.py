@@ -226,6 +226,14 @@ def test_bad_tables_raise_before_walking():
 
 
 @built
+def test_too_narrow_rows_raise_the_torch_paths_error_and_later_calls_are_served():
+    _, operator, x = edited_model()
+    with pytest.raises(ValueError, match="F >= 6"):
+        operator(x[:, :4])
+    assert serving.classify(operator, x) is not None
+
+
+@built
 def test_wider_rows_copies_and_pickles():
     model, operator, x = edited_model()
     expected = operator(x)
