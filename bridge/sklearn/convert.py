@@ -25,6 +25,7 @@ from skl2onnx.common.data_types import (
 from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
@@ -220,12 +221,29 @@ def _warn_about_lenient_parts(estimator) -> None:
                 UserWarning, stacklevel=3)
 
 
+def accepts_nan(estimator) -> bool:
+    """Whether ``estimator`` takes NaN: its ``allow_nan`` tag; for a Pipeline (scikit-learn
+    1.9 does not pass the steps' tags up to it), whether every step takes NaN up to the
+    first imputer, which leaves none."""
+    if not isinstance(estimator, Pipeline):
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    for _, step in estimator.steps:
+        if step is None or step == "passthrough":
+            continue
+        if not accepts_nan(step):
+            return False
+        if (type(step).__module__.startswith("sklearn.impute")
+                and type(step).__name__ != "MissingIndicator"):
+            return True  # an imputer taking NaN leaves none
+    return True
+
+
 def _input_spec(estimator, X_sample, dtype: np.dtype) -> tuple[InputSpec, list]:
     name = type(estimator).__name__
     tensor_type = DoubleTensorType if dtype == np.float64 else FloatTensorType
     feature_names = getattr(estimator, "feature_names_in_", None)
     feature_names = None if feature_names is None else tuple(str(c) for c in feature_names)
-    allow_nan = bool(get_tags(estimator).input_tags.allow_nan)
+    allow_nan = accepts_nan(estimator)
     if name in ("LabelBinarizer", "LabelEncoder"):  # input: the labels y (1-D)
         classes = np.asarray(estimator.classes_)
         if classes.dtype.kind not in "iub":

@@ -1,12 +1,15 @@
 """Exactness where scikit-learn is exact: scalers with scikit-learn's own arithmetic (so the
-trees after them see the same values), in bridge and in onnxruntime."""
+trees after them see the same values), in bridge and in onnxruntime; pipelines that take NaN
+where their steps do."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import KNNImputer, SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
@@ -57,3 +60,31 @@ def test_scaler_before_a_forest_on_digits_is_exact(name, digits):
     graph = next(iter(graphs.values()))
     _, probabilities = run_onnxruntime(graph, {graph.graph.input[0].name: X})[:2]
     assert np.abs(probabilities - expected).max() < 1e-6
+
+
+def _with_missing():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    return X, y
+
+
+@pytest.mark.parametrize("steps", [
+    lambda: [SimpleImputer(), LogisticRegression()],
+    lambda: [KNNImputer(), StandardScaler(), LogisticRegression()],
+    lambda: [StandardScaler(), HistGradientBoostingClassifier(max_iter=10, random_state=0)],
+], ids=["simple-imputer", "knn-imputer", "scaler-hist-gradient-boosting"])
+def test_a_pipeline_whose_steps_take_nan_takes_nan(steps):
+    # scikit-learn 1.9 does not pass the first step's allow_nan tag up to the Pipeline
+    X, y = _with_missing()
+    pipeline = make_pipeline(*steps()).fit(X, y)
+    np.testing.assert_array_equal(bridge.from_sklearn(pipeline).predict(X), pipeline.predict(X))
+
+
+def test_a_pipeline_that_meets_nan_before_an_imputer_refuses_it():
+    X, y = _with_missing()
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        np.nan_to_num(X), y)
+    with pytest.raises(ValueError, match="contains NaN"):
+        bridge.from_sklearn(pipeline).predict(X)
