@@ -137,14 +137,21 @@ def plan_conversion(estimator) -> ConversionPlan:
                         for m in available if m != "transform"})
     elif isinstance(final_estimator(estimator), ClassifierChain):
         # one column per label: (predictions, probabilities, decision values), as matrices
-        wants_log = "predict_log_proba" in available and "predict_proba" in available
+        from bridge.sklearn.converters.chains import binary_links
+
+        binary = binary_links(final_estimator(estimator))
+        wants_log = binary and "predict_log_proba" in available and "predict_proba" in available
         graphs["chain"] = GraphPlan(estimator, {}, 1 if wants_log else None)
         for method, position in (("predict", 0), ("predict_proba", 1),
                                  ("decision_function", 2), ("predict_log_proba", 3)):
-            if method in available and (method != "predict_log_proba" or wants_log):
+            if method in available and (method == "predict" or binary) and (
+                    method != "predict_log_proba" or wants_log):
                 outputs[method] = MethodOutput("chain", position, "matrix")
         if "predict_log_proba" in available and not wants_log:
             missing["predict_log_proba"] = "the chain's estimators have no predict_proba"
+        if not binary:
+            missing.update({m: "a link of the chain is not binary (scikit-learn's own chain "
+                               "fails there too)" for m in available if m != "predict"})
     elif is_classifier(estimator):
         base = options(zipmap=False)
         if "predict_proba" in available:

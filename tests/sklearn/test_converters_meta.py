@@ -133,3 +133,18 @@ def test_output_code_with_constant_columns_and_string_classes(estimator):
         assert not (differ & ~_code_book_ties(classifier, new)).any(), dtype
         in_onnxruntime = _onnxruntime(model, new)[0].astype(str)
         assert not ((in_onnxruntime != expected) & ~_code_book_ties(classifier, new)).any()
+
+
+def test_classifier_chain_with_multiclass_links_predicts_and_refuses_the_rest():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    Y = np.stack([(X[:, 0] > 0) + (X[:, 1] > 0.5), rng.integers(0, 3, size=150)], axis=1)
+    chain = ClassifierChain(LogisticRegression(), order=[1, 0]).fit(X, Y)
+    new = rng.normal(size=(500, 4))
+    for dtype in (np.float32, np.float64):
+        model = bridge.from_sklearn(chain, dtype=dtype)
+        np.testing.assert_array_equal(model.predict(new), chain.predict(new))
+    with pytest.raises(ValueError):
+        chain.predict_proba(new)  # scikit-learn's own chain fails here
+    with pytest.raises(UnsupportedEstimatorError, match="not binary"):
+        model.predict_proba(new)

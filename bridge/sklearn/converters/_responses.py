@@ -27,7 +27,8 @@ def _options(estimator, **wanted) -> dict:
 def response_column(estimator, inputs, method: str, proto_numpy, version: int, owner: str,
                     container):
     """An ``(N, 1)`` column of ``estimator``'s ``method`` on ``inputs`` (a binary classifier's
-    positive-class probability or decision value, a label as a float, a regressor's value).
+    positive-class probability or decision value, any classifier's label as a float, a
+    regressor's value).
 
     Parameters
     ----------
@@ -71,10 +72,10 @@ def response_column(estimator, inputs, method: str, proto_numpy, version: int, o
             f"{owner}: its estimator {type(estimator).__name__} is neither a classifier nor a "
             "regressor; bridge converts those two kinds (see SUPPORTED.md)")
     classes = getattr(estimator, "classes_", None)
-    if classes is None or len(classes) != 2:
+    if classes is None or (len(classes) != 2 and method != "predict"):
         raise UnsupportedEstimatorError(
             f"{owner}: its estimator {type(estimator).__name__} has classes {classes!r}; "
-            "bridge converts binary estimators here (see SUPPORTED.md)")
+            f"bridge converts {method} of binary estimators here (see SUPPORTED.md)")
     if method == "predict":
         if np.asarray(classes).dtype.kind not in "iufb":
             raise UnsupportedEstimatorError(

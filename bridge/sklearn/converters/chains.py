@@ -26,6 +26,12 @@ _ALIASES = {ClassifierChain: "BridgeClassifierChain", RegressorChain: "BridgeReg
 CLASSIFIER_OUTPUTS = ("predictions", "probabilities", "decision")
 
 
+def binary_links(model) -> bool:
+    """Whether every link of a ClassifierChain is binary (scikit-learn's predict_proba and
+    decision_function fail on a chain with a multiclass link; predict works)."""
+    return all(len(getattr(e, "classes_", ())) == 2 for e in model.estimators_)
+
+
 def classifier_chain_parser(scope, model, inputs, custom_parsers=None):
     """Declare the chain's three outputs (predictions, probabilities, decision values)."""
     operator = scope.declare_local_operator(_ALIASES[ClassifierChain], model)
@@ -83,7 +89,7 @@ def convert_chain(scope, operator, container) -> None:
             scope, container)
         return
     methods = ("predict",) + tuple(m for m in ("predict_proba", "decision_function")
-                                   if hasattr(model, m))
+                                   if hasattr(model, m) and binary_links(model))
     columns = _chain_columns(model, x, methods, dtype, version, owner, container)
     predictions = _in_label_order(model, columns["predict"], version)
     OnnxCast(predictions, to=TensorProto.DOUBLE, op_version=version,
@@ -91,7 +97,7 @@ def convert_chain(scope, operator, container) -> None:
     for position, method in ((1, "predict_proba"), (2, "decision_function")):
         if method in columns:
             result = _in_label_order(model, columns[method], version)
-        else:  # the links lack the method, as scikit-learn's chain does: zeros in its place
+        else:  # scikit-learn's chain has no such method here: zeros in its place
             result = OnnxMul(OnnxCast(predictions, to=_proto(dtype), op_version=version),
                              np.array([0], dtype=dtype), op_version=version)
         OnnxIdentity(result, op_version=version,
