@@ -259,12 +259,15 @@ def _dataset_for(name: str, estimator) -> str:
 
 
 def census_cases(names: list[str] | None = None) -> list[Case]:
-    """Every all_estimators() class (or those named), with its default-parameter factory."""
+    """Every all_estimators() class with an inference method (FrozenEstimator: its wrapped
+    estimator's), or those named, with its default-parameter factory."""
     required = _required_arguments()
     cases = []
     for name, cls in all_estimators():
         if names and name not in names:
             continue
+        if name != "FrozenEstimator" and not any(hasattr(cls, m) for m in METHODS):
+            continue  # fit_predict / fit_transform only (DBSCAN, TSNE, ...), or none
         arguments = required.get(name, dict)
 
         def factory(cls=cls, arguments=arguments):
