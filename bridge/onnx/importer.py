@@ -374,7 +374,10 @@ class _GraphBuilder:
             self.values[name] = registered[1]
             return registered[1]
         storage = constant.untyped_storage().data_ptr() if constant.numel() else None
-        stored = constant.clone() if storage in self.storages else constant
+        if storage in self.storages:
+            stored = constant.clone()
+        else:  # a folded view (Unsqueeze, Transpose) is stored dense: safetensors needs it
+            stored = constant.contiguous()
         attribute = _python_name(name, self.names)
         if self.trainable and stored.is_floating_point():
             self.root.register_parameter(attribute, nn.Parameter(stored.clone()))
