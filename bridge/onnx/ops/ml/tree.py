@@ -38,20 +38,22 @@ class OnnxTreeEnsembleClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         served = serving.classify(self, x)
-        if served is not None:
-            return served
-        scores, has = self.trees(x)
-        return self.output(scores, has)
+        return self.computed(x) if served is None else served
 
     def forward_labels(self, x: torch.Tensor) -> tuple:
         """:meth:`forward`'s labels (its probabilities None where C skips them)."""
         served = serving.classify(self, x, probabilities=False)
-        return self.forward(x) if served is None else served
+        return self.computed(x) if served is None else served
 
     def forward_probabilities(self, x: torch.Tensor) -> tuple:
         """:meth:`forward`'s probabilities (its labels None where C skips them)."""
         served = serving.classify(self, x, labels=False)
-        return self.forward(x) if served is None else served
+        return self.computed(x) if served is None else served
+
+    def computed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and probabilities by the torch modules (calls C does not serve)."""
+        scores, has = self.trees(x)
+        return self.output(scores, has)
 
 
 class OnnxTreeEnsembleRegressor(nn.Module):
