@@ -136,3 +136,20 @@ def test_trainable_import_keeps_the_tie():
     ids = _tensor_ids(trainable)
     assert len(ids) == len(set(ids))
     assert len(list(trainable.parameters())) == len(model.graph.initializer)
+
+
+def test_a_folded_view_of_an_initializer_is_stored_dense(tmp_path):
+    """Constant folding a Transpose (or Unsqueeze) of an initializer gives a strided view;
+    it is registered dense, so safetensors (which refuses non-contiguous tensors) saves it."""
+    weight = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "W")
+    nodes = [helper.make_node("Transpose", ["W"], ["W_t"], perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "W_t"], ["y"])]
+    graph = helper.make_graph(nodes, "view", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [weight])
+    module = bridge.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert all(t.is_contiguous() for t in module.state_dict().values())
+    save_file(module.state_dict(), tmp_path / "view.safetensors")
+    x = torch.randn(2, 3)
+    expected = x @ torch.arange(12, dtype=torch.float32).reshape(4, 3).T
+    torch.testing.assert_close(module(x), expected)
