@@ -1,13 +1,13 @@
 """A tree-ensemble operator's eager CPU call as one C call: walk, leaf sums, finish, labels.
 
-At one row the C walk of a 100-tree forest takes ~3 us, and the Python and torch operations
-around it took ~25 us: the operator's three module calls, argument and table-version checks,
-the average, base values and post transform as torch operations, the label arg-max
-(``docs/trees.md``, "Serving calls"). Here an operator (``OnnxTreeEnsembleClassifier`` or
-``OnnxTreeEnsembleRegressor``, :mod:`bridge.onnx.ops.ml.tree`) builds, once, a
-``Forest`` of ``bridge/trees/_walk.c`` holding the addresses of its tables and what its
-finish does; each call then checks its input in Python and hands it to ``Forest.run``,
-which walks, adds the leaf values as :func:`bridge.trees.native.walk_sum` does, applies
+At one row the C walk of a 100-tree forest took ~3 us, and the Python and torch operations
+around it ~25 us: three module calls, argument and table-version checks, the average, base
+values and post transform as torch operations, the label arg-max (``docs/trees.md``, "One C
+call per operator call"). Here an operator (``OnnxTreeEnsembleClassifier`` or
+``OnnxTreeEnsembleRegressor``, :mod:`bridge.onnx.ops.ml.tree`) builds, once, a ``Forest`` of
+``bridge/trees/_walk.c`` holding the addresses of its tables and what its finish does; each
+call then checks its input in Python and hands it to ``Forest.run``, which walks, adds the
+leaf values as :func:`bridge.trees.native.walk_sum` does, applies
 :mod:`bridge.trees.finalize`'s rules and writes labels and probabilities or values.
 
 ``Forest.run`` first checks that every tensor it reads is still the one its module holds, at
@@ -96,8 +96,28 @@ def _forget(operator: nn.Module, dtype: torch.dtype) -> None:
 
 def classify(operator: nn.Module, x: torch.Tensor, labels: bool = True,
              probabilities: bool = True) -> tuple | None:
-    """An ``OnnxTreeEnsembleClassifier`` call in C: (labels [N] int64 or None,
-    probabilities [N, classes] float32 or None), or None when C does not serve it."""
+    """An ``OnnxTreeEnsembleClassifier`` call in C.
+
+    Parameters
+    ----------
+    operator : OnnxTreeEnsembleClassifier
+        The operator (its ``trees`` and ``output`` modules are read).
+    x : torch.Tensor
+        The rows [N, F].
+    labels, probabilities : bool
+        Which outputs to compute.
+
+    Returns
+    -------
+    tuple or None
+        (labels [N] int64 or None, probabilities [N, classes] float32 or None), or None
+        when C does not serve this call (the torch modules then answer it).
+
+    Raises
+    ------
+    IndexError
+        When the operator's tables lead a walk outside them (checked when built).
+    """
     rows = _rows(x)
     if rows is None or not _walks(operator._modules["trees"], rows[0]):
         return None
@@ -121,8 +141,26 @@ def classify(operator: nn.Module, x: torch.Tensor, labels: bool = True,
 
 
 def regress(operator: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """An ``OnnxTreeEnsembleRegressor`` call in C: values [N, targets] (float32, or ``x``'s
-    dtype for the opset-5 operator), or None when C does not serve it."""
+    """An ``OnnxTreeEnsembleRegressor`` call in C.
+
+    Parameters
+    ----------
+    operator : OnnxTreeEnsembleRegressor
+        The operator (its ``trees`` and ``output`` modules are read).
+    x : torch.Tensor
+        The rows [N, F].
+
+    Returns
+    -------
+    torch.Tensor or None
+        Values [N, targets] (float32, or ``x``'s dtype for the opset-5 operator), or None
+        when C does not serve this call.
+
+    Raises
+    ------
+    IndexError
+        As :func:`classify`.
+    """
     rows = _rows(x)
     if rows is None or not _walks(operator._modules["trees"], rows[0]):
         return None
