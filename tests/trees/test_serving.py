@@ -291,3 +291,70 @@ def test_other_strategies_and_the_switch_take_the_torch_path():
         assert serving.classify(operator, x) is None
         expected = operator(x)
     assert_same(serving.classify(operator, x), expected)
+
+
+def unscored_class_model(post: str):
+    """A 4-class TreeEnsembleClassifier whose leaves all score classes 0-2 and none class 3:
+    its has-score flags are fixed (so C serves it) without every class being scored."""
+    from onnx import helper
+
+    from tests.onnx.ops.ml.test_tree import legacy_model
+
+    model = legacy_model("classifier", np.random.RandomState(3), n_outputs=4, post=post,
+                         n_trees=4, depth=3)
+    node = model.graph.node[0]
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    leaves = sorted(set(zip(attributes["class_treeids"], attributes["class_nodeids"])))
+    rng = np.random.default_rng(4)
+    ids, trees, nodes, weights = [], [], [], []
+    for tree, leaf in leaves:
+        for output in range(3):
+            ids.append(output)
+            trees.append(tree)
+            nodes.append(leaf)
+            weights.append(float(np.float32(rng.normal())))
+    attributes.update(class_ids=ids, class_treeids=trees, class_nodeids=nodes,
+                      class_weights=weights)
+    replaced = helper.make_node("TreeEnsembleClassifier", list(node.input), list(node.output),
+                                domain=node.domain, **attributes)
+    model.graph.node.remove(node)
+    model.graph.node.append(replaced)
+    return model
+
+
+@built
+@pytest.mark.parametrize("post", ["NONE", "SOFTMAX", "LOGISTIC"])
+def test_a_class_no_leaf_scores_is_zero_and_never_the_label(post):
+    from tests.onnx.ops.ml.test_tree import grid_inputs
+    from tests.parity import assert_parity, run_onnxruntime
+
+    model = unscored_class_model(post)
+    x = grid_inputs(np.random.RandomState(0), 80)
+    module = bridge.from_onnx(model)
+    operator = next(m for m in module.modules() if isinstance(m, OnnxTreeEnsembleClassifier))
+    assert operator.output.n_base == 0 and not operator.output.always_scored
+    rows = torch.from_numpy(x)
+    with torch.no_grad():
+        labels, scores = serving.classify(operator, rows)
+        only_labels = serving.classify(operator, rows, probabilities=False)
+        assert_same((labels, scores), torch_path(operator, rows))
+    assert torch.equal(only_labels[0], labels) and only_labels[1] is None
+    expected = run_onnxruntime(model, {"X": x})
+    assert_parity(labels.numpy(), expected[0], rtol=0, atol=0, what="labels")
+    assert_parity(scores.numpy(), expected[1], rtol=1e-5, atol=1e-5, what="scores")
+    assert not (labels == 3).any()
+    if post != "SOFTMAX":  # an unscored class reads 0 before the transform
+        assert (scores[:, 3] == (0.5 if post == "LOGISTIC" else 0.0)).all()
+
+
+@built
+def test_many_classes_use_heap_buffers():
+    x, _ = data(rows=600)
+    y = (np.argsort(x[:, :3], 1)[:, 0] * 14 + (x[:, 3] * 3).astype(int) % 14) % 40
+    estimator = RandomForestClassifier(5, max_depth=8, random_state=0).fit(x, y)
+    operator = operator_of(bridge.from_sklearn(estimator))
+    assert operator.output.n_classes > 16  # (64 + 1) rows of classes exceed the stack buffer
+    rows = torch.from_numpy(x[:200])
+    with torch.no_grad():
+        for count in (1, 5, 200):
+            assert_same(serving.classify(operator, rows[:count]), torch_path(operator, rows[:count]))
