@@ -1,5 +1,6 @@
-/* Decision values, one-vs-one votes and libsvm's pairwise coupling for OnnxSVMClassifier,
- * as C loops over CPU tensors.
+/* Decision values, one-vs-one votes, Platt scaling's affine step, libsvm's pairwise coupling
+ * and the RBF kernel's elementwise steps for OnnxSVMClassifier / OnnxSVMRegressor, as C loops
+ * over CPU tensors.
  *
  * In eager torch the coupling (bridge/svm/coupling.py) runs about 45 small operations per
  * sweep and synchronises once per sweep to decide whether to stop: ~240 us for one row of a
@@ -11,6 +12,9 @@
  * loops do), the stop test compares in float32 against (float)(0.005 / C), a row whose
  * error is NaN stops, and at most max_sweeps sweeps run. setup.py builds this file with
  * -ffp-contract=off so that no compiler fuses a multiply and an add (torch rounds each).
+ * The RBF step (rbf_exponent) and the Platt step (decide_platt) are elementwise float32
+ * additions, subtractions, products and a clamp, each rounded as torch's kernels round them;
+ * the exponentials and sigmoids stay with torch.
  *
  * bridge/svm/native.py checks dtypes, shapes, devices and contiguity before calling; this
  * file checks that every pair index names a class. No Python or torch API is used inside
@@ -59,6 +63,53 @@ static void decide_rows(const double *sums, const float *rho, Py_ssize_t rho_ste
             if (counts[c] > counts[best])
                 best = c;
         out[n] = labels[best];
+    }
+}
+
+/* decide_rows, then Platt's affine step for each pair instead of the decision values:
+ * platt[n][k] = decision * (-a[k]) + (-b[k]) in float32 (the negation of decision * a + b,
+ * rounded alike; a_step and b_step as rho_step). */
+static void decide_platt_rows(const double *sums, const float *rho, Py_ssize_t rho_step,
+                              Py_ssize_t n_rows, Py_ssize_t n_pairs, Py_ssize_t n_classes,
+                              const int64_t *rows, const int64_t *columns,
+                              const int64_t *labels, const float *a, Py_ssize_t a_step,
+                              const float *b, Py_ssize_t b_step, float *platt, int64_t *out,
+                              Py_ssize_t *counts)
+{
+    for (Py_ssize_t n = 0; n < n_rows; n++) {
+        const double *sum = sums + n * n_pairs;
+        float *affine = platt + n * n_pairs;
+        memset(counts, 0, (size_t)n_classes * sizeof(Py_ssize_t));
+        for (Py_ssize_t k = 0; k < n_pairs; k++) {
+            const float decision = (float)(sum[k] + (double)rho[k * rho_step]);
+            const float product = decision * -a[k * a_step];
+            counts[decision > 0.0f ? rows[k] : columns[k]]++;
+            affine[k] = product + -b[k * b_step];
+        }
+        Py_ssize_t best = 0;
+        for (Py_ssize_t c = 1; c < n_classes; c++)
+            if (counts[c] > counts[best])
+                best = c;
+        out[n] = labels[best];
+    }
+}
+
+/* The RBF kernel's exponent, in place over dots[n][v] = x_n . v (a matrix product's result):
+ * ((x_sq[n] + v_sq[v]) - 2 * dots[n][v]) clamped below at 0 (NaN kept), times g = -gamma,
+ * each step rounded to float32 as torch's elementwise kernels round it. */
+static void rbf_rows(float *dots, const float *x_sq, const float *v_sq, Py_ssize_t n_rows,
+                     Py_ssize_t n_vectors, float g)
+{
+    for (Py_ssize_t n = 0; n < n_rows; n++) {
+        float *row = dots + n * n_vectors;
+        const float x_n = x_sq[n];
+        for (Py_ssize_t v = 0; v < n_vectors; v++) {
+            const float total = x_n + v_sq[v];
+            const float twice = 2.0f * row[v];
+            float squared = total - twice;
+            squared = squared < 0.0f ? 0.0f : squared; /* NaN stays NaN, as in clamp_min */
+            row[v] = squared * g;
+        }
     }
 }
 
@@ -208,6 +259,76 @@ static PyObject *decide(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(decide_platt_doc,
+"decide_platt(sums, rho, rho_step, n_rows, n_pairs, n_classes, rows, columns, labels, a,\n"
+"             a_step, b, b_step, platt, out)\n"
+"\n"
+"As decide, but writes -(decision * a + b) (float32 [rows, pairs], computed as\n"
+"decision * -a + -b) into platt instead of the decision values. a and b (float32) hold one\n"
+"value per pair (step 1) or one for all (step 0). Pointer arguments are data addresses of\n"
+"contiguous CPU tensors; see bridge/svm/native.py.");
+
+static PyObject *decide_platt(PyObject *self, PyObject *args)
+{
+    unsigned long long sums, rho, rows, columns, labels, a, b, platt, out;
+    Py_ssize_t rho_step, a_step, b_step, n_rows, n_pairs, n_classes, *counts;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKnnnnKKKKnKnKK", &sums, &rho, &rho_step, &n_rows, &n_pairs,
+                          &n_classes, &rows, &columns, &labels, &a, &a_step, &b, &b_step,
+                          &platt, &out))
+        return NULL;
+    if (!check_sizes(n_rows, n_pairs, n_classes, (const int64_t *)(uintptr_t)rows,
+                     (const int64_t *)(uintptr_t)columns, "decide_platt"))
+        return NULL;
+    if ((rho_step != 0 && rho_step != 1) || (a_step != 0 && a_step != 1)
+            || (b_step != 0 && b_step != 1)) {
+        PyErr_Format(PyExc_ValueError, "decide_platt: steps must be 0 or 1; got %zd, %zd, %zd",
+                     rho_step, a_step, b_step);
+        return NULL;
+    }
+    counts = PyMem_RawMalloc((size_t)n_classes * sizeof(Py_ssize_t));
+    if (counts == NULL)
+        return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    decide_platt_rows((const double *)(uintptr_t)sums, (const float *)(uintptr_t)rho, rho_step,
+                      n_rows, n_pairs, n_classes, (const int64_t *)(uintptr_t)rows,
+                      (const int64_t *)(uintptr_t)columns, (const int64_t *)(uintptr_t)labels,
+                      (const float *)(uintptr_t)a, a_step, (const float *)(uintptr_t)b, b_step,
+                      (float *)(uintptr_t)platt, (int64_t *)(uintptr_t)out, counts);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(counts);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(rbf_exponent_doc,
+"rbf_exponent(dots, x_sq, v_sq, n_rows, n_vectors, gamma)\n"
+"\n"
+"Turn dots (float32 [rows, vectors], x . v) into the RBF kernel's exponent in place:\n"
+"max((x_sq[n] + v_sq[v]) - 2 * dots, 0) * (float)-gamma, each step rounded to float32.\n"
+"x_sq (float32 [rows]) and v_sq (float32 [vectors]) are the squared norms. Pointer\n"
+"arguments are data addresses of contiguous CPU tensors; see bridge/svm/native.py.");
+
+static PyObject *rbf_exponent(PyObject *self, PyObject *args)
+{
+    unsigned long long dots, x_sq, v_sq;
+    Py_ssize_t n_rows, n_vectors;
+    double gamma;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKKnnd", &dots, &x_sq, &v_sq, &n_rows, &n_vectors, &gamma))
+        return NULL;
+    if (n_rows < 0 || n_vectors < 0) {
+        PyErr_Format(PyExc_ValueError, "rbf_exponent: need n_rows >= 0 and n_vectors >= 0; "
+                     "got %zd, %zd", n_rows, n_vectors);
+        return NULL;
+    }
+    const float g = (float)-gamma; /* torch's scalar product rounds the scalar to float32 */
+    Py_BEGIN_ALLOW_THREADS
+    rbf_rows((float *)(uintptr_t)dots, (const float *)(uintptr_t)x_sq,
+             (const float *)(uintptr_t)v_sq, n_rows, n_vectors, g);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(couple_doc,
 "couple(pairs, n_rows, n_pairs, n_classes, rows, columns, max_sweeps, out)\n"
 "\n"
@@ -245,12 +366,14 @@ static PyObject *couple(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"decide", decide, METH_VARARGS, decide_doc},
     {"couple", couple, METH_VARARGS, couple_doc},
+    {"decide_platt", decide_platt, METH_VARARGS, decide_platt_doc},
+    {"rbf_exponent", rbf_exponent, METH_VARARGS, rbf_exponent_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "bridge.svm._svm",
-    "SVM decisions, votes and pairwise coupling in C, for CPU tensors (see "
+    "SVM decisions, votes, pairwise coupling and the RBF exponent in C, for CPU tensors (see "
     "bridge/svm/native.py).", -1, methods, NULL, NULL, NULL, NULL,
 };
 

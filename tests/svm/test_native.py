@@ -197,26 +197,45 @@ def test_svc_post_transforms_match_the_torch_path(monkeypatch, post_transform):
     assert torch.equal(label, expected_label) and torch.equal(scores, expected_scores)
 
 
+class Counting:
+    """Stands in for the extension, counting the calls of each of its functions."""
+
+    def __init__(self, extension):
+        self.extension, self.calls = extension, []
+
+    def __getattr__(self, name):
+        function = getattr(self.extension, name)
+
+        def counted(*arguments):
+            self.calls.append(name)
+            return function(*arguments)
+        return counted
+
+
 @built
 def test_module_runs_the_c_loops_only_in_eager_cpu_calls_without_autograd(monkeypatch):
     estimator, x = fitted_svc(3, "rbf", True)
     module = svc_module(estimator, x)
-    calls = []
-    original = native.couple
-    monkeypatch.setattr(native, "couple", lambda *a, **k: calls.append(1) or original(*a, **k))
+    counting = Counting(native._svm)
+    monkeypatch.setattr(native, "_svm", counting)
+    one_call = ["rbf_exponent", "decide_platt", "couple"]
     tensor = torch.from_numpy(x[:5])
     with torch.no_grad():
         module(tensor)
-    assert calls == [1]
+    assert counting.calls == one_call
     module(tensor)  # grad mode, but nothing requires grad: the C loops still run
-    assert calls == [1, 1]
+    assert counting.calls == one_call * 2
     inputs = tensor.clone().requires_grad_(True)
     label, scores = module(inputs)
-    assert calls == [1, 1] and scores.requires_grad
+    assert counting.calls == one_call * 2 and scores.requires_grad
     scores[:, 0].sum().backward()
     assert inputs.grad is not None and inputs.grad.abs().sum() > 0
+    module.prob_a.requires_grad_(True)  # (no new version: still seen)
+    module(tensor)
+    assert counting.calls == one_call * 2
+    module.prob_a.requires_grad_(False)
     torch.jit.trace(module, (tensor,), check_trace=False)
-    assert calls == [1, 1]
+    assert counting.calls == one_call * 2
 
 
 @built
