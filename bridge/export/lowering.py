@@ -117,7 +117,8 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "RandomizedSearchCV", "OneVsOneClassifier", "MultiOutputClassifier", "KNNImputer",
         "RadiusNeighborsClassifier", "RadiusNeighborsRegressor", "RadiusNeighborsTransformer",
         "FeatureAgglomeration", "SparsePCA", "MiniBatchSparsePCA", "GaussianRandomProjection",
-        "LabelEncoder", "RFECV",
+        "LabelEncoder", "RFECV", "DictionaryLearning", "MiniBatchDictionaryLearning",
+        "SparseCoder",
     )},
 }
 

@@ -276,6 +276,11 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
     "MiniBatchSparsePCA": _entry(_TRANSFORM, notes="as SparsePCA"),
     "GaussianRandomProjection": _entry(_TRANSFORM, notes=(
         "n_components='auto' parsed as its fitted width")),
+    "DictionaryLearning": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; transform_algorithm 'omp' (its steps unrolled) or 'threshold'; "
+        "split_sign; the other algorithms (iterative solves) are refused")),
+    "MiniBatchDictionaryLearning": _entry(_TRANSFORM, _F64, notes="as DictionaryLearning"),
+    "SparseCoder": _entry(_TRANSFORM, _F64, notes="as DictionaryLearning"),
     "LabelEncoder": _entry(_TRANSFORM, notes=(
         "integer labels; input is y (1-D); an unseen label gives -1 where scikit-learn "
         "raises")),

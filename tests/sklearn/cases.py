@@ -229,6 +229,17 @@ METHOD_CASES: dict[str, tuple] = {
     ),
     "KNNImputer": (impute.KNNImputer, ("missing",)),
     "LabelEncoder": (preprocessing.LabelEncoder, ("labels",)),
+    "DictionaryLearning": (
+        lambda: decomposition.DictionaryLearning(4, max_iter=10, transform_n_nonzero_coefs=2,
+                                                 random_state=0),
+        FEATURES,
+    ),
+    "MiniBatchDictionaryLearning-threshold": (
+        lambda: decomposition.MiniBatchDictionaryLearning(
+            4, max_iter=3, transform_algorithm="threshold", transform_alpha=0.2,
+            split_sign=True, random_state=0),
+        FEATURES,
+    ),
 }
 
 # name → (factory, datasets). Names are pytest ids.

@@ -37,6 +37,7 @@ CONVERTER_MODULES = (
     "discriminant",
     "radius_neighbors",
     "linear_transforms",
+    "sparse_coding",
     "text",
     "target_encoder",
     "chains",
