@@ -118,7 +118,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "RadiusNeighborsClassifier", "RadiusNeighborsRegressor", "RadiusNeighborsTransformer",
         "FeatureAgglomeration", "SparsePCA", "MiniBatchSparsePCA", "GaussianRandomProjection",
         "LabelEncoder", "RFECV", "DictionaryLearning", "MiniBatchDictionaryLearning",
-        "SparseCoder",
+        "SparseCoder", "LocallyLinearEmbedding",
     )},
 }
 

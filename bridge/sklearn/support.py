@@ -281,6 +281,9 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "split_sign; the other algorithms (iterative solves) are refused")),
     "MiniBatchDictionaryLearning": _entry(_TRANSFORM, _F64, notes="as DictionaryLearning"),
     "SparseCoder": _entry(_TRANSFORM, _F64, notes="as DictionaryLearning"),
+    "LocallyLinearEmbedding": _entry(_TRANSFORM, _F64, notes=(
+        "bridge converter; barycentre weights of the euclidean nearest training rows (the "
+        "regularised solve as an unrolled Cholesky), placed in the embedding")),
     "LabelEncoder": _entry(_TRANSFORM, notes=(
         "integer labels; input is y (1-D); an unseen label gives -1 where scikit-learn "
         "raises")),

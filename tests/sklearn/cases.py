@@ -168,6 +168,12 @@ def _discriminant(name, **kwargs):
     return lambda: getattr(discriminant_analysis, name)(**kwargs)
 
 
+def _manifold(name, **kwargs):
+    from sklearn import manifold
+
+    return lambda: getattr(manifold, name)(**kwargs)
+
+
 def _pls(name, **kwargs):
     from sklearn import cross_decomposition
 
@@ -232,6 +238,10 @@ METHOD_CASES: dict[str, tuple] = {
     "DictionaryLearning": (
         lambda: decomposition.DictionaryLearning(4, max_iter=10, transform_n_nonzero_coefs=2,
                                                  random_state=0),
+        FEATURES,
+    ),
+    "LocallyLinearEmbedding": (
+        _manifold("LocallyLinearEmbedding", n_neighbors=8, n_components=3, random_state=0),
         FEATURES,
     ),
     "MiniBatchDictionaryLearning-threshold": (

@@ -202,3 +202,19 @@ def test_feature_agglomeration_pools_by_mean_only(multiclass):
     _check(FeatureAgglomeration(3).fit(X), "transform", new)
     with pytest.raises(UnsupportedEstimatorError, match="pooling_func"):
         bridge.from_sklearn(FeatureAgglomeration(3, pooling_func=np.max).fit(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_neighbors", [5, 10])  # fewer and more neighbours than features
+def test_locally_linear_embedding_transform(multiclass, n_neighbors, dtype):
+    from sklearn.manifold import LocallyLinearEmbedding
+
+    X, _, new = multiclass
+    estimator = LocallyLinearEmbedding(n_neighbors=n_neighbors, random_state=0).fit(X)
+    model = bridge.from_sklearn(estimator, dtype=dtype)
+    expected = estimator.transform(new)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-10
+    assert_parity(model.transform(new), expected, rtol=tolerance, atol=tolerance)
+    graph = model.onnx_model
+    (reference,) = run_onnxruntime(graph, {graph.graph.input[0].name: new.astype(dtype)})
+    assert_parity(reference, expected, rtol=tolerance, atol=tolerance, what="onnxruntime")

@@ -38,6 +38,7 @@ CONVERTER_MODULES = (
     "radius_neighbors",
     "linear_transforms",
     "sparse_coding",
+    "locally_linear",
     "text",
     "target_encoder",
     "chains",
