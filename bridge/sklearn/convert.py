@@ -35,7 +35,7 @@ from bridge.sklearn.converters import register_missing_converters
 from bridge.sklearn.inputs import InputSpec, parts, text_columns
 from bridge.sklearn.model import ConvertedModel
 from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
-from bridge.sklearn.rewrites import encode_string_class_lookups
+from bridge.sklearn.rewrites import encode_string_class_lookups, round_tree_inputs_to_float32
 from bridge.sklearn.text import host_encoding
 
 if TYPE_CHECKING:
@@ -317,9 +317,24 @@ def _convert_graph(estimator, plan: GraphPlan, initial_types, user_options, targ
             ) from error
         raise ConversionError(f"skl2onnx could not convert {name}: {error}") from error
     encode_string_class_lookups(graph)
+    if dtype == np.float64 and rounds_to_float32_before_trees(estimator):
+        round_tree_inputs_to_float32(graph)
     if plan.log_of_output is not None:
         _append_log_output(graph, plan.log_of_output)
     return graph, initial_types
+
+
+def rounds_to_float32_before_trees(estimator) -> bool:
+    """Whether the estimator's trees compare float32 values (scikit-learn's decision trees
+    cast X to float32) and none compares float64 (HistGradientBoosting), so a double graph
+    rounds the trees' inputs to float32 (bridge/sklearn/rewrites.py)."""
+    names = {type(estimator).__name__} | {
+        type(value).__name__ for value in estimator.get_params(deep=True).values()}
+    for part in parts(estimator):
+        names.add(type(part).__name__)
+        names.update(type(e).__name__ for e in getattr(part, "estimators_", [])
+                     if hasattr(e, "get_params"))
+    return not any(name.startswith("HistGradientBoosting") for name in names)
 
 
 def _check_outputs(name: str, plan, graphs: dict[str, onnx.ModelProto]) -> None:

@@ -72,3 +72,38 @@ def encode_string_class_lookups(model: onnx.ModelProto) -> int:
     if rewritten and ml_opset is None:
         model.opset_import.append(helper.make_opsetid(ML_DOMAIN, 1))
     return rewritten
+
+
+TREE_ENSEMBLES = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
+
+
+def round_tree_inputs_to_float32(model: onnx.ModelProto) -> int:
+    """Round the input of every ai.onnx.ml tree ensemble to float32 (``Cast`` to float and
+    back to double), as scikit-learn's decision trees cast X to float32 before comparing.
+
+    For double graphs of estimators built on scikit-learn's decision trees (forests,
+    gradient boosting, ...), whose thresholds sit between float32 values: compared in
+    double, a value just above a threshold that rounds onto it goes the other way
+    (``StandardScaler`` then a random forest on digits in float64: 489 of 1,797 rows).
+    HistGradientBoosting compares in float64 and must not be rounded. Returns the number
+    of ensembles changed.
+    """
+    rewritten = []
+    changed = 0
+    for node in model.graph.node:
+        if node.domain == ML_DOMAIN and node.op_type in TREE_ENSEMBLES:
+            source = node.input[0]
+            single = f"{source}_as_float32_{changed}"
+            rounded = f"{source}_rounded_{changed}"
+            rewritten.append(helper.make_node("Cast", [source], [single], to=TensorProto.FLOAT,
+                                              name=f"bridge_tree_round_{changed}"))
+            rewritten.append(helper.make_node("Cast", [single], [rounded],
+                                              to=TensorProto.DOUBLE,
+                                              name=f"bridge_tree_widen_{changed}"))
+            node.input[0] = rounded
+            changed += 1
+        rewritten.append(node)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(rewritten)
+    return changed
