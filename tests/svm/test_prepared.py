@@ -20,6 +20,7 @@ from onnx import TensorProto
 from sklearn.svm import SVR, NuSVR, OneClassSVM
 
 import bridge
+from bridge.onnx.ops.ml import svm as svm_ops
 from bridge.onnx.ops.ml.svm import OnnxSVMClassifier, OnnxSVMRegressor
 from bridge.svm import native
 from tests.onnx.ops.ml.test_svm import svm_attributes
@@ -273,3 +274,40 @@ def test_classifier_without_the_switch_takes_the_torch_path(monkeypatch):
     monkeypatch.setenv(native.SWITCH, "0")
     assert module._native_tables(torch.from_numpy(x[:2])) is None
     assert isinstance(module, OnnxSVMClassifier)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_large_batches_run_in_row_blocks_on_both_paths_alike(monkeypatch, kind):
+    if kind == "classifier":
+        estimator, x = fitted_svc(3, "rbf", True)
+        module = svc_module(estimator, x)
+    else:
+        x, y = regression_data(3)
+        module = regressor_module(SVR().fit(x, y), x)
+    tensor = torch.from_numpy(np.concatenate([x, x[:33]]))  # not a multiple of the block
+    with torch.no_grad():
+        whole = module(tensor)
+        monkeypatch.setattr(svm_ops, "ROW_BLOCK_VALUES", 1)  # blocks of 32 rows
+        assert module.kernel.row_block(tensor) == 32 and module.kernel.row_block(x[:32]) == 0
+        starts = []
+        original = type(module).forward
+
+        def recording(self, rows):
+            starts.append(rows.shape[0])
+            return original(self, rows)
+        monkeypatch.setattr(type(module), "forward", recording)
+        blocked = module(tensor)
+        monkeypatch.setattr(type(module), "forward", original)
+        expected = without_c(monkeypatch, module, tensor) if native._svm is not None else blocked
+    n = tensor.shape[0]
+    assert starts == [n] + [32] * (n // 32) + [n % 32]
+    whole, blocked, expected = (r if isinstance(r, tuple) else (r,) for r in
+                                (whole, blocked, expected))
+    for a, b, c in zip(blocked, expected, whole):
+        assert torch.equal(a, b)  # the C and torch paths block alike: the same bits
+        torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-6)  # and rows do not mix
+    with torch.no_grad():  # traced calls run the batch whole
+        traced = torch.jit.trace(module, (tensor,), check_trace=False)
+        result = traced(tensor)
+    torch.testing.assert_close(result if kind == "regressor" else result[1], whole[-1],
+                               rtol=1e-6, atol=1e-6)
