@@ -8,6 +8,8 @@ two-column binary score layouts. Without support vectors both ops are linear mod
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from torch import nn
@@ -119,6 +121,10 @@ def _read_kernel(node: OnnxNode, has_support_vectors: bool) -> tuple[str, float,
     return kernel, float(params[0]), float(params[1]), float(params[2])
 
 
+_TABLE_NAMES = ("pair_weights", "rho", "pair_rows", "pair_columns", "labels", "prob_a", "prob_b")
+_TABLE_BUFFERS = operator.itemgetter(*_TABLE_NAMES)
+
+
 class OnnxSVMClassifier(nn.Module):
     """SVMClassifier in onnxruntime's two modes: one-vs-one over support vectors, or linear."""
 
@@ -192,9 +198,10 @@ class OnnxSVMClassifier(nn.Module):
         buffers are unchanged; None where this call takes the torch path."""
         if not (x.is_cpu and native.available() and eager_mode()):
             return None
-        sources = (held(self, "pair_weights"), held(self, "rho"), held(self, "pair_rows"),
-                   held(self, "pair_columns"), held(self, "labels"), held(self, "prob_a"),
-                   held(self, "prob_b"))
+        try:  # one C call for all seven (see bridge/onnx/held.py)
+            sources = _TABLE_BUFFERS(self._buffers)
+        except KeyError:  # some were made parameters (fine-tuning)
+            sources = tuple(held(self, name) for name in _TABLE_NAMES)
         if torch.is_grad_enabled() and (x.requires_grad or held(
                 self._modules["kernel"], "vectors").requires_grad or any(
                 t.requires_grad for t in sources)):
