@@ -81,7 +81,7 @@ def without_new_c_loops(operator: torch.nn.Module) -> torch.nn.Module:
     trees' outputs keep their shortcut for always-scored classes.)"""
     twin = copy.deepcopy(operator)
     if isinstance(twin, OnnxSVMClassifier):
-        twin._native_runs = lambda x: False
+        twin._native_tables = lambda x: None  # (what _native_runs reads)
     for module in twin.modules():
         if isinstance(module, LeafAggregator):
             module.__class__ = AggregatedByTorch
