@@ -34,6 +34,9 @@ class ConversionContext:
         self.closed_inputs: dict[str, str] = {}
         # set by the importer: GraphProto → (module, names of the outer values it reads)
         self.convert_subgraph = None
+        # run-time integer vectors whose entries import-time shape folding partly knows
+        # (bridge/onnx/static_shapes.py): value name → entries, None where unknown
+        self.known_entries: dict[str, list[int | None]] = {}
 
     def opset(self, domain: str = "") -> int | None:
         """Return the model's opset for ``domain`` (``None`` when not imported)."""

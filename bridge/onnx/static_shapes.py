@@ -132,6 +132,8 @@ class StaticShapes:
                 return None
         if node.op_type == "Reshape" and len(node.inputs) > 1:
             node = self._reshape_with_constant_target(node, context)
+        if node.op_type == "Expand" and len(node.inputs) > 1:
+            self._note_known_entries(node.inputs[1], context)
         self._infer(node, context)
         return node
 
@@ -315,6 +317,17 @@ class StaticShapes:
         proto.input[1] = name
         self.folded += 1
         return OnnxNode(proto, node.index)
+
+
+    def _note_known_entries(self, name: str, context: ConversionContext) -> None:
+        """Tell the converter which entries of a run-time shape vector are known: under
+        ``torch.export`` they then stay numbers, where entries read from the tensor become
+        sizes torch knows nothing of (an ``Expand`` to ``[batch, 1, 32, 32]`` had its 1
+        assumed to be the 2 it is broadcast against later)."""
+        target = self.partials.get(name)
+        if target is not None and not target.scalar and not target.known:
+            context.known_entries[name] = [v if isinstance(v, int) else None
+                                           for v in target.values]
 
 
 def _resolve_minus_one(target: list, dims: tuple | None) -> list | None:

@@ -158,3 +158,39 @@ def test_imported_cnn_fine_tunes_when_trainable(exported):
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     assert np.isfinite(losses).all()
+
+
+def _mask_expand_model() -> onnx.ModelProto:
+    """A transformer-style mask: a (1, 1, 4) constant expanded to [batch, 1, 4] (the
+    target a Concat of the input's batch size and constants), then broadcast against the
+    (batch, 2, 4) scores."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    mask = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 1, 4), "mask")
+    rest = numpy_helper.from_array(np.array([1, 4], np.int64), "rest")
+    nodes = [helper.make_node("Shape", ["x"], ["shape"], start=0, end=1),
+             helper.make_node("Concat", ["shape", "rest"], ["target"], axis=0),
+             helper.make_node("Expand", ["mask", "target"], ["wide"]),
+             helper.make_node("Add", ["x", "wide"], ["y"])]
+    graph = helper.make_graph(nodes, "mask", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 4])],
+        [mask, rest])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_expand_to_a_partly_known_run_time_target_exports():
+    """The target's constant entries stay numbers under torch.export (read from the tensor
+    they were sizes torch knew nothing of, and the 1 was assumed to be the 2 it meets).
+    The batch entry is still read at run time: torch assumes it is not 1, so the exported
+    program runs batches of 2 or more (an export at batch 1 specialises to 1)."""
+    module = bridge.from_onnx(_mask_expand_model())
+    expand = next(m for m in module.modules() if type(m).__name__ == "OnnxExpand")
+    assert expand.known == [-1, 1, 4]
+    x = torch.randn(3, 2, 4)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
+    for rows in (2, 3, 5):
+        x = torch.randn(rows, 2, 4)
+        torch.testing.assert_close(program.module()(x), module(x))
+        torch.testing.assert_close(module(x), x + torch.arange(4.0))

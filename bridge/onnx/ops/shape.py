@@ -254,10 +254,13 @@ class OnnxExpand(nn.Module):
     """Broadcast the input against a shape (bidirectionally, like numpy)."""
 
     shape: list[int] | None
+    known: list[int] | None
 
-    def __init__(self, shape: list[int] | None):
+    def __init__(self, shape: list[int] | None, known: list[int | None] | None = None):
         super().__init__()
         self.shape = shape
+        # entries of a run-time target known at import (-1 where not): see forward
+        self.known = None if known is None else [-1 if k is None else k for k in known]
 
     def forward(self, x: Tensor, shape: Tensor | None = None) -> Tensor:
         target = tensor_to_ints(shape) if shape is not None else self.shape
@@ -265,6 +268,9 @@ class OnnxExpand(nn.Module):
             raise ValueError("Expand needs a target shape")
         if not torch.jit.is_scripting():
             if torch.compiler.is_exporting():
+                known = self.known
+                if known is not None and len(known) == len(target):  # numbers, not symbols
+                    target = [t if k < 0 else k for k, t in zip(known, target)]
                 return x.expand(broadcast_dims_while_exporting(list(x.shape), target))
         return x.expand(broadcast_dims(list(x.shape), target))
 
@@ -272,7 +278,8 @@ class OnnxExpand(nn.Module):
 @converter("Expand", versions=(8, 13))
 def convert_expand(node: OnnxNode, context: ConversionContext) -> Converted:
     shape, runtime = optional_int_input(node, context, 1)
-    return Converted(OnnxExpand(shape), inputs=[node.inputs[0], runtime])
+    known = context.known_entries.get(runtime) if runtime else None
+    return Converted(OnnxExpand(shape, known), inputs=[node.inputs[0], runtime])
 
 
 class OnnxConcat(nn.Module):
