@@ -276,10 +276,10 @@ def test_classifier_without_the_switch_takes_the_torch_path(monkeypatch):
     assert isinstance(module, OnnxSVMClassifier)
 
 
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("kind", ["classifier", "decisions", "regressor"])
 def test_large_batches_run_in_row_blocks_on_both_paths_alike(monkeypatch, kind):
-    if kind == "classifier":
-        estimator, x = fitted_svc(3, "rbf", True)
+    if kind != "regressor":
+        estimator, x = fitted_svc(4, "rbf", kind == "classifier")
         module = svc_module(estimator, x)
     else:
         x, y = regression_data(3)
@@ -311,3 +311,17 @@ def test_large_batches_run_in_row_blocks_on_both_paths_alike(monkeypatch, kind):
         result = traced(tensor)
     torch.testing.assert_close(result if kind == "regressor" else result[1], whole[-1],
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("probability", [True, False])
+def test_empty_batches(monkeypatch, probability):
+    estimator, x = fitted_svc(3, "rbf", probability)
+    module = svc_module(estimator, x)
+    x_, y = regression_data(4)
+    regressor = regressor_module(SVR().fit(x_, y), x_)
+    with torch.no_grad():
+        label, scores = module(torch.from_numpy(x[:0]))
+        expected = without_c(monkeypatch, module, torch.from_numpy(x[:0]))
+        values = regressor(torch.from_numpy(x_[:0]))
+    assert label.shape == (0,) and scores.shape == expected[1].shape
+    assert scores.shape[0] == 0 and values.shape == (0, 1)
