@@ -212,7 +212,7 @@ class OnnxSVMClassifier(nn.Module):
         return memo.get(sources, native.ClassifierTables.build)
 
     @torch.jit.unused
-    def _forward_native(self, x: torch.Tensor, tables: native.ClassifierTables | None = None,
+    def _forward_native(self, x: torch.Tensor, tables: native.ClassifierTables | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` with the kernel's elementwise steps, the intercepts, votes, Platt's
         affine step and the coupling in C (:mod:`bridge.svm.native`): the same arithmetic
