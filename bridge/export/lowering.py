@@ -111,7 +111,7 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
         "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
         "GaussianProcessClassifier", "Isomap", "NMF", "MiniBatchNMF",
-        "LatentDirichletAllocation",
+        "LatentDirichletAllocation", "QuantileTransformer",
         "LinearDiscriminantAnalysis", "QuadraticDiscriminantAnalysis", "PLSRegression",
         "PLSCanonical", "CCA", "PLSSVD", "OneClassSVM", "SGDOneClassSVM", "GridSearchCV",
         "RandomizedSearchCV", "OneVsOneClassifier", "MultiOutputClassifier", "KNNImputer",

@@ -155,6 +155,7 @@ META_CASES: dict[str, tuple] = {
     "LatentDirichletAllocation": (
         lambda: decomposition.LatentDirichletAllocation(3, random_state=0), ("positive",)
     ),
+    "QuantileTransformer": (preprocessing.QuantileTransformer, FEATURES),
     "KernelDensity": (neighbors.KernelDensity, FEATURES),
     "KernelDensity-epanechnikov": (
         lambda: neighbors.KernelDensity(kernel="epanechnikov", bandwidth=2.0), FEATURES

@@ -51,6 +51,7 @@ CONVERTER_MODULES = (
     "nmf",
     "lda",
     "scalers",
+    "quantile",
 )
 
 _registered: dict[str, object] | None = None
