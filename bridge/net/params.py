@@ -23,6 +23,10 @@ __all__ = ["ParamsMixin"]
 PREFIXES = ("module", "criterion", "optimizer", "iterator_train", "iterator_valid", "dataset", "callbacks", "compile")
 
 
+# constructors (a class and the net classes it extends) → their parameter names
+_PARAM_NAMES: dict[tuple, list[str]] = {}
+
+
 class ParamsMixin:
     """get_params/set_params with skorch's routed (``prefix__name``) parameters."""
 
@@ -30,15 +34,22 @@ class ParamsMixin:
 
     @classmethod
     def _init_param_names(cls) -> list[str]:
-        """Constructor parameters of this class and of every net class it extends."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" not in vars(klass) or not issubclass(klass, ParamsMixin):
-                continue
-            for name, p in inspect.signature(klass.__init__).parameters.items():
-                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in names:
-                    names.append(name)
-        return names
+        """Constructor parameters of this class and of every net class it extends.
+
+        Read with ``inspect.signature`` once per set of constructors (every prediction
+        routes parameters: the signatures were half of a one-row ``predict_proba``)."""
+        constructors = tuple(vars(klass)["__init__"] for klass in cls.__mro__
+                             if "__init__" in vars(klass) and issubclass(klass, ParamsMixin))
+        names = _PARAM_NAMES.get(constructors)
+        if names is None:
+            names = []
+            for init in constructors:
+                for name, p in inspect.signature(init).parameters.items():
+                    if (name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                            and name not in names):
+                        names.append(name)
+            _PARAM_NAMES[constructors] = names
+        return list(names)
 
     def _routed_param_names(self) -> list[str]:
         """Names given to ``__init__``/``set_params`` beyond the constructor's own (``module__x``, ...).

@@ -182,7 +182,20 @@ def check_input(net: Any, X: Any, y: Any = None, *, reset: bool, y_numeric: bool
     return X, y
 
 
+def _served(net: Any, X: Any) -> bool:
+    """Whether prediction input ``X`` is what ``validate_data`` would hand back unchanged,
+    checked in a few attribute reads: a non-empty 2-D float array of the fitted width, with
+    no feature names recorded in fit and a finite sum (scikit-learn's own NaN/inf test).
+    scikit-learn's validation costs ~100 us, half of a one-row ``predict_proba``."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind == "f" and X.size > 0
+            and X.shape[1] == net.__dict__.get("n_features_in_")
+            and net.__dict__.get("feature_names_in_") is None
+            and math.isfinite(X.sum()))
+
+
 def _checked_input(net: Any, X: Any, y: Any, *, reset: bool, y_numeric: bool) -> tuple[Any, Any]:
+    if not reset and y is None and _served(net, X):
+        return X, None
     if sparse.issparse(X):
         raise TypeError("sparse input is not supported by bridge nets; pass X.toarray() (a dense array) "
                         "or a torch Dataset that densifies rows")
