@@ -25,7 +25,7 @@ def _options(estimator, **wanted) -> dict:
 
 
 def response_column(estimator, inputs, method: str, proto_numpy, version: int, owner: str,
-                    container):
+                    container, shared: dict | None = None):
     """An ``(N, 1)`` column of ``estimator``'s ``method`` on ``inputs`` (a binary classifier's
     positive-class probability or decision value, any classifier's label as a float, a
     regressor's value).
@@ -48,13 +48,23 @@ def response_column(estimator, inputs, method: str, proto_numpy, version: int, o
         The graph being written; the sub-estimators' options are registered on it (the
         converters read options from the container, which the scope does not share when
         the conversion was given none).
+    shared : dict, optional
+        Sub-estimators already written, reused by a later call for the same estimator on
+        the same features (a label and a probability come from one sub-graph).
     """
+    features = inputs
 
     def sub_estimator(model, **wanted):
+        key = (id(estimator), id(features), tuple(sorted(wanted)))
+        if shared is not None and key in shared:
+            return shared[key]
         options = _options(model, **wanted)
         if options:
             container.add_options(id(model), options)
-        return OnnxSubEstimator(model, inputs, op_version=version, options=options)
+        sub = OnnxSubEstimator(model, inputs, op_version=version, options=options)
+        if shared is not None:
+            shared[key] = sub
+        return sub
 
     if not hasattr(estimator, method):
         raise UnsupportedEstimatorError(

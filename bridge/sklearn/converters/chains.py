@@ -55,15 +55,15 @@ def _chain_columns(model, x, methods, dtype, version: int, owner: str, container
     """Each link's column for each of ``methods``, in chain order; each link reads the
     features and the earlier links' ``chain_method_`` columns."""
     chain_method = getattr(model, "chain_method_", "predict")
-    features, columns = [], {method: [] for method in methods}
+    features, columns, shared = [], {method: [] for method in methods}, {}
     for index, estimator in enumerate(model.estimators_):
         augmented = x if index == 0 else OnnxConcat(x, *features, axis=1, op_version=version)
         feature = response_column(estimator, augmented, chain_method, dtype, version, owner,
-                                  container)
+                                  container, shared)
         features.append(feature)
         for method in methods:
             columns[method].append(feature if method == chain_method else response_column(
-                estimator, augmented, method, dtype, version, owner, container))
+                estimator, augmented, method, dtype, version, owner, container, shared))
     return columns
 
 
