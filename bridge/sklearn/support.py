@@ -193,10 +193,11 @@ SUPPORTED_ESTIMATORS: dict[str, dict] = {
         "bridge converter; n_neighbors (not radius), euclidean metric; kNN by TopK, "
         "geodesic distances through the neighbours, the fitted kernel PCA")),
     "NMF": _entry(_TRANSFORM, _F64, notes=(
-        "bridge converter; solver='cd' (shuffle=False), scikit-learn's coordinate descent "
-        "in an ONNX Loop with its stopping rule (the batch's violation ratio <= tol, up to "
-        "max_iter): the same iterations on the same batch; rows scored in other batches "
-        "reach the same solution within tol")),
+        "bridge converter; solver='cd' (shuffle=False) or 'mu' (beta_loss='frobenius'): "
+        "scikit-learn's iterations in an ONNX Loop with its stopping rule (cd: the batch's "
+        "violation ratio <= tol; mu: the error gain every 10 iterations), up to max_iter: "
+        "the same iterations on the same batch; rows scored in other batches reach the "
+        "same solution within tol")),
     "MiniBatchNMF": _entry(_TRANSFORM, _F64, notes=(
         "bridge converter; beta_loss='frobenius'; the multiplicative updates in an ONNX "
         "Loop with scikit-learn's start (the batch mean) and stopping rule")),

@@ -56,9 +56,12 @@ def _positive(seed: int, rows: int) -> np.ndarray:
 @pytest.mark.parametrize("factory", [
     lambda: NMF(3, max_iter=500, random_state=0),
     lambda: NMF(4, alpha_W=0.01, l1_ratio=0.5, max_iter=500, random_state=0),
+    lambda: NMF(3, solver="mu", max_iter=500, random_state=0),
+    lambda: NMF(3, solver="mu", alpha_W=0.01, max_iter=400, random_state=0),
     lambda: MiniBatchNMF(3, random_state=0),
     lambda: MiniBatchNMF(3, alpha_W=0.01, l1_ratio=0.3, random_state=0),
-], ids=["nmf", "nmf-penalised", "minibatch", "minibatch-penalised"])
+], ids=["nmf", "nmf-penalised", "nmf-mu", "nmf-mu-penalised", "minibatch",
+        "minibatch-penalised"])
 def test_nmf_follows_scikit_learn_iterations_on_the_same_batch(factory):
     model_input = _positive(0, 200)
     estimator = factory().fit(model_input)
@@ -90,7 +93,8 @@ def test_nmf_rows_scored_alone_converge_to_the_batch_solution():
 
 def test_nmf_refusals_name_the_setting():
     X = _positive(0, 100)
-    for estimator, match in [(NMF(3, solver="mu", max_iter=300), "solver='mu'"),
+    for estimator, match in [(NMF(3, solver="mu", beta_loss=1, max_iter=300),
+                              "beta_loss=1"),
                              (NMF(3, shuffle=True, random_state=0), "shuffle=True"),
                              (MiniBatchNMF(3, beta_loss="kullback-leibler"),
                               "beta_loss='kullback-leibler'")]:

@@ -1,15 +1,16 @@
-"""skl2onnx converters for ``NMF`` (coordinate descent) and ``MiniBatchNMF`` (multiplicative
-updates) ``transform`` (skl2onnx has neither): scikit-learn's own iterations in an ONNX
-``Loop``, with its own stopping rule.
+"""skl2onnx converters for ``NMF`` (coordinate descent or multiplicative updates) and
+``MiniBatchNMF`` (multiplicative updates) ``transform`` (skl2onnx has neither):
+scikit-learn's own iterations in an ONNX ``Loop``, with its own stopping rule.
 
 ``transform`` solves for ``W >= 0`` with ``components_`` fixed, iterating up to ``max_iter``
 (NMF) or the transform's ``max_iter`` (MiniBatchNMF). The rules are scikit-learn's, on the
 batch the graph is given: NMF stops when the summed projected-gradient violation over the
 batch falls to ``tol`` times the first iteration's (W starts at zero); MiniBatchNMF when the
 relative Frobenius change of ``W`` falls to ``tol`` (W starts at ``sqrt(mean(X) /
-n_components)``, the batch mean). On the same batch the graph therefore follows
-scikit-learn's iterations; rows scored in other batches converge to the same solution
-within the solver's tolerance.
+n_components)``, the batch mean); NMF(solver="mu") starts there too and checks every tenth
+iteration whether the Frobenius error fell by ``tol`` times the starting error. On the same
+batch the graph therefore follows scikit-learn's iterations; rows scored in other batches
+converge to the same solution within the solver's tolerance.
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ def _check(model) -> None:
             raise UnsupportedEstimatorError(
                 f"{type(model).__name__}(beta_loss={model.beta_loss!r}) has no ONNX "
                 "conversion; supported: beta_loss='frobenius' (see SUPPORTED.md)")
-    if isinstance(model, NMF) and model.solver != "cd":
-        raise UnsupportedEstimatorError(
-            f"NMF(solver={model.solver!r}) has no ONNX conversion; supported: solver='cd' "
-            "(MiniBatchNMF converts with multiplicative updates) (see SUPPORTED.md)")
     if isinstance(model, NMF) and model.shuffle:
         raise UnsupportedEstimatorError(
             "NMF(shuffle=True) has no ONNX conversion: its coordinate order is random on "
@@ -179,8 +176,9 @@ def _convert_multiplicative(scope, container, model, x: str, proto: int, output:
                                       body.constant("epsilon", [np.finfo(np.float32).eps]),
                                       denominator], "safe")
     delta = body.node("Div", [x_ht, denominator], "delta")
-    if model._gamma != 1:
-        delta = body.node("Pow", [delta, body.constant("gamma", [model._gamma])], "delta_gamma")
+    gamma = getattr(model, "_gamma", 1.0)  # 1 for beta_loss='frobenius' (NMF has no _gamma)
+    if gamma != 1:
+        delta = body.node("Pow", [delta, body.constant("gamma", [gamma])], "delta_gamma")
     w_out = body.node("Mul", [w_in, delta], "w_next")
 
     def norm(value, stem):
@@ -188,6 +186,10 @@ def _convert_multiplicative(scope, container, model, x: str, proto: int, output:
             body.node("Mul", [value, value], stem + "_squares")], stem + "_sum", keepdims=0)],
             stem)
 
+    if isinstance(model, NMF):  # solver="mu": the error rule, checked every 10 iterations
+        _error_rule_loop(scope, container, model, body, x, w_start, (iteration, condition),
+                         w_in, w_out, proto, output)
+        return
     change = body.node("Div", [norm(body.node("Sub", [w_out, w_in], "step"), "step_norm"),
                                norm(w_out, "w_norm")], "change")
     if model.tol > 0:
@@ -196,6 +198,45 @@ def _convert_multiplicative(scope, container, model, x: str, proto: int, output:
         keep_going = body.node("Identity", [condition], "continue")
     _add_loop(scope, container, body, iteration, condition, [w_in], [keep_going, w_out],
               [w_start], model._transform_max_iter, proto, output, None)
+
+
+def _error_rule_loop(scope, container, model, body: _Body, x: str, w_start: str, counters,
+                     w_in: str, w_out: str, proto: int, output: str) -> None:
+    """NMF(solver="mu")'s rule: every 10th iteration, stop when the Frobenius error fell by
+    less than ``tol`` times the starting error since the last check."""
+    iteration, condition = counters
+    components = np.asarray(model.components_, dtype=np.float64)
+
+    def error_of(graph_node, w, h, stem):
+        residual = graph_node("Sub", [x, graph_node("MatMul", [w, h], stem + "_wh")],
+                              stem + "_residual")
+        return graph_node("Sqrt", [graph_node("ReduceSum", [graph_node(
+            "Mul", [residual, residual], stem + "_squares")], stem + "_sum", keepdims=0)],
+            stem)
+
+    def outer_node(op_type, inputs, stem, **attributes):
+        return add_node(scope, container, op_type, inputs, stem, **attributes)
+
+    at_start = error_of(outer_node, w_start, add_constant(
+        scope, container, "components", components, proto), "error_at_init")
+    previous_in = body.name("previous_error")
+    error = error_of(body.node, w_out, body.constant("components", components), "error")
+    checked = body.node("Equal", [body.node("Mod", [
+        body.node("Add", [iteration, body.constant("one_step", 1, TensorProto.INT64)],
+                  "n_iter"), body.constant("every", 10, TensorProto.INT64)], "phase"),
+        body.constant("zero_phase", 0, TensorProto.INT64)], "checked")
+    if model.tol > 0:
+        small_gain = body.node("Less", [body.node("Div", [body.node(
+            "Sub", [previous_in, error], "gain"), at_start], "relative_gain"),
+            body.constant("tol", model.tol)], "small_gain")
+        keep_going = body.node("Not", [body.node("And", [checked, small_gain], "stop")],
+                               "continue")
+    else:
+        keep_going = body.node("Identity", [condition], "continue")
+    previous_out = body.node("Where", [checked, error, previous_in], "previous_out")
+    _add_loop(scope, container, body, iteration, condition, [w_in, previous_in],
+              [keep_going, w_out, previous_out], [w_start, at_start], model.max_iter, proto,
+              output, None)
 
 
 def _add_loop(scope, container, body: _Body, iteration: str, condition: str, carried_in,
@@ -230,7 +271,7 @@ def convert_nmf(scope, operator, container) -> None:
     proto = proto_float_of(operator)
     x = operator.inputs[0].full_name
     output = operator.outputs[0].full_name
-    if isinstance(model, MiniBatchNMF):
+    if isinstance(model, MiniBatchNMF) or model.solver == "mu":
         _convert_multiplicative(scope, container, model, x, proto, output)
     else:
         _convert_coordinate_descent(scope, container, model, x, proto, output)
