@@ -101,6 +101,43 @@ def _node_args(values: Iterable[onnx.ValueInfoProto], skipped: set[str]) -> list
             if v.name not in skipped]
 
 
+def _inferred_outputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph outputs as onnxruntime reports them: where ONNX shape inference gives an
+    output another shape than the graph declares, the inferred one (skl2onnx declares, for
+    one, PLSRegression's predictions as wide as its input)."""
+    declared = list(model.graph.output)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for output in probe.graph.output:
+        if output.type.HasField("tensor_type"):
+            output.type.tensor_type.ClearField("shape")
+    try:
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.output}
+    except Exception:  # noqa: BLE001  (inference is a refinement; the declared types stand)
+        return declared
+    outputs = []
+    for value in declared:
+        found = inferred.get(value.name)
+        if (found is not None and value.type.HasField("tensor_type")
+                and found.type.tensor_type.HasField("shape")
+                and _conflicts(_shape(value.type), _shape(found.type))):
+            value = found
+            for dim in value.type.tensor_type.shape.dim:  # sizes inference only named
+                if dim.HasField("dim_param") and dim.dim_param.startswith("unk__"):
+                    dim.ClearField("dim_param")
+        outputs.append(value)
+    return outputs
+
+
+def _conflicts(declared: list, inferred: list) -> bool:
+    """Whether two shapes disagree on the rank or on a size both know."""
+    if not declared:
+        return False
+    return len(declared) != len(inferred) or any(
+        isinstance(a, int) and isinstance(b, int) and a and b and a != b
+        for a, b in zip(declared, inferred))
+
+
 def _device_for(providers: Sequence[Provider] | None,
                 provider_options: Sequence[Mapping[str, Any]] | None,
                 ) -> tuple[torch.device, list[str], dict[str, dict[str, str]]]:
@@ -200,7 +237,7 @@ class InferenceSession:
         graph = self._proto.graph
         initializers = {t.name for t in graph.initializer}
         self._inputs = _node_args(graph.input, initializers)
-        self._outputs = _node_args(graph.output, set())
+        self._outputs = _node_args(_inferred_outputs(self._proto), set())
         self._output_types = {v.name: v.type for v in graph.output}
         self._sess_options = sess_options
         self.module = from_onnx(_importable(self._proto)).eval()

@@ -83,7 +83,7 @@ def test_coverage_list_graphs_match_onnxruntime(case, data_name):
     X = np.asarray(data.X if case != "LabelBinarizer" else data.X, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if case == "LabelBinarizer":
+        if case in ("LabelBinarizer", "LabelEncoder"):  # they take the labels themselves
             model = to_onnx(estimator, initial_types=[("y", Int64TensorType([None]))])
             X = X.astype(np.int64)
         else:

@@ -8,6 +8,7 @@ index to the class string, which defines that vocabulary.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -27,7 +28,8 @@ def encode_string_class_lookups(model: onnx.ModelProto) -> int:
     The lookup's indices are class positions (``ArgMax`` results); the LabelEncoder maps
     position ``i`` to ``classes[i]`` and keeps the indices' shape, which the graph then
     reshapes to ``(N,)`` as before (a Reshape right after the lookup moves before the
-    encoder, so the string output comes straight from it). Returns the number of lookups
+    encoder, so the string output comes straight from it); without such a Reshape the
+    indices become one row first, the ``[1, N]`` a lookup of a vector gives. Returns the number of lookups
     rewritten.
     """
     strings = {
@@ -61,6 +63,14 @@ def encode_string_class_lookups(model: onnx.ModelProto) -> int:
             ))
             indices, labels = reshaped, reshape.output[0]
             model.graph.node.remove(reshape)
+        else:  # the lookup of a vector gives [1, number of indices], as in onnxruntime
+            row = f"{node.output[0]}_row_shape"
+            model.graph.initializer.append(numpy_helper.from_array(
+                np.array([1, -1], dtype=np.int64), row))
+            replacement.append(helper.make_node(
+                "Reshape", [indices, row], [f"{node.output[0]}_row_indices"],
+                name=f"{node.name}_row"))
+            indices = f"{node.output[0]}_row_indices"
         replacement.append(helper.make_node(
             "LabelEncoder", [indices], [labels], name=f"{node.name}_labels",
             domain=ML_DOMAIN, **attributes,
