@@ -96,3 +96,16 @@ def add_pairwise(scope, container, x: str, points, proto_type: int, metric: str)
     summed = add_node(scope, container, "MatMul", [size, ones], "summed_3d")
     to_2d = add_constant(scope, container, "shape_nk", [0, -1], TensorProto.INT64)
     return add_node(scope, container, "Reshape", [summed, to_2d], "distances")
+
+
+class WithOutputs:
+    """An operator as a wrapped skl2onnx converter or shape calculator expects it: the same
+    operator with other outputs (those calculators check the output count, so a converter
+    that adds an output hands the base one a view of the outputs it knows)."""
+
+    def __init__(self, operator, outputs: list):
+        self._operator = operator
+        self.outputs = outputs
+
+    def __getattr__(self, name):
+        return getattr(self._operator, name)

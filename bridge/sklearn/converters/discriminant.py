@@ -28,6 +28,7 @@ from sklearn.discriminant_analysis import (
 )
 
 from bridge.sklearn.converters._graph import (
+    WithOutputs,
     add_class_labels,
     add_constant,
     add_node,
@@ -35,17 +36,6 @@ from bridge.sklearn.converters._graph import (
 )
 
 LDA_ALIAS = "BridgeLinearDiscriminantAnalysis"
-
-
-class _WithOutputs:
-    """The operator with other output variables (skl2onnx's converter writes those)."""
-
-    def __init__(self, operator, outputs):
-        self._operator = operator
-        self.outputs = outputs
-
-    def __getattr__(self, name):
-        return getattr(self._operator, name)
 
 
 def write_decision_values(scope, container, operator, target: str) -> None:
@@ -94,7 +84,7 @@ def _wrap() -> None:
             return
         unused = scope.declare_local_variable("qda_probabilities",
                                               operator.outputs[1].type.__class__())
-        base_converter(scope, _WithOutputs(operator, [operator.outputs[0], unused]), container)
+        base_converter(scope, WithOutputs(operator, [operator.outputs[0], unused]), container)
         write_decision_values(scope, container, operator, operator.outputs[1].full_name)
 
     update_registered_converter(QuadraticDiscriminantAnalysis, alias, get_shape_calculator(alias),

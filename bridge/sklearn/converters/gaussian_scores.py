@@ -16,7 +16,13 @@ from skl2onnx.common._registration import get_converter, get_shape_calculator
 from skl2onnx.common.data_types import guess_tensor_type
 from sklearn.decomposition import PCA, FactorAnalysis
 
-from bridge.sklearn.converters._graph import add_constant, add_node, float_type_of, proto_float_of
+from bridge.sklearn.converters._graph import (
+    WithOutputs,
+    add_constant,
+    add_node,
+    float_type_of,
+    proto_float_of,
+)
 
 SCORED = (PCA, FactorAnalysis)
 
@@ -47,18 +53,6 @@ def _write_scores(scope, container, operator) -> None:
         [operator.outputs[1].full_name], name=scope.get_unique_operator_name("Add"))
 
 
-class _TransformView:
-    """The operator as the wrapped converter expects it: its ``transform`` output alone
-    (skl2onnx's shape calculators check the output count)."""
-
-    def __init__(self, operator):
-        self._operator = operator
-        self.outputs = operator.outputs[:1]
-
-    def __getattr__(self, name):
-        return getattr(self._operator, name)
-
-
 def _wrap(cls) -> None:
     alias = sklearn_operator_name_map[cls]
     base_converter = get_converter(alias)
@@ -76,12 +70,12 @@ def _wrap(cls) -> None:
         return operator.outputs
 
     def shape_calculator(operator) -> None:
-        base_shape(_TransformView(operator))
+        base_shape(WithOutputs(operator, operator.outputs[:1]))
         if len(operator.outputs) > 1:
             operator.outputs[1].type = float_type_of(operator)([None, 1])
 
     def converter(scope, operator, container) -> None:
-        base_converter(scope, _TransformView(operator), container)
+        base_converter(scope, WithOutputs(operator, operator.outputs[:1]), container)
         if len(operator.outputs) > 1:
             _write_scores(scope, container, operator)
 

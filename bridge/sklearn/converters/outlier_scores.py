@@ -16,20 +16,9 @@ from skl2onnx.common.data_types import Int64TensorType, guess_tensor_type
 from sklearn.linear_model import SGDOneClassSVM
 from sklearn.svm import OneClassSVM
 
-from bridge.sklearn.converters._graph import add_constant, proto_float_of
+from bridge.sklearn.converters._graph import WithOutputs, add_constant, proto_float_of
 
 SCORED = (OneClassSVM, SGDOneClassSVM)
-
-
-class _TwoOutputs:
-    """The operator as skl2onnx's converter expects it: (label, decision values) only."""
-
-    def __init__(self, operator):
-        self._operator = operator
-        self.outputs = operator.outputs[:2]
-
-    def __getattr__(self, name):
-        return getattr(self._operator, name)
 
 
 def _wrap(cls) -> None:
@@ -50,13 +39,13 @@ def _wrap(cls) -> None:
         return operator.outputs
 
     def shape_calculator(operator) -> None:
-        base_shape(_TwoOutputs(operator))
+        base_shape(WithOutputs(operator, operator.outputs[:2]))
         if len(operator.outputs) > 2:
             operator.outputs[2].type = guess_tensor_type(operator.inputs[0].type)
             operator.outputs[2].type.shape = [None, 1]
 
     def converter(scope, operator, container) -> None:
-        base_converter(scope, _TwoOutputs(operator), container)
+        base_converter(scope, WithOutputs(operator, operator.outputs[:2]), container)
         if len(operator.outputs) > 2:
             offset = add_constant(scope, container, "offset",
                                   np.reshape(operator.raw_operator.offset_, (1,)),
