@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from onnx import TensorProto
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_proto_type
+from skl2onnx.common.data_types import (
+    DoubleTensorType,
+    FloatTensorType,
+    guess_proto_type,
+    guess_tensor_type,
+)
 
 
 def float_type_of(operator):
@@ -109,3 +114,51 @@ class WithOutputs:
 
     def __getattr__(self, name):
         return getattr(self._operator, name)
+
+
+def add_score_samples_option(cls, outputs: list, write_scores) -> None:
+    """Re-register ``cls``'s skl2onnx converter with an option ``score_samples=True`` that
+    adds one ``(N, 1)`` output after the converter's own.
+
+    Parameters
+    ----------
+    cls : type
+        The scikit-learn class; its registered converter and shape calculator are wrapped.
+    outputs : list of (str, callable)
+        The converter's own outputs: a name and a function of the input's skl2onnx type
+        giving the output's type.
+    write_scores : callable
+        ``write_scores(scope, container, operator)`` writes ``operator.outputs[-1]``.
+    """
+    from skl2onnx import update_registered_converter
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter, get_shape_calculator
+
+    alias = sklearn_operator_name_map[cls]
+    base_converter, base_shape = get_converter(alias), get_shape_calculator(alias)
+    options = dict(getattr(base_converter, "get_allowed_options", lambda: None)() or {})
+    options["score_samples"] = [False, True]
+    count = len(outputs)
+
+    def parser(scope, model, inputs, custom_parsers=None):
+        operator = scope.declare_local_operator(alias, model)
+        operator.inputs = inputs
+        for name, make_type in outputs:
+            operator.outputs.append(scope.declare_local_variable(name, make_type(inputs[0].type)))
+        if scope.get_options(model, dict(score_samples=False))["score_samples"]:
+            operator.outputs.append(scope.declare_local_variable(
+                "score_samples", guess_tensor_type(inputs[0].type)))
+        return operator.outputs
+
+    def shape_calculator(operator) -> None:
+        base_shape(WithOutputs(operator, operator.outputs[:count]))
+        if len(operator.outputs) > count:
+            operator.outputs[count].type = float_type_of(operator)([None, 1])
+
+    def converter(scope, operator, container) -> None:
+        base_converter(scope, WithOutputs(operator, operator.outputs[:count]), container)
+        if len(operator.outputs) > count:
+            write_scores(scope, container, operator)
+
+    update_registered_converter(cls, alias, shape_calculator, converter, parser=parser,
+                                options=options)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 from onnx import TensorProto
-from skl2onnx import update_registered_converter
 from skl2onnx._supported_operators import sklearn_operator_name_map
-from skl2onnx.common._registration import get_converter, get_shape_calculator
+from skl2onnx.common._registration import get_converter
 from skl2onnx.common.data_types import guess_tensor_type
 from sklearn.decomposition import PCA, FactorAnalysis
 
 from bridge.sklearn.converters._graph import (
-    WithOutputs,
     add_constant,
     add_node,
-    float_type_of,
+    add_score_samples_option,
     proto_float_of,
 )
 
@@ -54,33 +52,7 @@ def _write_scores(scope, container, operator) -> None:
 
 
 def _wrap(cls) -> None:
-    alias = sklearn_operator_name_map[cls]
-    base_converter = get_converter(alias)
-    base_shape = get_shape_calculator(alias)
-    options = dict(getattr(base_converter, "get_allowed_options", lambda: None)() or {})
-    options["score_samples"] = [False, True]
-
-    def parser(scope, model, inputs, custom_parsers=None):
-        operator = scope.declare_local_operator(alias, model)
-        operator.inputs = inputs
-        float_type = guess_tensor_type(inputs[0].type)
-        operator.outputs.append(scope.declare_local_variable("variable", float_type))
-        if scope.get_options(model, dict(score_samples=False))["score_samples"]:
-            operator.outputs.append(scope.declare_local_variable("score_samples", float_type))
-        return operator.outputs
-
-    def shape_calculator(operator) -> None:
-        base_shape(WithOutputs(operator, operator.outputs[:1]))
-        if len(operator.outputs) > 1:
-            operator.outputs[1].type = float_type_of(operator)([None, 1])
-
-    def converter(scope, operator, container) -> None:
-        base_converter(scope, WithOutputs(operator, operator.outputs[:1]), container)
-        if len(operator.outputs) > 1:
-            _write_scores(scope, container, operator)
-
-    update_registered_converter(cls, alias, shape_calculator, converter, parser=parser,
-                                options=options)
+    add_score_samples_option(cls, [("variable", guess_tensor_type)], _write_scores)
 
 
 def register() -> list[str]:
