@@ -105,6 +105,10 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "HistGradientBoostingRegressor",
     )},
     "IsolationForest": (True, _ISOLATION_FOREST),
+    **{name: (True, f"{_VERIFIED}; bridge's converter writes standard ops already") for name in (
+        "TargetEncoder", "RegressorChain", "OutputCodeClassifier", "KernelDensity",
+        "SequentialFeatureSelector", "Isomap", "QuantileTransformer",
+    )},
     **{name: (False, _NOT_YET_LOWERED) for name in (
         "AdditiveChi2Sampler", "AffinityPropagation", "BernoulliRBM", "Birch",
         "BisectingKMeans", "EllipticEnvelope", "FactorAnalysis", "FastICA", "FrozenEstimator",
@@ -112,10 +116,8 @@ LOWERING_SUPPORT: dict[str, tuple[bool, str]] = {
         "MissingIndicator", "NearestCentroid", "NeighborhoodComponentsAnalysis",
         "PolynomialCountSketch", "RBFSampler", "SelfTrainingClassifier", "SkewedChi2Sampler",
         "SparseRandomProjection", "SplineTransformer",
-        "TargetEncoder", "ClassifierChain", "RegressorChain", "OutputCodeClassifier",
-        "KernelDensity", "RandomTreesEmbedding", "SequentialFeatureSelector",
-        "GaussianProcessClassifier", "Isomap", "NMF", "MiniBatchNMF",
-        "LatentDirichletAllocation", "QuantileTransformer",
+        "ClassifierChain", "RandomTreesEmbedding", "GaussianProcessClassifier", "NMF",
+        "MiniBatchNMF", "LatentDirichletAllocation",
         "LinearDiscriminantAnalysis", "QuadraticDiscriminantAnalysis", "PLSRegression",
         "PLSCanonical", "CCA", "PLSSVD", "OneClassSVM", "SGDOneClassSVM", "GridSearchCV",
         "RandomizedSearchCV", "OneVsOneClassifier", "MultiOutputClassifier", "KNNImputer",

@@ -98,6 +98,17 @@ FAMILIES = {
     "clusters": ("KMeans", "features", "predict", {0: "predict", 1: "transform"}),
     "mixture": ("GaussianMixture-full", "features", "predict",
                 {0: "predict", 1: "predict_proba", 2: "score_samples"}),
+    # bridge's own converters (bridge/sklearn/converters), already standard ops around the
+    # ai.onnx.ml estimators they wrap
+    "target-encoder": ("TargetEncoder-multiclass", "categories-multiclass", "transform",
+                       TRANSFORM),
+    "regressor-chain": ("RegressorChain", "multi-regression", "predict", PREDICT),
+    "output-code": ("OutputCodeClassifier", "multiclass", "predict", PREDICT),
+    "kernel-density": ("KernelDensity", "features", "score_samples", {0: "score_samples"}),
+    "sequential-selection": ("SequentialFeatureSelector", "multiclass", "transform",
+                             TRANSFORM),
+    "isomap": ("Isomap", "features", "transform", TRANSFORM),
+    "quantile": ("QuantileTransformer", "features", "transform", TRANSFORM),
 }
 
 
