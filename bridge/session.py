@@ -129,7 +129,7 @@ def _inferred_outputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return outputs
 
 
-def _conflicts(declared: list, inferred: list) -> bool:
+def _conflicts(declared: list[int | str | None], inferred: list[int | str | None]) -> bool:
     """Whether two shapes disagree on the rank or on a size both know."""
     if not declared:
         return False
