@@ -168,6 +168,12 @@ def _shown(shape: list) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
+# Names a submodule or constant of an imported module cannot take: the module's own
+# attributes (an initializer named "half" or "forward" would clash with nn.Module's methods)
+RESERVED_NAMES = frozenset(dir(OnnxGraphModule)) | frozenset(EDGE_ATTRIBUTES) | frozenset(
+    {"training", "graph", "code", "meta", "self"})
+
+
 class _GraphBuilder:
     """Builds one fx graph from one ONNX graph; used once per (sub)graph.
 
@@ -190,7 +196,7 @@ class _GraphBuilder:
         self.root = nn.Module()
         self.fx_graph = fx.Graph()
         self.values: dict[str, fx.Node] = {}
-        self.names: set[str] = set()
+        self.names: set[str] = set(RESERVED_NAMES)  # taken: see RESERVED_NAMES
         self.registered: dict[int, tuple[torch.Tensor, fx.Node]] = {}  # see _value
         self.storages: set[int] = set()
         self.static_shapes: StaticShapes | None = None  # top-level graphs only

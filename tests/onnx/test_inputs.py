@@ -61,3 +61,18 @@ def test_every_imported_module_compiles_past_dynamos_recompile_limit():
         assert torch.equal(torch.compile(module)(x, x * k), x * (k + 1))
         assert counters["stats"]["unique_graphs"] == before + 1, f"module {k} ran eagerly"
     torch._dynamo.reset()
+
+
+def test_values_and_nodes_named_like_module_attributes_import():
+    """An initializer named ``half`` or a node named ``forward`` would clash with
+    nn.Module's own attributes; they are registered under other names."""
+    from onnx import numpy_helper
+
+    half = numpy_helper.from_array(np.array([0.5], np.float32), "half")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "half"], ["y"], name="forward")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], [half])
+    module = bridge.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert torch.equal(module(torch.ones(3, 2)), torch.full((3, 2), 0.5))
+    assert callable(module.half) and callable(module.forward)
