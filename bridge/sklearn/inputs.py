@@ -103,21 +103,17 @@ class InputSpec:
             if (X.dtype != self.dtype or X.ndim != self.rank or not X.flags.c_contiguous
                     or not X.size or device.type != "cpu"):
                 return None
-            array, tensor = X, None
         elif kind is torch.Tensor:
             if (X.dtype is not TORCH_DTYPES[self.dtype] or X.dim() != self.rank
                     or X.requires_grad or X.device != device or not X.numel()):
                 return None
-            tensor = X
-            array = X.numpy() if device.type == "cpu" else None
         else:
             return None
         if self.rank == 2 and self.n_features is not None and X.shape[1] != self.n_features:
             return None
-        if not self.allow_nan and self.dtype.kind == "f":
-            if array is None or not math.isfinite(array.sum()):
-                return None  # GPU tensors and non-finite sums: prepare's checks
-        return torch.from_numpy(array) if tensor is None else tensor
+        if not self.allow_nan and self.dtype.kind == "f" and not _finite_sum(X):
+            return None  # GPU tensors and non-finite sums: prepare's checks
+        return torch.from_numpy(X) if kind is np.ndarray else X
 
     def _text_and_numbers(self, X, device: torch.device,
                           vocabularies: dict[str, list]) -> list[torch.Tensor]:
@@ -240,6 +236,26 @@ class InputSpec:
             raise ValueError(
                 f"Input X contains infinity or a value too large for {tensor.dtype}."
             )
+
+
+SMALL_SUM = 64  # values summed as Python floats: a numpy or torch sum costs more below this
+
+
+def _finite_sum(X) -> bool:
+    """Whether the sum of CPU array/tensor ``X`` is finite (False on another device): NaN,
+    infinity, or finite values whose sum overflows all make it not finite, and then the
+    element-wise check decides. Small inputs sum as Python floats (0.3 us against 0.8 for
+    numpy's sum and 1.3 for a tensor's)."""
+    if isinstance(X, torch.Tensor):
+        if X.device.type != "cpu":
+            return False
+        if X.numel() <= SMALL_SUM:
+            return math.isfinite(sum(map(sum, X.tolist())) if X.dim() == 2 else
+                                 sum(X.reshape(-1).tolist()))
+        return math.isfinite(X.numpy().sum())
+    if X.size <= SMALL_SUM:
+        return math.isfinite(sum(X.ravel().tolist()))
+    return math.isfinite(X.sum())
 
 
 def text_columns(estimator, X_sample=None) -> set[str]:

@@ -73,11 +73,21 @@ def test_anything_else_takes_the_full_path_with_the_same_answer_or_error(fitted,
 
 
 def test_a_finite_sum_is_the_only_nan_check_on_the_served_path(fitted):
-    """Values whose float32 sum overflows are finite: they are not refused."""
+    """Large finite values are not refused: a few are summed as Python floats (no
+    overflow), many by numpy in float32, whose overflowing sum sends them to the
+    element-wise check, which lets them through."""
     _, model, X = fitted
-    big = np.full((2, 5), 3e38, np.float32)
-    assert model._input_spec.served(big, CPU) is None  # the sum is not finite: full check
-    assert model.predict(big).shape == (2,)
+    spec = model._input_spec
+    few = np.full((2, 5), 3e38, np.float32)
+    assert spec.served(few, CPU) is not None
+    assert spec.served(torch.from_numpy(few), CPU) is not None
+    many = np.full((100, 5), 3e38, np.float32)
+    assert spec.served(many, CPU) is None  # float32 sum overflows: the full check decides
+    assert model.predict(many).shape == (100,)
+    for values in (few.copy(), many.copy()):
+        values[1, 2] = np.nan
+        assert spec.served(values, CPU) is None
+        assert spec.served(torch.from_numpy(values), CPU) is None
 
 
 def test_served_results_match_the_full_path_bit_for_bit(fitted):
