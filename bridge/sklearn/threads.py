@@ -6,22 +6,23 @@ inputs the team costs more than it saves, and on a busy machine it costs far mor
 threads and 0.03 ms on one (``python benchmarks/latency.py --threads-check`` shows it),
 because each parallel region waits for a thread the OS has given to someone else.
 
-So a call runs on one thread when it is small in both senses:
+So a call whose inputs hold at most :data:`SINGLE_THREAD_ELEMENTS` values (rows ×
+features; default 2**18, e.g. 13,000 rows of 20 features) runs on one thread, and larger
+calls use torch's setting (``torch.set_num_threads``).
 
-* its inputs hold at most :data:`SINGLE_THREAD_ELEMENTS` values (rows × features; default
-  2**18, e.g. 13,000 rows of 20 features), and
-* its rows times the model's constant values (weights, support vectors, training rows,
-  tree tables: a proxy for the arithmetic per row) stay within :data:`SINGLE_THREAD_WORK`
-  (default 2**22). A kNN model holds its training rows, so 100 query rows against 5,000
-  training rows are 10 million distance terms: the team pays for itself there (0.98
-  against 1.75 ms on the busy VM), while a 10,000-row LogisticRegression (630 thousand)
-  stays on one thread.
+A second limit, :data:`SINGLE_THREAD_WORK` (off by default), also counts the model's
+constant values (weights, support vectors, training rows, tree tables: a proxy for the
+arithmetic per row): a call whose rows times those values exceed it keeps torch's threads.
+On a quiet machine that helps kNN (10,000 query rows against 5,000 training rows: 88 ms on
+two threads, 171 ms on one); on a busy one it hurts far more (the same call took 430 to
+1,940 ms on two threads and 149 ms on one, with another job on the second core), so the
+busy machine's answer is the default: one thread for every small input.
 
-Larger calls use torch's setting (``torch.set_num_threads``). The environment variables
-``BRIDGE_SINGLE_THREAD_ELEMENTS`` and ``BRIDGE_SINGLE_THREAD_WORK`` change the limits (0:
-never switch). torch keeps the OpenMP thread count per calling thread, so concurrent calls
-from other threads are not affected (MKL's count is process-wide: at worst another
-thread's product runs on one thread for the duration of a small call).
+The environment variables ``BRIDGE_SINGLE_THREAD_ELEMENTS`` and ``BRIDGE_SINGLE_THREAD_WORK``
+change the limits (0: never switch; for the work limit, 0 leaves it out). torch keeps the
+OpenMP thread count per calling thread, so concurrent calls from other threads are not
+affected (MKL's count is process-wide: at worst another thread's product runs on one
+thread for the duration of a small call).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 SINGLE_THREAD_ELEMENTS = int(os.environ.get("BRIDGE_SINGLE_THREAD_ELEMENTS", 1 << 18))
-SINGLE_THREAD_WORK = int(os.environ.get("BRIDGE_SINGLE_THREAD_WORK", 1 << 22))
+SINGLE_THREAD_WORK = int(os.environ.get("BRIDGE_SINGLE_THREAD_WORK", 0))  # 0: off
 
 _CONSTANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -60,7 +61,7 @@ def enter_single_thread(inputs: list[torch.Tensor], module: nn.Module | None = N
         return 0
     if sum(t.numel() for t in inputs) > SINGLE_THREAD_ELEMENTS:
         return 0
-    if module is not None:
+    if module is not None and SINGLE_THREAD_WORK:
         rows = inputs[0].shape[0] if inputs[0].dim() else 1
         if rows * constant_values(module) > SINGLE_THREAD_WORK:
             return 0

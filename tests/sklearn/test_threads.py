@@ -81,9 +81,11 @@ def test_calls_with_much_arithmetic_per_row_keep_torchs_setting(model, two_threa
     assert threads_seen_during(model, np.zeros((9, 4), np.float32)) == 1
 
 
-def test_knn_queries_against_many_training_rows_use_the_thread_team(two_threads):
+def test_knn_queries_against_many_training_rows_use_the_thread_team(two_threads, monkeypatch):
+    """With the work limit on (it is off by default: see bridge/sklearn/threads.py)."""
     from sklearn.neighbors import KNeighborsClassifier
 
+    monkeypatch.setattr(threads, "SINGLE_THREAD_WORK", 1 << 22)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(5000, 20)).astype(np.float32)
     knn = bridge.from_sklearn(KNeighborsClassifier().fit(X, X[:, 0] > 0))
@@ -92,4 +94,11 @@ def test_knn_queries_against_many_training_rows_use_the_thread_team(two_threads)
     assert rows < 100  # a 100-row query is not a small call for kNN
     assert threads.enter_single_thread([torch.zeros(rows, 20)], graph) == 0
     assert threads.enter_single_thread([torch.zeros(1, 20)], graph) == 2
+    threads.leave_single_thread(2)
+
+
+def test_the_work_limit_is_off_by_default(model, two_threads):
+    assert threads.SINGLE_THREAD_WORK == 0
+    graph = model.graph_modules[model._method_outputs["predict_proba"].graph]
+    assert threads.enter_single_thread([torch.zeros(10_000, 4)], graph) == 2
     threads.leave_single_thread(2)
