@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bridge.errors import ModelFileError
-from bridge.utils import atomic_write, open_file_like
+from bridge.files import atomic_write, open_file_like
 
 __all__ = ["DistributedHistory", "History", "read_history_file"]
 

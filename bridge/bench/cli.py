@@ -17,7 +17,7 @@ from bridge.bench.backends import DEFAULT_BACKENDS, Target, all_backends
 from bridge.bench.report import format_markdown, format_report, write_json, write_plot
 from bridge.bench.runner import onnx_output_for, run_benchmark, run_target
 from bridge.bench.suite import CASES, SUITES
-from bridge.utils import check_writable_path
+from bridge.files import check_writable_path
 
 DESCRIPTION = """\
 Time the same models on scikit-learn (CPU), onnxruntime (CPU/CUDA) and torch

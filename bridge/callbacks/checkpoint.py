@@ -15,8 +15,9 @@ from typing import Any
 
 from bridge.callbacks.base import Callback
 from bridge.errors import ConfigurationError
+from bridge.files import atomic_write, remove_abandoned_temporaries
 from bridge.history import read_history_file
-from bridge.utils import atomic_write, noop, remove_abandoned_temporaries
+from bridge.utils import noop
 
 __all__ = ["Checkpoint", "TrainEndCheckpoint", "LoadInitState"]
 
@@ -47,7 +48,7 @@ def _staging_path(path: str) -> str:
 def remove_abandoned_staging(path: str, started: float) -> list[str]:
     """Delete what an interrupted checkpoint left beside ``path``: staged copies (``.<name>.<id>.partial``)
     older than this save (``started``, a ``time.time()``), and the temporary files of their writes
-    and of ``path`` itself whose writer is gone (see :func:`bridge.utils.remove_abandoned_temporaries`).
+    and of ``path`` itself whose writer is gone (see :func:`bridge.files.remove_abandoned_temporaries`).
 
     Returns
     -------

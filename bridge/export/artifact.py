@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from bridge.errors import ExportError
-from bridge.utils import atomic_write, check_writable_path
+from bridge.files import atomic_write, check_writable_path
 
 PRODUCER_NAME = "bridge"
 # Protobuf cannot serialize a message over 2 GiB: larger models keep tensors in a side file.

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from bridge.errors import DeviceWarning, ModelFileError, NotFittedError, TrimmedNetError
+from bridge.files import atomic_write, open_file_like
 from bridge.history import History
 from bridge.net.checks import raise_restated
-from bridge.utils import atomic_write, get_map_location, open_file_like
+from bridge.utils import get_map_location
 
 __all__ = ["PersistenceMixin", "TrimmedNetError"]
 

@@ -122,7 +122,7 @@ def test_missing_files_stay_builtin_errors(tmp_path):
 # ------------------------------------------------------------------ 7. interrupted saves
 _WRITE_AND_HANG = """
 import sys, time
-from bridge.utils import atomic_write
+from bridge.files import atomic_write
 
 def writer(handle):
     handle.write(b"half a file")
