@@ -339,9 +339,4 @@ class ConvertedModel(nn.Module):
             if self._classes is not None and as_numpy:
                 labels = labels.astype(self._classes.dtype)
             return labels
-        if not as_numpy:
-            return indices
-        labels = _to_numpy(indices)
-        if self._classes is not None and self._classes.dtype.kind != "O":
-            labels = labels.astype(self._classes.dtype)
-        return labels
+        return indices  # (numpy without a vocabulary: _decoded_array)
