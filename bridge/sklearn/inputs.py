@@ -220,7 +220,7 @@ class InputSpec:
         """NaN/infinity check on an array (or a CPU tensor's numpy view): one sum, as
         scikit-learn does; only a non-finite sum (NaN, infinity, or finite values whose
         sum overflows) pays for the element-wise check that finds out which."""
-        if array.size == 0 or math.isfinite(array.sum()):
+        if array.size == 0 or _finite_sum(array):
             return
         self._check_finite(torch.from_numpy(np.ascontiguousarray(array)))
 
