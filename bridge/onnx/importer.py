@@ -28,6 +28,7 @@ from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
 from bridge.onnx.context import ClosedVocabulary, ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
 from bridge.onnx.graph import OnnxGraph, OnnxNode, free_names, load_model, normalize_domain
+from bridge.onnx.plans import eager_call
 from bridge.onnx.registry import Converted, lookup, schema_version
 from bridge.onnx.static_shapes import StaticShapes, remove_dead_nodes
 
@@ -63,8 +64,7 @@ def check_forward_inputs(module: fx.GraphModule, args: tuple) -> None:
     input fails there rather than deep inside an operator. Subgraph modules (Loop, Scan and
     If bodies) declare no shapes and are not checked."""
     shapes = module.__dict__.get("input_shapes")
-    if shapes is not None and not (torch.compiler.is_compiling() or torch.jit.is_tracing()
-                                   or torch.compiler.is_exporting()):
+    if shapes is not None and eager_call():
         check_inputs(module.input_names, shapes, args)
 
 

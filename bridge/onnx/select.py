@@ -18,6 +18,8 @@ import os
 
 import torch
 
+from bridge.onnx.plans import eager_call
+
 try:  # built by setup.py where a C compiler was found
     from bridge.onnx import _select
 except ImportError:
@@ -33,9 +35,7 @@ def usable(x: torch.Tensor, count: int) -> bool:
     return (_select is not None and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64) and 0 < count <= MAX_K
             and count <= (x.shape[-1] if x.dim() else 1)
-            and not (x.requires_grad and torch.is_grad_enabled())
-            and not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
-                     or torch.jit.is_tracing())
+            and not (x.requires_grad and torch.is_grad_enabled()) and eager_call()
             and os.environ.get(SWITCH, "1") != "0")
 
 
