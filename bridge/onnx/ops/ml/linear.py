@@ -95,7 +95,16 @@ def class_labels(node: OnnxNode, context: ConversionContext, label_output: str) 
     return torch.tensor(list(ints or []), dtype=torch.int64), False
 
 
-class OnnxLinearClassifier(nn.Module):
+class _LinearWeights(nn.Module):
+    """The coefficient and intercept buffers of the linear operators, read per call."""
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
+            return self.coefficients, self.intercepts
+        return held(self, "coefficients"), held(self, "intercepts")  # (see bridge/onnx/held.py)
+
+
+class OnnxLinearClassifier(_LinearWeights):
     """``scores = x @ W.T + b``; labels by arg-max (or by sign with one coefficient row).
 
     ``binary_layout`` mirrors onnxruntime for a single coefficient row: ``"two_columns"``
@@ -117,11 +126,6 @@ class OnnxLinearClassifier(nn.Module):
         self.single_row = coefficients.shape[0] == 1
 
     output_methods = {(1,): "forward_scores"}  # for serving plans (bridge/onnx/plans.py)
-
-    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
-            return self.coefficients, self.intercepts
-        return held(self, "coefficients"), held(self, "intercepts")  # (see bridge/onnx/held.py)
 
     def forward_scores(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:
         """The scores alone (what ``predict_proba`` reads) in the common multi-row case."""
@@ -187,7 +191,7 @@ def convert_linear_classifier(node: OnnxNode, context: ConversionContext) -> Con
     return Converted(module, inputs=[node.inputs[0]])
 
 
-class OnnxLinearRegressor(nn.Module):
+class OnnxLinearRegressor(_LinearWeights):
     """``y = x @ W.T + b`` for ``targets`` outputs, then the post-transform."""
 
     def __init__(self, coefficients: torch.Tensor, intercepts: torch.Tensor, post_transform: str):
@@ -196,11 +200,6 @@ class OnnxLinearRegressor(nn.Module):
         self.register_buffer("intercepts", intercepts)
         self.post_transform = post_transform
         self.targets = coefficients.shape[0]
-
-    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.jit.is_scripting():  # TorchScript reads attributes its own way
-            return self.coefficients, self.intercepts
-        return held(self, "coefficients"), held(self, "intercepts")  # (see bridge/onnx/held.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores = functional.linear(_as_batch(x), *self._weights())
