@@ -11,6 +11,11 @@ import torch
 
 from bridge.errors import InvalidInputError
 
+try:  # built by setup.py where a C compiler was found (bridge/sklearn/_finite.c)
+    from bridge.sklearn import _finite
+except ImportError:
+    _finite = None
+
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
                  np.dtype(np.int64): torch.int64}
 
@@ -111,7 +116,7 @@ class InputSpec:
             return None
         if self.rank == 2 and self.n_features is not None and X.shape[1] != self.n_features:
             return None
-        if not self.allow_nan and self.dtype.kind == "f" and not _finite_sum(X):
+        if not self.allow_nan and self.dtype.kind == "f" and not _all_finite(X):
             return None  # GPU tensors and non-finite sums: prepare's checks
         return torch.from_numpy(X) if kind is np.ndarray else X
 
@@ -220,7 +225,7 @@ class InputSpec:
         """NaN/infinity check on an array (or a CPU tensor's numpy view): one sum, as
         scikit-learn does; only a non-finite sum (NaN, infinity, or finite values whose
         sum overflows) pays for the element-wise check that finds out which."""
-        if array.size == 0 or _finite_sum(array):
+        if array.size == 0 or _all_finite(array):
             return
         self._check_finite(torch.from_numpy(np.ascontiguousarray(array)))
 
@@ -241,21 +246,30 @@ class InputSpec:
 SMALL_SUM = 64  # values summed as Python floats: a numpy or torch sum costs more below this
 
 
-def _finite_sum(X) -> bool:
-    """Whether the sum of CPU array/tensor ``X`` is finite (False on another device): NaN,
-    infinity, or finite values whose sum overflows all make it not finite, and then the
-    element-wise check decides. Small inputs sum as Python floats (0.3 us against 0.8 for
-    numpy's sum and 1.3 for a tensor's)."""
+def _all_finite(X) -> bool:
+    """Whether CPU array/tensor ``X`` holds only finite values; False means "not known to":
+    another device, or (without the C check) a sum that is not finite, then the element-wise
+    check decides. The C loop (``_finite.c``) reads a contiguous float32/float64 block in
+    0.1-0.5 us for one row; otherwise a sum: as Python floats for small inputs (0.3 us
+    against 0.8 for numpy's sum and 1.3 for a tensor's), where NaN, infinity and finite
+    values whose sum overflows all give a sum that is not finite."""
     if isinstance(X, torch.Tensor):
         if X.device.type != "cpu":
             return False
+        if _finite is not None and X.dtype in _C_DTYPES and X.is_contiguous():
+            return _finite.finite(X.data_ptr(), X.numel(), X.dtype is torch.float64)
         if X.numel() <= SMALL_SUM:
             return math.isfinite(sum(map(sum, X.tolist())) if X.dim() == 2 else
                                  sum(X.reshape(-1).tolist()))
         return math.isfinite(X.numpy().sum())
+    if _finite is not None and X.dtype.char in "fd" and X.flags.c_contiguous:
+        return _finite.finite_array(X)
     if X.size <= SMALL_SUM:
         return math.isfinite(sum(X.ravel().tolist()))
     return math.isfinite(X.sum())
+
+
+_C_DTYPES = (torch.float32, torch.float64)
 
 
 def text_columns(estimator, X_sample=None) -> set[str]:

@@ -9,6 +9,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import bridge
+from bridge.sklearn import inputs
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +73,51 @@ def test_anything_else_takes_the_full_path_with_the_same_answer_or_error(fitted,
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_finite_sum_is_the_only_nan_check_on_the_served_path(fitted):
-    """Large finite values are not refused: a few are summed as Python floats (no
-    overflow), many by numpy in float32, whose overflowing sum sends them to the
-    element-wise check, which lets them through."""
+@pytest.mark.parametrize("c_check", [True, False], ids=["C loop", "sum"])
+def test_large_finite_values_pass_the_served_nan_check(fitted, monkeypatch, c_check):
+    """Large finite values are not refused. The C loop reads every value; without it a few
+    are summed as Python floats (no overflow) and many by numpy in float32, whose
+    overflowing sum sends them to the element-wise check, which lets them through."""
+    if c_check and inputs._finite is None:
+        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    if not c_check:
+        monkeypatch.setattr(inputs, "_finite", None)
     _, model, X = fitted
     spec = model._input_spec
     few = np.full((2, 5), 3e38, np.float32)
     assert spec.served(few, CPU) is not None
     assert spec.served(torch.from_numpy(few), CPU) is not None
     many = np.full((100, 5), 3e38, np.float32)
-    assert spec.served(many, CPU) is None  # float32 sum overflows: the full check decides
+    if c_check:
+        assert spec.served(many, CPU) is not None
+    else:
+        assert spec.served(many, CPU) is None  # float32 sum overflows: the full check decides
     assert model.predict(many).shape == (100,)
     for values in (few.copy(), many.copy()):
-        values[1, 2] = np.nan
-        assert spec.served(values, CPU) is None
-        assert spec.served(torch.from_numpy(values), CPU) is None
+        for bad in (np.nan, np.inf, -np.inf):
+            values[1, 2] = bad
+            assert spec.served(values, CPU) is None
+            assert spec.served(torch.from_numpy(values), CPU) is None
+            assert spec.served(torch.from_numpy(values)[:, :5:1].t().contiguous().t(),
+                               CPU) is None  # not contiguous: the sum decides
+            with pytest.raises(ValueError, match="NaN" if bad != bad else "infinity"):
+                model.predict(values)
+
+
+def test_the_c_check_reads_offset_views_and_both_float_types():
+    if inputs._finite is None:
+        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    for dtype in (torch.float32, torch.float64):
+        block = torch.zeros(50, dtype=dtype)
+        block[3] = float("nan")
+        assert not inputs._all_finite(block)
+        assert inputs._all_finite(block[4:])  # data_ptr includes the offset
+        assert not inputs._all_finite(block[:4].numpy())
+        assert inputs._all_finite(block[4:].numpy())
+        block[49] = float("-inf")
+        assert not inputs._all_finite(block[4:])
+    with pytest.raises(TypeError, match="float32"):
+        inputs._finite.finite_array(np.zeros(3, np.int64))
 
 
 def test_served_results_match_the_full_path_bit_for_bit(fitted):
