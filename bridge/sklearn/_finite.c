@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 
 #define DEFINE_FINITE(NAME, T)                                                              \
 static int NAME(const T *x, Py_ssize_t n)                                                  \
@@ -80,9 +81,45 @@ static PyObject *finite_array(PyObject *self, PyObject *array)
     return result;
 }
 
+/* served_array(array, format, ndim, width, finite): whether a numpy array is the serving
+ * case in one call: a C-contiguous buffer of `format` values (one struct character, as
+ * numpy's dtype.char: 'f', 'd', 'l'), `ndim` axes, at least one value, `width` columns
+ * (ndim 2; -1: any) and, when `finite` is true, every value finite. False says "not this
+ * case", never "invalid": the caller's full checks then decide and raise. */
+static PyObject *served_array(PyObject *self, PyObject *args)
+{
+    PyObject *array;
+    const char *expected;
+    int ndim, finite;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "Osinp", &array, &expected, &ndim, &width, &finite))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(array, &view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();  /* no buffer: not the serving case */
+        Py_RETURN_FALSE;
+    }
+    const char *format = view.format ? view.format : "B";
+    if (*format == '<' || *format == '=' || *format == '@')
+        format++;
+    int served = strcmp(format, expected) == 0 && view.ndim == ndim && view.len > 0
+        && (ndim != 2 || width < 0 || view.shape[1] == width)
+        && PyBuffer_IsContiguous(&view, 'C');
+    if (served && finite) {
+        if (format[0] == 'd' || format[0] == 'f')
+            served = format[0] == 'd' ? finite_double((const double *)view.buf, view.len / 8)
+                                      : finite_float((const float *)view.buf, view.len / 4);
+        else
+            served = 0;  /* a finiteness check asked of integers: the caller's rules decide */
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(served);
+}
+
 static PyMethodDef methods[] = {
     {"finite", finite_at, METH_VARARGS, "whether a float block at an address is all finite"},
     {"finite_array", finite_array, METH_O, "whether a float buffer is all finite"},
+    {"served_array", served_array, METH_VARARGS, "whether an array is the serving case"},
     {NULL, NULL, 0, NULL},
 };
 

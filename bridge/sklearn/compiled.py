@@ -24,27 +24,32 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from sklearn.utils.metaestimators import available_if
 from torch import nn
 
 from bridge.errors import ConversionError
 from bridge.onnx.ops.control_flow import PAIRWISE_WHILE_EXPORTING
-from bridge.sklearn.model import ConvertedModel
+from bridge.sklearn.model import ConvertedModel, MethodOutput, shaped
 from bridge.sklearn.threads import enter_single_thread, leave_single_thread
 
 
 class MethodGraph(nn.Module):
-    """One output of an imported graph as a module (what ``torch.export`` records)."""
+    """One output of an imported graph as a module (what ``torch.export`` records), shaped
+    as the method returns it (:func:`~bridge.sklearn.model.shaped`: a one-column result
+    flat, a binary decision's positive column), so that reshape is inside the compiled
+    function rather than one more torch call per call."""
 
-    def __init__(self, graph: nn.Module, output: int):
+    def __init__(self, graph: nn.Module, output: int, kind: str, binary: bool):
         super().__init__()
         self.imported = graph  # (not "graph": GraphModule's own attribute name)
-        self.output = output
+        self.output, self.kind, self.binary = output, kind, binary
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         result = self.imported(*inputs)
-        return result[self.output] if isinstance(result, tuple) else result
+        result = result[self.output] if isinstance(result, tuple) else result
+        return shaped(result, self.kind, self.binary)
 
 
 class _FixedTreeStrategies:
@@ -89,7 +94,9 @@ def compile_method(model: ConvertedModel, method: str, batch_hint: int = 1) -> C
     graph = model.graph_modules[output.graph]
     device = model._device()
     example = _example_inputs(model, graph, device)
-    wrapper = MethodGraph(graph, output.output).eval()
+    classes = model._classes
+    wrapper = MethodGraph(graph, output.output, output.kind,
+                          classes is not None and len(classes) == 2).eval()
     try:
         program, max_rows = _export(wrapper, example, graph, batch_hint, device.type)
         with tempfile.TemporaryDirectory() as folder:
@@ -179,6 +186,8 @@ class CompiledModel:
         self.compile_seconds = compile_seconds
         self.device = device
         self.eager_methods = dict(eager_methods or {})
+        self._calls = {method: _Call.of(model, method, runner, device)
+                       for method, runner in runners.items()}
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -217,30 +226,78 @@ class CompiledModel:
 
     def _run(self, method: str, X):
         model = self.model
-        if method in self.eager_methods:
+        call = self._calls.get(method)
+        if call is None:  # left eager
             return getattr(model, method)(X)
-        output = model._method_outputs[method]
-        graph = model._modules["graph_modules"]._modules[output.graph]  # (no __getattr__)
         tensor = model._input_spec.served(X, self.device)  # the serving case, checked cheaply
-        if tensor is not None:
-            inputs, as_numpy = [tensor], type(X) is not torch.Tensor
-        else:
-            inputs, as_numpy = model._input_spec.prepare(X, self.device,
-                                                         graph.input_vocabularies)
-            if not as_numpy and any(t.requires_grad for t in inputs):
-                raise ValueError(
-                    f"the compiled {model.estimator_name}.{method} runs without autograd; got "
-                    "a tensor that requires grad. Call the converted model itself to "
-                    "differentiate")
-            if inputs[0].shape[0] == 0:  # compiled for one row or more: empty runs eagerly
-                return getattr(model, method)(X)
-        threads = enter_single_thread(inputs, graph)
+        if tensor is None:
+            return self._run_prepared(method, call, X)
+        threads = enter_single_thread((tensor,), call.graph)
         try:
-            values = self._runners[method](inputs)
+            if call.run is not None and tensor.is_contiguous():  # no row limit to keep
+                values = call.run([tensor])[0]
+            else:
+                values = call.runner([tensor])
         finally:
             leave_single_thread(threads)
-        name = graph.output_names[output.output]
-        return model._decode(output, values, graph.output_vocabularies.get(name), as_numpy)
+        if type(X) is torch.Tensor:
+            return values if call.vocabulary is None else model._decode(
+                call.output, values, call.vocabulary, False)
+        if call.numpy_labels is not False:  # numpy out: the outputs come shaped already
+            values = values.numpy()
+            return values if call.numpy_labels is None else values.astype(call.numpy_labels,
+                                                                           copy=False)
+        return model._decode(call.output, values, call.vocabulary, True)
+
+    def _run_prepared(self, method: str, call: _Call, X):
+        """Any input but the serving case: the model's conversions and checks first."""
+        model = self.model
+        inputs, as_numpy = model._input_spec.prepare(X, self.device,
+                                                     call.graph.input_vocabularies)
+        if not as_numpy and any(t.requires_grad for t in inputs):
+            raise ValueError(
+                f"the compiled {model.estimator_name}.{method} runs without autograd; got "
+                "a tensor that requires grad. Call the converted model itself to "
+                "differentiate")
+        if inputs[0].shape[0] == 0:  # compiled for one row or more: empty runs eagerly
+            return getattr(model, method)(X)
+        threads = enter_single_thread(inputs, call.graph)
+        try:
+            values = call.runner(inputs)
+        finally:
+            leave_single_thread(threads)
+        return model._decode(call.output, values, call.vocabulary, as_numpy)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one compiled method's call reads, found once: its runner, graph, output and
+    vocabulary, and how a numpy result is finished: ``numpy_labels`` is the class labels'
+    dtype, None for values as they come (both on CPU without a vocabulary), or False:
+    through the model's own decoding. ``run`` is AOTInductor's own ``run`` where no row
+    limit applies (a call then skips :class:`CompiledMethod`'s checks)."""
+
+    runner: CompiledMethod
+    run: object | None
+    graph: nn.Module
+    output: MethodOutput
+    vocabulary: list | None
+    numpy_labels: np.dtype | None | bool
+
+    @classmethod
+    def of(cls, model: ConvertedModel, method: str, runner: CompiledMethod,
+           device: torch.device) -> _Call:
+        output = model._method_outputs[method]
+        graph = model._modules["graph_modules"]._modules[output.graph]
+        vocabulary = graph.output_vocabularies.get(graph.output_names[output.output])
+        classes = model._classes
+        numpy_labels: np.dtype | None | bool = None
+        if vocabulary is not None or device.type != "cpu":
+            numpy_labels = False
+        elif output.kind == "label" and classes is not None and classes.dtype.kind != "O":
+            numpy_labels = classes.dtype
+        run = runner.runner.run if runner.max_rows is None else None
+        return cls(runner, run, graph, output, vocabulary, numpy_labels)
 
 
 TREES_STAY_EAGER = (

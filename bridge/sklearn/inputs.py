@@ -3,6 +3,7 @@ one tensor (or one per column) out, with scikit-learn-style errors for shape, dt
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -104,6 +105,11 @@ class InputSpec:
         if self.per_column or self.text_columns:
             return None
         kind = type(X)
+        if kind is np.ndarray and _finite is not None:  # every check in one C call
+            char, rank, width, finite = self._array_rules
+            if device.type != "cpu" or not _finite.served_array(X, char, rank, width, finite):
+                return None
+            return torch.from_numpy(X)
         if kind is np.ndarray:
             if (X.dtype != self.dtype or X.ndim != self.rank or not X.flags.c_contiguous
                     or not X.size or device.type != "cpu"):
@@ -119,6 +125,13 @@ class InputSpec:
         if not self.allow_nan and self.dtype.kind == "f" and not _all_finite(X):
             return None  # GPU tensors and non-finite sums: prepare's checks
         return torch.from_numpy(X) if kind is np.ndarray else X
+
+    @functools.cached_property
+    def _array_rules(self) -> tuple[str, int, int, bool]:
+        """What :func:`_finite.served_array` checks a numpy input against: the dtype's
+        character, the rank, the width (-1: any) and whether values must be finite."""
+        return (self.dtype.char, self.rank, -1 if self.n_features is None else self.n_features,
+                not self.allow_nan and self.dtype.kind == "f")
 
     def _text_and_numbers(self, X, device: torch.device,
                           vocabularies: dict[str, list]) -> list[torch.Tensor]:

@@ -115,3 +115,30 @@ def test_a_method_that_cannot_export_names_itself(data, monkeypatch):
     with pytest.raises(ConversionError, match=r"LogisticRegression\.predict could not be "
                                               r"compiled .*unsupported here"):
         compile_for_serving(model, ["predict"])
+
+
+def test_compiled_results_have_the_models_shapes_and_dtypes(data):
+    """The exported function returns each method's result shaped (a binary decision's
+    positive column, a single target flat); numpy and tensor calls, text and integer
+    labels, and a non-contiguous tensor all answer as the converted model does."""
+    from sklearn.linear_model import Ridge
+
+    X, y = data
+    words = np.array(["no", "yes"])[(y > 0).astype(int)]
+    binary = bridge.from_sklearn(LogisticRegression(max_iter=300).fit(X, words))
+    ridge = bridge.from_sklearn(Ridge().fit(X, y.astype(np.float64)))
+    cases = [(binary, compile_for_serving(binary, ["predict", "decision_function"])),
+             (ridge, compile_for_serving(ridge, ["predict"]))]
+    view = torch.from_numpy(np.ascontiguousarray(X[:6].T)).t()  # values of X[:6], strided
+    assert not view.is_contiguous()
+    for model, compiled in cases:
+        for method in compiled.methods:
+            for batch in (X[:1], X[:6], torch.from_numpy(X[:6]), view):
+                expected = getattr(model, method)(batch)
+                got = getattr(compiled, method)(batch)
+                assert type(got) is type(expected)
+                assert got.shape == expected.shape and got.dtype == expected.dtype
+                if isinstance(got, np.ndarray) and got.dtype.kind in "OU":  # text labels
+                    np.testing.assert_array_equal(got, expected)
+                else:
+                    assert_parity(got, expected, **TOLERANCE)

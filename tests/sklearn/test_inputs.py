@@ -24,7 +24,7 @@ def fitted():
 CPU = torch.device("cpu")
 
 
-def test_plain_arrays_and_tensors_are_served_as_they_are(fitted):
+def test_plain_arrays_and_tensors_are_served_as_they_are(fitted, checks):
     _, model, X = fitted
     spec = model._input_spec
     served = spec.served(X, CPU)
@@ -33,17 +33,31 @@ def test_plain_arrays_and_tensors_are_served_as_they_are(fitted):
     assert spec.served(tensor, CPU) is tensor
 
 
+@pytest.fixture(params=["C checks", "Python checks"])
+def checks(request, monkeypatch):
+    """Both ways of recognising the serving case: the C extension's and Python's."""
+    if request.param == "C checks" and inputs._finite is None:
+        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    if request.param == "Python checks":
+        monkeypatch.setattr(inputs, "_finite", None)
+    return request.param
+
+
 @pytest.mark.parametrize("variant", [
-    "float64", "fortran", "list", "wrong width", "vector", "empty", "nan", "inf",
-    "grad", "int tensor", "dataframe",
+    "float64", "fortran", "strided", "big-endian", "int array", "list", "wrong width",
+    "vector", "empty", "nan", "inf", "grad", "int tensor", "dataframe",
 ])
-def test_anything_else_takes_the_full_path_with_the_same_answer_or_error(fitted, variant):
+def test_anything_else_takes_the_full_path_with_the_same_answer_or_error(fitted, variant,
+                                                                         checks):
     estimator, model, X = fitted
     spec = model._input_spec
     part = X[:6]
     values = {
         "float64": part.astype(np.float64),
         "fortran": np.asfortranarray(part),
+        "strided": X[:12:2],
+        "big-endian": part.astype(">f4"),
+        "int array": np.rint(part * 3).astype(np.int64),
         "list": part.tolist(),
         "wrong width": part[:, :4],
         "vector": part[0],
