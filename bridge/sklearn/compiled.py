@@ -227,8 +227,8 @@ class CompiledModel:
     def _run(self, method: str, X):
         model = self.model
         call = self._calls.get(method)
-        if call is None:  # left eager
-            return getattr(model, method)(X)
+        if call is None:  # left eager: the model's own call (its method minus a lookup)
+            return model._run(method, X)
         tensor = model._input_spec.served(X, self.device)  # the serving case, checked cheaply
         if tensor is None:
             return self._run_prepared(method, call, X)

@@ -102,35 +102,36 @@ class InputSpec:
         raising the errors. Array inputs work on the CPU only (a GPU model copies them in
         :meth:`prepare`).
         """
-        if self.per_column or self.text_columns:
+        rules = self._served_rules
+        if rules is None:
             return None
+        char, dtype, rank, width, finite = rules
         kind = type(X)
-        if kind is np.ndarray and _finite is not None:  # every check in one C call
-            char, rank, width, finite = self._array_rules
-            if device.type != "cpu" or not _finite.served_array(X, char, rank, width, finite):
-                return None
-            return torch.from_numpy(X)
-        if kind is np.ndarray:
-            if (X.dtype != self.dtype or X.ndim != self.rank or not X.flags.c_contiguous
-                    or not X.size or device.type != "cpu"):
-                return None
-        elif kind is torch.Tensor:
-            if (X.dtype is not TORCH_DTYPES[self.dtype] or X.dim() != self.rank
-                    or X.requires_grad or X.device != device or not X.numel()):
-                return None
+        if kind is torch.Tensor:
+            if (X.dtype is not dtype or X.dim() != rank or X.requires_grad or X.device != device
+                    or not X.numel() or (width >= 0 and X.shape[1] != width)
+                    or (finite and not _all_finite(X))):
+                return None  # GPU tensors among them: prepare's checks
+            return X
+        if kind is not np.ndarray or device.type != "cpu":
+            return None
+        if _finite is not None:  # every check in one C call
+            served = _finite.served_array(X, char, rank, width, finite)
         else:
-            return None
-        if self.rank == 2 and self.n_features is not None and X.shape[1] != self.n_features:
-            return None
-        if not self.allow_nan and self.dtype.kind == "f" and not _all_finite(X):
-            return None  # GPU tensors and non-finite sums: prepare's checks
-        return torch.from_numpy(X) if kind is np.ndarray else X
+            served = not (X.dtype != self.dtype or X.ndim != rank or not X.flags.c_contiguous
+                          or not X.size or (width >= 0 and X.shape[1] != width)
+                          or (finite and not _all_finite(X)))
+        return torch.from_numpy(X) if served else None
 
     @functools.cached_property
-    def _array_rules(self) -> tuple[str, int, int, bool]:
-        """What :func:`_finite.served_array` checks a numpy input against: the dtype's
-        character, the rank, the width (-1: any) and whether values must be finite."""
-        return (self.dtype.char, self.rank, -1 if self.n_features is None else self.n_features,
+    def _served_rules(self) -> tuple[str, torch.dtype, int, int, bool] | None:
+        """What :meth:`served` checks, found once: the dtype (as numpy's character and as
+        torch's), the rank, the width (-1: not checked) and whether values must be
+        finite; None when no input is served as it is (one input per column)."""
+        if self.per_column or self.text_columns:
+            return None
+        width = self.n_features if self.rank == 2 and self.n_features is not None else -1
+        return (self.dtype.char, TORCH_DTYPES[self.dtype], self.rank, width,
                 not self.allow_nan and self.dtype.kind == "f")
 
     def _text_and_numbers(self, X, device: torch.device,
