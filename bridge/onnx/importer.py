@@ -27,7 +27,15 @@ from bridge.errors import (
 from bridge.onnx import ops as _ops  # noqa: F401  (registers every converter)
 from bridge.onnx.context import ClosedVocabulary, ConversionContext
 from bridge.onnx.dtypes import STRING, numpy_to_torch
-from bridge.onnx.graph import OnnxGraph, OnnxNode, free_names, load_model, normalize_domain
+from bridge.onnx.fusion import fuse_graph
+from bridge.onnx.graph import (
+    ML_DOMAIN,
+    OnnxGraph,
+    OnnxNode,
+    free_names,
+    load_model,
+    normalize_domain,
+)
 from bridge.onnx.plans import eager_call
 from bridge.onnx.registry import Converted, lookup, schema_version
 from bridge.onnx.static_shapes import StaticShapes, remove_dead_nodes
@@ -253,6 +261,9 @@ class _GraphBuilder:
         module = OnnxGraphModule(self.root, self.fx_graph, class_name="OnnxGraphModule")
         if self.static_shapes is not None:  # drop what folding (or a converter) left unread
             remove_dead_nodes(module)
+        if self.outer is None and ML_DOMAIN not in self.opsets and self.options.get(
+                "fuse_graph", True):
+            fuse_graph(module, self.trainable)
         module.input_names = self.graph.inputs
         module.output_names = self.graph.outputs
         module.opsets = dict(self.opsets)
@@ -326,12 +337,16 @@ class _GraphBuilder:
         outputs = node.outputs
         if len(outputs) == 1:
             self.values[outputs[0]] = call
-            return
-        for position, name in enumerate(outputs):
-            if name:
-                self.values[name] = self.fx_graph.call_function(
-                    operator.getitem, (call, position)
-                )
+        else:
+            for position, name in enumerate(outputs):
+                if name:
+                    self.values[name] = self.fx_graph.call_function(
+                        operator.getitem, (call, position)
+                    )
+        for name in outputs:  # what shape inference knows, for the passes of bridge.onnx.fusion
+            value_type = self.context.type_of(name) if name else None
+            if value_type is not None:
+                self.values[name].meta["onnx_type"] = value_type
 
     def _argument(self, spec, node: OnnxNode):
         role = f"input of {node.op_type} {node.name!r}"

@@ -58,7 +58,8 @@ def _torchscript_export(module, x, dynamic_batch: bool) -> onnx.ModelProto:
 
 
 def _import(model, fold: bool = True):
-    options = {"tree_strategy": "auto", "fold_static_shapes": fold}
+    # the fusion passes would turn the Reshape counted below into a plain torch call
+    options = {"tree_strategy": "auto", "fold_static_shapes": fold, "fuse_graph": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return _GraphBuilder.for_model(load_model(model), False, options).build()

@@ -118,6 +118,41 @@ class OnnxFusedRecurrent(nn.Module):
         return y.transpose(1, 2), h_n, c_n
 
 
+class OnnxRecurrentStack(nn.Module):
+    """Stacked recurrent layers in one fused torch call, made by the import's fx passes
+    (:mod:`bridge.onnx.fusion`) from consecutive ONNX RNN/GRU/LSTM nodes whose zero
+    initial states and final states play no part.
+
+    Takes and returns torch's layout: ``x`` ``[steps, batch, features]`` (or
+    ``[batch, steps, features]`` when ``batch_first``) and ``Y`` ``[steps, batch,
+    directions * hidden]`` (``[batch, steps, ...]``), not ONNX's ``[steps, directions,
+    batch, hidden]``. ``weights`` is torch's flat list, layer after layer.
+    """
+
+    def __init__(self, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
+                 batch_first: bool, nonlinearity: str):
+        super().__init__()
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.batch_first = batch_first
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        batch = x.shape[0] if self.batch_first else x.shape[1]
+        states = self.num_layers * (2 if self.bidirectional else 1)
+        zero = torch.zeros(states, batch, self.hidden_size, dtype=x.dtype, device=x.device)
+        arguments = (True, self.num_layers, 0.0, False, self.bidirectional, self.batch_first)
+        if self.cell == "LSTM":
+            return torch.lstm(x, [zero, zero], weights, *arguments)[0]
+        if self.cell == "GRU":
+            return torch.gru(x, zero, weights, *arguments)[0]
+        if self.nonlinearity == "relu":
+            return torch.rnn_relu(x, zero, weights, *arguments)[0]
+        return torch.rnn_tanh(x, zero, weights, *arguments)[0]
+
+
 def _state(state: torch.Tensor, batch_first: bool) -> torch.Tensor:
     """An ONNX initial state as torch takes it: [directions, batch, hidden], contiguous."""
     return state.transpose(0, 1).contiguous() if batch_first else state.contiguous()
