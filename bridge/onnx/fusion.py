@@ -97,6 +97,7 @@ def _replace(graph: fx.Graph, node: fx.Node, kind: str, target, args: tuple,
     every reader of ``node`` read it instead."""
     with graph.inserting_before(node):
         new = graph.create_node(kind, target, args, kwargs)
+    new.meta.update(node.meta)  # the recorded type, which later rewrites may read
     node.replace_all_uses_with(new)
     return new
 
@@ -209,6 +210,7 @@ def stack_recurrent_layers(module: fx.GraphModule) -> bool:
                 and _is_swap(module, readers[0])):
             stack.batch_first = True
             node.args = (source.args[0], node.args[1])
+            node.meta.update(readers[0].meta)  # its value now has the reader's shape
             readers[0].replace_all_uses_with(node)
     return True
 
