@@ -87,17 +87,6 @@ def test_stacked_layers_run_as_one_batch_first_call(cell, kwargs, bidirectional)
         assert_parity(got, _run(plain, x)[0], **TOLERANCE, what="vs the import without passes")
 
 
-def test_time_major_stack_keeps_its_layout():
-    torch.manual_seed(0)
-    recurrent = nn.LSTM(3, 5, num_layers=3)  # time major: no transposes around it
-    model = _export(nn.Sequential(_FirstOutput(recurrent)), torch.randn(6, 2, 3))
-    fused = _import(model)
-    (stack,) = _modules(fused, OnnxRecurrentStack)
-    assert stack.num_layers == 3 and not stack.batch_first
-    x = np.random.default_rng(1).standard_normal((6, 2, 3)).astype(np.float32)
-    assert_parity(_run(fused, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
-
-
 class _FirstOutput(nn.Module):
     def __init__(self, inner: nn.Module, keep_states: bool = False):
         super().__init__()
@@ -121,9 +110,11 @@ def test_layers_whose_final_state_is_read_stay_apart():
         assert_parity(got, want, **TOLERANCE)
 
 
-def _two_lstms(second_inputs: dict, direction: str = "forward") -> tuple[onnx.ModelProto, dict]:
-    """LSTM → Squeeze(1) → LSTM, time major; ``second_inputs`` adds inputs to the second
-    node by position (5: initial_h given at run time, 7: peepholes) or attributes."""
+def _two_lstms(second_inputs: dict, direction: str = "forward",
+               layout: int = 0) -> tuple[onnx.ModelProto, dict]:
+    """LSTM → Squeeze(directions axis) → LSTM, time major unless ``layout=1``;
+    ``second_inputs`` adds inputs to the second node by position (5: initial_h given at
+    run time, 7: peepholes) or attributes."""
     rng = np.random.default_rng(5)
     hidden, features = 4, 3
 
@@ -133,10 +124,10 @@ def _two_lstms(second_inputs: dict, direction: str = "forward") -> tuple[onnx.Mo
                 f"{prefix}b": rng.standard_normal((1, 8 * hidden)).astype(np.float32)}
 
     constants = {**weights("a", features), **weights("b", hidden),
-                 "axis": np.array([1], np.int64)}
+                 "axis": np.array([2 if layout else 1], np.int64)}
     names = ["middle", "bw", "br", "bb", "", "", "", ""]
     feed = {"x": rng.standard_normal((5, 2, features)).astype(np.float32)}
-    attributes = {}
+    attributes = {"layout": layout}
     for position, value in second_inputs.items():
         if isinstance(position, str):
             attributes[position] = value
@@ -148,7 +139,8 @@ def _two_lstms(second_inputs: dict, direction: str = "forward") -> tuple[onnx.Mo
             constants[f"input{position}"] = value
     while names[-1] == "":
         names.pop()
-    nodes = [helper.make_node("LSTM", ["x", "aw", "ar", "ab"], ["y1"], hidden_size=hidden),
+    nodes = [helper.make_node("LSTM", ["x", "aw", "ar", "ab"], ["y1"], hidden_size=hidden,
+                              layout=layout),
              helper.make_node("Squeeze", ["y1", "axis"], ["middle"]),
              helper.make_node("LSTM", names, ["y2"], hidden_size=hidden, direction=direction,
                               **attributes)]
@@ -177,6 +169,29 @@ def test_what_a_stack_cannot_compute_keeps_its_node(second, looped):
     assert len(_modules(fused, kind)) == 1
     arrays = [feed[name] for name in fused.input_names]
     assert_parity(_run(fused, *arrays)[0], run_onnxruntime(model, feed)[0], **TOLERANCE)
+
+
+def test_batch_first_onnx_layout_stacks_too():
+    # onnxruntime's CPU kernels reject layout=1: the import without passes is the reference
+    model, feed = _two_lstms({}, layout=1)
+    fused = _import(model)
+    (stack,) = _modules(fused, OnnxRecurrentStack)  # the first layer: Squeeze(2) reads it
+    assert stack.num_layers == 1 and stack.batch_first
+    assert len(_modules(fused, OnnxFusedRecurrent)) == 1  # the second's Y is the output
+    assert_parity(_run(fused, feed["x"])[0], _run(_import(model, fuse=False), feed["x"])[0],
+                  **TOLERANCE)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+def test_time_major_stack_keeps_its_layout(bidirectional):
+    torch.manual_seed(0)
+    recurrent = nn.LSTM(3, 5, num_layers=3, bidirectional=bidirectional)  # no transposes
+    model = _export(_FirstOutput(recurrent), torch.randn(6, 2, 3))
+    fused = _import(model)
+    (stack,) = _modules(fused, OnnxRecurrentStack)
+    assert stack.num_layers == 3 and not stack.batch_first
+    x = np.random.default_rng(1).standard_normal((6, 2, 3)).astype(np.float32)
+    assert_parity(_run(fused, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
 
 
 def _dense_model(op: str, attributes: dict | None = None) -> tuple[onnx.ModelProto, np.ndarray]:
