@@ -10,6 +10,16 @@ from collections.abc import Callable
 import torch
 
 
+def eager_call() -> bool:
+    """Whether this call runs eagerly (not traced, exported or compiled; Python code run
+    at all is not being scripted): what is kept between eager calls, and the eager-only
+    paths (C loops, remembered picks), must not end up in a trace or a compiled graph.
+    Asked on every converted-model call, so it reads torch's C flags directly where
+    ``torch.jit.is_tracing`` would wrap them."""
+    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch._C._is_tracing())  # (dynamo cannot trace this one: asked last)
+
+
 class EagerMemo:
     """State kept between eager calls that copies and pickles never carry: they start
     empty (a copy's tensors are other tensors, so what was remembered would not apply)."""

@@ -26,6 +26,8 @@ import torch
 from torch import fx, nn
 from torch.fx.graph_module import _forward_from_src
 
+from bridge.derived import eager_call  # noqa: F401  (re-exported for the importer)
+
 Plan = Callable[..., object]
 
 
@@ -384,10 +386,3 @@ def call_plan(module: fx.GraphModule, outputs: tuple[int, ...], inputs) -> tuple
     _PLANS[module][1].pop(outputs, None)
     return plan_for(module, outputs)(module, *inputs)
 
-
-def eager_call() -> bool:
-    """Whether this call runs eagerly (not traced, exported or compiled; Python code run
-    at all is not being scripted). Called on every converted-model call, so it asks torch's
-    C flags directly where ``torch.jit.is_tracing`` would wrap them."""
-    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting()
-                or torch._C._is_tracing())  # (dynamo cannot trace this one: asked last)

@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from bridge.onnx.plans import eager_call
+from bridge.derived import eager_call
 
 try:  # built by setup.py where a C compiler was found
     from bridge.onnx import _select
@@ -32,7 +32,7 @@ MAX_K = 256  # as in _select.c: larger k take the torch path
 def usable(x: torch.Tensor, count: int) -> bool:
     """Whether :func:`select` serves this call: built and switched on, an eager call on a
     CPU float32/float64 tensor that records no gradient, ``1 <= count <= MAX_K``."""
-    return (_select is not None and x.device.type == "cpu"
+    return (_select is not None and x.is_cpu
             and x.dtype in (torch.float32, torch.float64) and 0 < count <= MAX_K
             and count <= (x.shape[-1] if x.dim() else 1)
             and not (x.requires_grad and torch.is_grad_enabled()) and eager_call()

@@ -17,6 +17,7 @@ try:  # built by setup.py where a C compiler was found (bridge/sklearn/_finite.c
 except ImportError:
     _finite = None
 
+CPU = torch.device("cpu")
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
                  np.dtype(np.int64): torch.int64}
 
@@ -113,7 +114,7 @@ class InputSpec:
                     or (finite and not _all_finite(X))):
                 return None  # GPU tensors among them: prepare's checks
             return X
-        if kind is not np.ndarray or device.type != "cpu":
+        if kind is not np.ndarray or device != CPU:  # (a device's .type costs ~0.2 us)
             return None
         if _finite is not None:  # every check in one C call
             served = _finite.served_array(X, char, rank, width, finite)
@@ -268,7 +269,7 @@ def _all_finite(X) -> bool:
     against 0.8 for numpy's sum and 1.3 for a tensor's), where NaN, infinity and finite
     values whose sum overflows all give a sum that is not finite."""
     if isinstance(X, torch.Tensor):
-        if X.device.type != "cpu":
+        if not X.is_cpu:
             return False
         if _finite is not None and X.dtype in _C_DTYPES and X.is_contiguous():
             return _finite.finite(X.data_ptr(), X.numel(), X.dtype is torch.float64)

@@ -15,8 +15,9 @@ from torch import nn
 
 from bridge.dask import is_dask_collection
 from bridge.dask import score as dask_score
+from bridge.derived import eager_call
 from bridge.errors import UnsupportedEstimatorError
-from bridge.onnx.plans import call_plan, eager_call
+from bridge.onnx.plans import call_plan
 from bridge.sklearn.inputs import InputSpec
 from bridge.sklearn.threads import enter_single_thread, leave_single_thread
 
@@ -64,7 +65,7 @@ def shaped(values: torch.Tensor, kind: str, binary: bool) -> torch.Tensor:
 
 def _to_numpy(values: torch.Tensor) -> np.ndarray:
     """A result as numpy: a view of a CPU tensor that records no gradient, else a copy."""
-    if values.device.type == "cpu" and not values.requires_grad:
+    if values.is_cpu and not values.requires_grad:
         return values.numpy()
     return values.detach().cpu().numpy()
 

@@ -57,7 +57,7 @@ def enter_single_thread(inputs: list[torch.Tensor], module: nn.Module | None = N
     nothing was changed.
     """
     threads = torch.get_num_threads()
-    if threads == 1 or not inputs or inputs[0].device.type != "cpu":
+    if threads == 1 or not inputs or not inputs[0].is_cpu:
         return 0
     if sum(t.numel() for t in inputs) > SINGLE_THREAD_ELEMENTS:
         return 0

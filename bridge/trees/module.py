@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge.derived import eager_call
 from bridge.errors import ConversionError
 from bridge.trees.aggregate import LeafAggregator
 from bridge.trees.attributes import TreeSpec
@@ -31,7 +32,7 @@ from bridge.trees.select import (
     choose_strategy,
     validate_strategy,
 )
-from bridge.trees.traversal import TraversalTrees, eager_mode
+from bridge.trees.traversal import TraversalTrees
 
 # Tables larger than these (entries) are not built: the strategy would not pay off and
 # would cost hundreds of MB.
@@ -150,7 +151,7 @@ class TreeEnsembleModule(nn.Module):
         if self.strategy != "auto":
             return self.strategy
         key = (batch, device_type, fused_walk)
-        eager = eager_mode()  # (traced and compiled graphs hold no dictionary lookups)
+        eager = eager_call()  # (traced and compiled graphs hold no dictionary lookups)
         name = self.choices.get(key) if eager else None
         if name is None:
             name = choose_strategy(self.shape, batch=batch, device_type=device_type,

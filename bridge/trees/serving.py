@@ -26,9 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bridge.derived import EagerMemo
+from bridge.derived import EagerMemo, eager_call
 from bridge.trees import fused, native
-from bridge.trees.traversal import eager_mode
 
 POSTS = {"NONE": 0, "SOFTMAX": 1, "LOGISTIC": 2}  # the transforms the C finish applies
 UNSUPPORTED = False  # a built state: this operator's calls take the torch path
@@ -54,7 +53,7 @@ class Serving(EagerMemo):
 def _rows(x: torch.Tensor) -> tuple[int, int, int] | None:
     """(rows, columns, row stride) of ``x`` when C can serve it: an eager call on a plain
     CPU float32/float64 matrix with rows, its columns adjacent, the C walk on; else None."""
-    if not eager_mode() or type(x) is not torch.Tensor or not x.is_cpu:
+    if not eager_call() or type(x) is not torch.Tensor or not x.is_cpu:
         return None
     dtype = x.dtype
     if (dtype is not torch.float32 and dtype is not torch.float64) or x.dim() != 2:

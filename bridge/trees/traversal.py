@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.derived import Derived
+from bridge.derived import Derived, eager_call
 from bridge.trees import kernel, native
 from bridge.trees.ensemble import (
     BRANCH_GT,
@@ -175,7 +175,7 @@ class TraversalTrees(nn.Module):
         and one comparison for every test, on CUDA as a Triton kernel
         (:mod:`bridge.trees.kernel`), on CPU in C (:mod:`bridge.trees.native`)."""
         if not (self.simple_tests and (x.dtype == torch.float32 or x.dtype == torch.float64)
-                and eager_mode()):
+                and eager_call()):
             return False
         if x.is_cpu:
             return native.available()
@@ -203,7 +203,7 @@ class TraversalTrees(nn.Module):
     def _buffered(self, row_start: torch.Tensor) -> bool:
         """Whether :meth:`_walk_in_buffers` can run this call (eager mode, one comparison,
         positions in the tables' index dtype)."""
-        return self.tests.simple and row_start.dtype == self.feature.dtype and eager_mode()
+        return self.tests.simple and row_start.dtype == self.feature.dtype and eager_call()
 
     def _walk_in_buffers(self, values: torch.Tensor, slot: torch.Tensor | None,
                          row_start: torch.Tensor, widths: list[int]) -> torch.Tensor:
@@ -251,13 +251,6 @@ class TraversalTrees(nn.Module):
             torch.index_select(first_child, 0, now, out=following).add_(outcome)
             current, spare = spare, current
         return current.view(full, n_rows)
-
-
-def eager_mode() -> bool:
-    """Whether this call runs eagerly (not traced, compiled or exported): the eager-only
-    paths (the buffered loop, the Triton and C walks, auto's remembered picks) would fix a
-    traced batch or not be traced."""
-    return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
 def _missing_fill(mode: np.ndarray, threshold: np.ndarray,

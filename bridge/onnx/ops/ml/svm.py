@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bridge.derived import Derived
+from bridge.derived import Derived, eager_call
 from bridge.errors import ConversionError, UnsupportedOperatorError
 from bridge.onnx.context import ConversionContext
 from bridge.onnx.graph import OnnxNode
@@ -27,7 +27,6 @@ from bridge.svm.coupling import (  # noqa: F401 (couple_pairwise_probabilities: 
     couple_while_exporting,
     couple_while_tracing,
 )
-from bridge.trees.traversal import eager_mode
 
 KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
 # Eager CPU calls run in blocks of rows whose kernel matrix holds about this many values
@@ -70,7 +69,7 @@ class SvmKernel(nn.Module):
     @torch.jit.unused
     def row_block(self, x: torch.Tensor) -> int:
         """Rows per block for an eager CPU call on ``x`` [N, F], or 0 to run it whole."""
-        if not eager_mode():  # (first: a trace would record the comparison)
+        if not eager_call():  # (first: a trace would record the comparison)
             return 0
         rows = x.shape[0]
         if rows <= 32 or not x.is_cpu:
@@ -97,7 +96,7 @@ class SvmKernel(nn.Module):
     @torch.jit.unused
     def _squared_norms(self) -> torch.Tensor:
         """``|v|^2`` per vector, computed once per buffer state in eager mode."""
-        if not eager_mode():  # a traced or compiled graph computes it from the buffer
+        if not eager_call():  # a traced or compiled graph computes it from the buffer
             return self.vectors.square().sum(dim=1)
         return self.vector_norms.get(self.vectors, lambda v: v.square().sum(dim=1))
 
@@ -196,7 +195,7 @@ class OnnxSVMClassifier(nn.Module):
     def _native_tables(self, x: torch.Tensor) -> native.ClassifierTables | None:
         """The checked tables :meth:`_forward_native` hands C, kept between calls while the
         buffers are unchanged; None where this call takes the torch path."""
-        if not (x.is_cpu and native.available() and eager_mode()):
+        if not (x.is_cpu and native.available() and eager_call()):
             return None
         try:  # one C call for all seven (see bridge/onnx/held.py)
             sources = _TABLE_BUFFERS(self._buffers)
@@ -396,7 +395,7 @@ class OnnxSVMRegressor(nn.Module):
         """Whether this call runs :meth:`_forward_native`: eager RBF calls on CPU without
         autograd, where the extension is built."""
         kernel = self._modules["kernel"]
-        if not (kernel.kernel == "RBF" and x.is_cpu and native.available() and eager_mode()):
+        if not (kernel.kernel == "RBF" and x.is_cpu and native.available() and eager_call()):
             return False
         return not (torch.is_grad_enabled() and (x.requires_grad or held(
             kernel, "vectors").requires_grad or held(self, "coefficients").requires_grad))
