@@ -1,5 +1,6 @@
 """Real architectures exported to ONNX and imported back: the original torch module, bridge
-eager, bridge compiled (``torch.compile``, inductor) and onnxruntime, one thread each.
+eager, bridge compiled (``torch.compile``, inductor), bridge served
+(``bridge.onnx.compile_for_serving``, AOTInductor) and onnxruntime, one thread each.
 
 Models are built from their code with random weights (torchvision ``weights=None``,
 transformers from small configs): nothing is downloaded. torchvision and transformers are
@@ -30,6 +31,8 @@ import torch
 from torch import nn
 
 import bridge
+from bridge.errors import ConversionError
+from bridge.onnx.serving import compile_for_serving
 
 _TORCHVISION_SCHEMAS = None  # the torch.library holding torchvision's op schemas, kept alive
 
@@ -213,15 +216,19 @@ class Row:
     eager_ms: list[float] = field(default_factory=list)
     compiled_ms: list[float] = field(default_factory=list)
     frozen_ms: list[float] = field(default_factory=list)  # compiled with inductor freezing
+    served_ms: list[float] = field(default_factory=list)  # bridge.onnx.compile_for_serving
     onnxruntime_ms: list[float] = field(default_factory=list)
     export_s: float = 0.0
     import_s: float = 0.0
     compile_s: float = 0.0
     frozen_compile_s: float = 0.0
+    served_compile_s: float = 0.0
+    served_batch: str = ""  # "free" or the batch size compile_for_serving fixed
     output_scale: float = 0.0  # largest magnitude of onnxruntime's first output
     eager_vs_onnxruntime: float = 0.0  # max abs difference of the outputs
     compiled_vs_onnxruntime: float = 0.0
     frozen_vs_onnxruntime: float = 0.0
+    served_vs_onnxruntime: float = 0.0
     torch_vs_onnxruntime: float = 0.0
 
 
@@ -288,6 +295,17 @@ def measure(name: str, exporter: str, compile_model: bool, repeats: int) -> Row:
             row.frozen_compile_s = time.perf_counter() - start
             row.frozen_vs_onnxruntime = float(np.abs(_first(result) - reference).max())
             functions["frozen"] = lambda: frozen(x)
+            try:
+                served = compile_for_serving(imported, [x])
+            except ConversionError as error:  # a result to report, as export failures are
+                row.served_batch = f"failed: {str(error)[:100]}"
+            else:
+                row.served_compile_s = served.compile_seconds
+                shape = served.input_shapes[0]
+                row.served_batch = "free" if shape and shape[0] is None else str(shape[0])
+                result = served(x)
+                row.served_vs_onnxruntime = float(np.abs(_first(result) - reference).max())
+                functions["served"] = lambda: served(x)
         for key, (best, median) in timed(functions, repeats).items():
             setattr(row, f"{key}_ms", [1e3 * best, 1e3 * median])
     return row
@@ -308,45 +326,59 @@ def _median(times: list[float]) -> float | None:
 def markdown(rows: list[Row], machine: str, command: str) -> str:
     """The results as a markdown report: one table row per export, then the medians."""
     lines = [
-        "# Real models: torch, bridge eager, bridge compiled, onnxruntime (CPU, one thread)", "",
+        "# Real models: torch, bridge eager, compiled, served, onnxruntime (CPU, one thread)", "",
         f"Command: `{command}`", "",
         f"Machine: {machine}. Versions: torch {torch.__version__}, onnx {onnx.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}, bridge {bridge.__version__}.", "",
         "Batch 1, one thread each (torch.set_num_threads(1), onnxruntime intra/inter-op 1). "
         "Times: ms per call, the median of rounds taken in turns; ratios divide medians. "
         "`compiled`: `torch.compile(imported)` (inductor defaults); `frozen`: the same with "
-        "`torch._inductor.config.freezing=True`; compile s: the first call of each. "
+        "`torch._inductor.config.freezing=True`; `served`: "
+        "`bridge.onnx.compile_for_serving(imported, [x])` (torch.export, convolutions "
+        "rewritten, AOTInductor with freezing; its batch axis free, or fixed where the "
+        "export could not keep it free: `(batch 1)`); compile s: the first call of "
+        "`compiled` / `frozen`, then `compile_for_serving`. "
         "Parity: max abs difference of the first output against onnxruntime, divided by "
         "the largest magnitude of onnxruntime's output (random weights make some outputs "
         "tiny).", "",
         "| model | exporter | onnx / fx nodes | torch | bridge eager | compiled | frozen "
-        "| onnxruntime | eager / torch | compiled / ort | frozen / ort | compile s "
-        "| parity eager / compiled / frozen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| served | onnxruntime | eager / torch | compiled / ort | frozen / ort | served / ort "
+        "| compile s | parity eager / compiled / frozen / served |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.status != "ok":
-            lines.append(f"| {r.model} | {r.exporter} | {r.status} |||||||||||")
+            lines.append(f"| {r.model} | {r.exporter} | {r.status} |||||||||||||")
             continue
-        compile_s = f"{r.compile_s:.1f} / {r.frozen_compile_s:.1f}" if r.compiled_ms else ""
+        compile_s = (f"{r.compile_s:.1f} / {r.frozen_compile_s:.1f} / {r.served_compile_s:.1f}"
+                     if r.compiled_ms else "")
         scale = r.output_scale or 1.0
         parity = f"{r.eager_vs_onnxruntime / scale:.1e}"
         if r.compiled_ms:
             parity += (f" / {r.compiled_vs_onnxruntime / scale:.1e}"
-                       f" / {r.frozen_vs_onnxruntime / scale:.1e}")
+                       f" / {r.frozen_vs_onnxruntime / scale:.1e}"
+                       f" / {r.served_vs_onnxruntime / scale:.1e}")
+        served = _shown(_median(r.served_ms), 3)
+        if r.served_batch.startswith("failed"):
+            served = r.served_batch
+        elif served and r.served_batch != "free":
+            served += f" (batch {r.served_batch})"
         lines.append(
             f"| {r.model} | {r.exporter} | {r.onnx_nodes} / {r.fx_nodes} "
             f"| {_shown(_median(r.torch_ms), 3)} | {_shown(_median(r.eager_ms), 3)} "
             f"| {_shown(_median(r.compiled_ms), 3)} | {_shown(_median(r.frozen_ms), 3)} "
-            f"| {_shown(_median(r.onnxruntime_ms), 3)} | {_shown(_ratio(r.eager_ms, r.torch_ms))} "
+            f"| {served} | {_shown(_median(r.onnxruntime_ms), 3)} "
+            f"| {_shown(_ratio(r.eager_ms, r.torch_ms))} "
             f"| {_shown(_ratio(r.compiled_ms, r.onnxruntime_ms))} "
-            f"| {_shown(_ratio(r.frozen_ms, r.onnxruntime_ms))} | {compile_s} | {parity} |")
+            f"| {_shown(_ratio(r.frozen_ms, r.onnxruntime_ms))} "
+            f"| {_shown(_ratio(r.served_ms, r.onnxruntime_ms))} | {compile_s} | {parity} |")
     ok = [r for r in rows if r.status == "ok"]
     summary = {
         "eager / torch": [_ratio(r.eager_ms, r.torch_ms) for r in ok],
         "eager / onnxruntime": [_ratio(r.eager_ms, r.onnxruntime_ms) for r in ok],
         "compiled / onnxruntime": [_ratio(r.compiled_ms, r.onnxruntime_ms) for r in ok],
         "frozen / onnxruntime": [_ratio(r.frozen_ms, r.onnxruntime_ms) for r in ok],
+        "served / onnxruntime": [_ratio(r.served_ms, r.onnxruntime_ms) for r in ok],
         "torch / onnxruntime": [_ratio(r.torch_ms, r.onnxruntime_ms) for r in ok],
     }
     lines += ["", "| ratio (median time per call) | median over exports | max | exports |",
@@ -358,6 +390,12 @@ def markdown(rows: list[Row], machine: str, command: str) -> str:
                          f"| {len(values)} |")
     within = sum(1 for v in summary["eager / torch"] if v is not None and v <= 1.1)
     lines += ["", f"Eager within 1.1x the torch module: {within} of {len(ok)} exports."]
+    served = [v for v in summary["served / onnxruntime"] if v is not None]
+    if served:
+        median = statistics.median(served)
+        lines.append(f"Served within 2x onnxruntime: {sum(v <= 2 for v in served)} of "
+                     f"{len(served)} exports; median {median:.2f}x, so the goal (median "
+                     f"within 2x) is {'met' if median <= 2 else 'not met'}.")
     return "\n".join(lines) + "\n"
 
 
@@ -380,7 +418,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated subset of: " + ", ".join(MODELS))
     parser.add_argument("--exporters", default="dynamo,torchscript")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip torch.compile and compile_for_serving")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--machine", default=None, help="machine description for the report")
     parser.add_argument("--output", default=None,
@@ -400,7 +439,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         row = measure(name, exporter, not args.no_compile, args.repeats)
         rows.append(row)
         times = " ".join(f"{key} {_shown(_median(getattr(row, key + '_ms')), 3)}"
-                         for key in ("torch", "eager", "compiled", "frozen", "onnxruntime"))
+                         for key in ("torch", "eager", "compiled", "frozen", "served",
+                                     "onnxruntime"))
         print(f"{name:20s} {exporter:11s} {row.status}: {times} ms", flush=True)
     command = shlex.join(["python", "benchmarks/real_models.py",
                           *(argv if argv is not None else sys.argv[1:])])
