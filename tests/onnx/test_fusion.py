@@ -309,3 +309,29 @@ def test_fused_modules_script_trace_export_and_pickle():
         copied = pickle.loads(pickle.dumps(module))
         for runner in (scripted, traced, exported, copied):
             torch.testing.assert_close(runner(x), expected)
+
+
+def _erf_gelu_model(half: float) -> onnx.ModelProto:
+    """The TorchScript exporter's exact GELU: x * (erf(x / sqrt(2)) + 1) * half."""
+    constants = {"root": np.array(2 ** 0.5, np.float32), "one": np.array(1.0, np.float32),
+                 "half": np.array(half, np.float32)}
+    nodes = [helper.make_node("Div", ["x", "root"], ["d"]),
+             helper.make_node("Erf", ["d"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["a"]),
+             helper.make_node("Mul", ["x", "a"], ["m"]),
+             helper.make_node("Mul", ["m", "half"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.mark.parametrize("half, fused", [(0.5, True), (0.6, False)], ids=["gelu", "other"])
+def test_erf_formula_of_gelu_becomes_one_call(half, fused):
+    model = _erf_gelu_model(half)
+    module = _import(model)
+    assert (F.gelu in _targets(module)) == fused
+    assert (torch.erf in _targets(module)) != fused
+    x = np.random.default_rng(6).standard_normal((3, 8)).astype(np.float32) * 3
+    assert_parity(_run(module, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
