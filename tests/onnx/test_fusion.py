@@ -335,3 +335,20 @@ def test_erf_formula_of_gelu_becomes_one_call(half, fused):
     assert (torch.erf in _targets(module)) != fused
     x = np.random.default_rng(6).standard_normal((3, 8)).astype(np.float32) * 3
     assert_parity(_run(module, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
+
+
+def test_trainable_stack_trains_the_imported_parameters():
+    torch.manual_seed(0)
+    model = _export(Stacked("GRU", True), torch.randn(1, 6, 3))
+    gradients = []
+    for fuse in (True, False):
+        module = _import(model, fuse=fuse, trainable=True)
+        assert bool(_modules(module, OnnxRecurrentStack)) == fuse
+        x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        module(x).pow(2).sum().backward()
+        # (the reverse direction's last recurrent weight may get zeros: the head reads the
+        # last step, one step of that direction from a zero state)
+        assert all(p.grad is not None for p in module.parameters())
+        assert sum(int(p.grad.abs().sum() > 0) for p in module.parameters()) >= 12
+        gradients.append(x.grad)
+    assert_parity(gradients[0], gradients[1], rtol=1e-4, atol=1e-6, what="input gradient")
