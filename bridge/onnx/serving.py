@@ -225,11 +225,10 @@ def compile_for_serving(module: OnnxGraphModule, example_inputs: Sequence[torch.
 
     The module is exported with ``torch.export`` (the batch axis free when the graph
     declares it free), 2-D convolutions are rewritten by :func:`convolution_as_loops`,
-    and AOTInductor compiles the program with the weights frozen in (``freezing``; no
-    oneDNN weight prepacking: :data:`INDUCTOR_CONFIGS`). The result runs that native
-    function directly. On one CPU thread at batch 1 it was measured at about 1-4x
-    onnxruntime's time on real architectures, against 1.4-9x for ``torch.compile``
-    (benchmarks/real_models.py; docs/serving.md).
+    torch's fused recurrent kernels are kept whole, and AOTInductor compiles the program
+    with the weights frozen in (:data:`INDUCTOR_CONFIGS`). The result runs that native
+    function directly. Measured on one CPU thread at batch 1 against onnxruntime:
+    benchmarks/real_models.py, docs/serving.md.
 
     What it gives up, by design:
 
