@@ -23,15 +23,18 @@ from bridge.onnx.ops.activations import (
     OnnxSoftmaxFamily,
     OnnxTanh,
 )
+from bridge.onnx.ops.cast import OnnxCast
 from bridge.onnx.ops.conv import OnnxConv
 from bridge.onnx.ops.elementwise import OnnxAdd, OnnxDiv, OnnxMul, OnnxSub, OnnxUnaryMath
 from bridge.onnx.ops.linalg import OnnxGemm, OnnxMatMul
 from bridge.onnx.ops.normalization import _FirstOfLayerNormalization
 from bridge.onnx.ops.rnn_fused import OnnxFusedRecurrent, OnnxRecurrentStack, _FusedRecurrentY
 from bridge.onnx.ops.shape import OnnxReshape, OnnxSqueeze, OnnxTranspose, OnnxUnsqueeze
+from bridge.onnx.plans import matmul_add
 
 _FLOATS = {1, 10, 11, 16}  # ONNX float, float16, double, bfloat16
 _SINGLE_OR_DOUBLE = {1, 11}  # the module computes half-precision softmax its own way
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _UNARY = {OnnxRelu: torch.relu, OnnxSigmoid: torch.sigmoid, OnnxTanh: torch.tanh}
 _MATH = {"Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt, "Erf": torch.erf}
 # binary operators whose module computes exactly ``a <op> b`` once an operand is a
@@ -228,9 +231,13 @@ def _is_swap(module: fx.GraphModule, node) -> bool:
 
 def dense_layers(module: fx.GraphModule) -> bool:
     """Rewrite ``MatMul(x, W)`` with a constant floating-point ``W [K, M]``, and the
-    ``Add`` of a constant bias ``[M]`` that may follow it, into ``F.linear(x, Wt, b)``
-    with ``Wt = W.T`` stored contiguous: ``nn.Linear``'s layout, for which the CPU GEMM
-    is faster than for ``W`` itself, and one ``addmm`` instead of a product and an add."""
+    ``Add`` of a constant bias ``[M]`` (or ``[1, M]`` when ``x`` has two axes or more) that
+    may follow it, into one call: ``F.linear(x, Wt, b)`` with ``Wt = W.T`` stored
+    contiguous (``nn.Linear``'s layout, for which the CPU GEMM is faster than for ``W``
+    itself, and one ``addmm`` instead of a product and an add), or
+    :func:`~bridge.onnx.plans.matmul_add` (``torch.addmm(b, x, W)``) when shape inference
+    says ``x`` is a matrix: a call less than ``linear``, which matters for the one-row
+    calls of scikit-learn's MLPs and decompositions."""
     graph, changed = module.graph, False
     transposed: dict[str, str] = {}  # W's attribute -> Wt's
     for node in list(graph.nodes):
@@ -243,18 +250,32 @@ def dense_layers(module: fx.GraphModule) -> bool:
         weight = _constant(module, node.args[1])
         if weight is None or weight.dim() != 2 or not weight.is_floating_point():
             continue
-        bias_node, end = None, node
+        dims = _shape(node.args[0])
+        matrix = dims is not None and len(dims) == 2
+        bias_node, bias, end = None, None, node
         if len(node.users) == 1:
             user = next(iter(node.users))
             add = _submodule(module, user, OnnxAdd)
             if add is not None and add.axis is None and len(user.args) == 2:
                 other = user.args[1] if user.args[0] is node else user.args[0]
-                bias = _constant(module, other)
+                bias, columns = _constant(module, other), weight.shape[1]
+                # a [1, M] bias adds as a [M] one to a product of two axes or more
+                flat = (bias is not None and tuple(bias.shape) == (1, columns)
+                        and dims is not None and len(dims) >= 2)
                 if (bias is not None and bias.dtype == weight.dtype
-                        and tuple(bias.shape) == (weight.shape[1],)):
+                        and (tuple(bias.shape) == (columns,) or flat)):
                     bias_node, end = other, user
-        layout = _transposed(module, node.args[1], end, transposed)
-        _replace(graph, end, "call_function", F.linear, (node.args[0], layout, bias_node))
+                    if flat and not matrix:
+                        name = _add_buffer(module, f"{other.target}_linear", bias.reshape(-1))
+                        with graph.inserting_before(end):
+                            bias_node = graph.get_attr(name)
+        if matrix:  # matmul_add checks the rank: a graph may take one row without its axis
+            call = ((matmul_add, (node.args[0], node.args[1], bias_node)) if bias_node is not None
+                    else (torch.matmul, (node.args[0], node.args[1])))
+        else:
+            layout = _transposed(module, node.args[1], end, transposed)
+            call = (F.linear, (node.args[0], layout, bias_node))
+        _replace(graph, end, "call_function", *call)
         changed = True
     return changed
 
@@ -318,8 +339,6 @@ def _direct(module: fx.GraphModule, node: fx.Node) -> tuple | None:
         return torch.reshape, (args[0], list(sub.shape))
     if kind is OnnxUnsqueeze and not runtime and len(sub.axes) == 1:
         return torch.unsqueeze, (args[0], sub.axes[0])
-    if kind is OnnxSqueeze and not runtime and sub.axes and _ones_at(args[0], sub.axes):
-        return torch.squeeze, (args[0], list(sub.axes))
     if kind is _FirstOfLayerNormalization and len(args) in (2, 3) and sub.inner.axis == -1:
         scale = _constant(module, args[1])
         bias = _constant(module, args[2]) if len(args) == 3 and args[2] is not None else None
@@ -366,24 +385,23 @@ def _elem_type(node: fx.Node) -> int | None:
     return None if value_type is None else value_type.elem_type
 
 
-def _ones_at(node, axes: list[int]) -> bool:
-    """Whether ``node``'s recorded shape has size 1 at every axis of ``axes``."""
-    dims = _shape(node)
-    if dims is None:
-        return False
-    return all(-len(dims) <= a < len(dims) and dims[a] == 1 for a in axes)
-
-
 def direct_calls(module: fx.GraphModule) -> bool:
     """Replace the modules of common operators by the torch call each makes where the
     node's constants (and the types shape inference recorded) leave one choice: shape
-    operators (Transpose, Reshape to a constant target, Unsqueeze of one axis, Squeeze of
-    axes known to be 1), LayerNormalization over the last axis, float arithmetic,
+    operators (Transpose, Reshape to a constant target, Unsqueeze of one axis),
+    LayerNormalization over the last axis, float arithmetic,
     activations, Softmax, MatMul of other ranks than [..., K] @ [K, M] and Conv with
     symmetric pads. An ``nn.Module`` call and its Python ``forward`` cost 1-3 us a node,
     as much as many of these operations."""
     graph, changed = module.graph, False
     for node in list(graph.nodes):
+        cast = _submodule(module, node, OnnxCast)
+        if cast is not None and cast.dtype in _FLOAT_DTYPES and len(node.args) == 1:
+            # ONNX Cast to a float type is Tensor.to (cast_tensor's other cases are float8
+            # and integer targets)
+            _replace(graph, node, "call_method", "to", (node.args[0], cast.dtype))
+            changed = True
+            continue
         direct = _direct(module, node)
         if direct is not None:
             kwargs = direct[2] if len(direct) > 2 else None

@@ -248,6 +248,8 @@ class _GraphBuilder:
                     "whose inputs are tensors"
                 )
             self.values[name] = self.fx_graph.placeholder(_python_name(name, self.names))
+            if value_type is not None:  # for the passes of bridge.onnx.fusion
+                self.values[name].meta["onnx_type"] = value_type
         if self.outer is not None:
             self._bind_outer_values()
         for node in self.graph.nodes():

@@ -20,6 +20,7 @@ from bridge.onnx.graph import load_model
 from bridge.onnx.importer import _GraphBuilder
 from bridge.onnx.ops.rnn import OnnxRecurrent
 from bridge.onnx.ops.rnn_fused import OnnxFusedRecurrent, OnnxRecurrentStack
+from bridge.onnx.plans import matmul_add
 from tests.parity import assert_parity, run_onnxruntime
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
@@ -194,11 +195,12 @@ def test_time_major_stack_keeps_its_layout(bidirectional):
     assert_parity(_run(fused, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
 
 
-def _dense_model(op: str, attributes: dict | None = None) -> tuple[onnx.ModelProto, np.ndarray]:
-    """x → MatMul(W)+Add(b) (or Gemm) → Relu → Softmax, a float graph."""
+def _dense_model(op: str, attributes: dict | None = None, rows: tuple = (5,),
+                 bias_shape: tuple = (6,)) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x [*rows, 4] → MatMul(W)+Add(b) (or Gemm) → Relu → Softmax, a float graph."""
     rng = np.random.default_rng(3)
     weight = rng.standard_normal((4, 6)).astype(np.float32)
-    bias = rng.standard_normal(6).astype(np.float32)
+    bias = rng.standard_normal(bias_shape).astype(np.float32)
     if op == "Gemm":
         nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], **(attributes or {}))]
         if (attributes or {}).get("transB"):
@@ -209,21 +211,24 @@ def _dense_model(op: str, attributes: dict | None = None) -> tuple[onnx.ModelPro
     nodes += [helper.make_node("Relu", ["y"], ["r"]),
               helper.make_node("Softmax", ["r"], ["z"], axis=-1)]
     graph = helper.make_graph(
-        nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        nodes, "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *rows[1:], 4])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
-    return model, rng.standard_normal((5, 4)).astype(np.float32)
+    return model, rng.standard_normal((*rows, 4)).astype(np.float32)
 
 
 def _targets(module) -> list:
     return [node.target for node in module.graph.nodes if node.op == "call_function"]
 
 
-@pytest.mark.parametrize("op, attributes", [("MatMul", None), ("Gemm", {"transB": 1}),
-                                            ("Gemm", {})], ids=["matmul-add", "gemm-b-t", "gemm"])
-def test_dense_layer_becomes_linear_on_the_torch_layout(op, attributes):
-    model, x = _dense_model(op, attributes)
+@pytest.mark.parametrize("op, attributes, bias_shape", [
+    ("MatMul", None, (6,)), ("MatMul", None, (1, 6)), ("Gemm", {"transB": 1}, (6,)),
+    ("Gemm", {}, (6,))], ids=["matmul-add", "matmul-add-row", "gemm-b-t", "gemm"])
+def test_dense_layer_becomes_linear_on_the_torch_layout(op, attributes, bias_shape):
+    rows = (5, 3) if op == "MatMul" else (5,)  # a MatMul of a matrix stays on W: see below
+    model, x = _dense_model(op, attributes, rows, bias_shape)
     fused = _import(model)
     assert F.linear in _targets(fused) and torch.softmax in _targets(fused)
     assert not [n for n in fused.graph.nodes if n.op == "call_module"]
@@ -233,12 +238,23 @@ def test_dense_layer_becomes_linear_on_the_torch_layout(op, attributes):
     assert_parity(_run(fused, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
 
 
+@pytest.mark.parametrize("bias_shape", [(6,), (1, 6)])
+def test_dense_layer_of_a_matrix_becomes_one_addmm(bias_shape):
+    # the graph declares x [batch, 4]; one row without its axis still works (MatMul's 1-D rule)
+    model, x = _dense_model("MatMul", rows=(5,), bias_shape=bias_shape)
+    fused = _import(model)
+    assert matmul_add in _targets(fused) and F.linear not in _targets(fused)
+    assert {name for name, _ in fused.named_buffers()} == {"w", "b"}  # no copy
+    assert_parity(_run(fused, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
+    assert_parity(_run(fused, x[0])[0], _run(_import(model, fuse=False), x[0])[0], **TOLERANCE)
+
+
 def test_scaled_gemm_and_trainable_weights_keep_their_modules():
     model, x = _dense_model("Gemm", {"alpha": 2.0})
     assert F.linear not in _targets(_import(model))
     model, x = _dense_model("MatMul")
     trainable = _import(model, trainable=True)
-    assert F.linear not in _targets(trainable)  # a copy would not be the parameter trained
+    assert not {F.linear, matmul_add} & set(_targets(trainable))  # W stays a MatMul input
     assert {name for name, _ in trainable.named_parameters()} == {"w", "b"}
     assert_parity(_run(trainable, x)[0], run_onnxruntime(model, {"x": x})[0], **TOLERANCE)
 
@@ -269,11 +285,11 @@ def test_common_operators_become_torch_calls_where_constants_decide():
     model = _shape_model("batch")
     fused, plain = _import(model), _import(model, fuse=False)
     targets = _targets(fused)
-    for function in (torch.permute, torch.reshape, torch.unsqueeze, torch.squeeze,
-                     operator.mul, F.conv1d):
+    for function in (torch.permute, torch.reshape, torch.unsqueeze, operator.mul, F.conv1d):
         assert function in targets, function
     kinds = {type(m).__name__ for m in fused.modules()}
-    assert "OnnxGatherScalar" in kinds  # keeps its error naming the valid range
+    # Gather and Squeeze keep their checks (index range; the axis has size 1)
+    assert {"OnnxGatherScalar", "OnnxSqueeze"} <= kinds
     for batch in (1, 3):
         x = np.random.default_rng(batch).standard_normal((batch, 4, 6)).astype(np.float32)
         got = _run(fused, x)[0]
@@ -283,7 +299,7 @@ def test_common_operators_become_torch_calls_where_constants_decide():
                for node in plain.graph.nodes)
 
 
-def test_squeeze_of_an_axis_of_unknown_size_keeps_its_check():
+def test_squeeze_keeps_its_check_of_the_axis_size():
     model = _shape_model("batch")
     model.graph.node[3].input[1] = "zero"  # squeeze the free batch axis
     model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "zero"))
@@ -298,8 +314,8 @@ def test_fused_modules_script_trace_export_and_pickle():
     torch.manual_seed(0)
     model = _export(Stacked("LSTM", True), torch.randn(1, 6, 3))
     fused = _import(model)
-    dense = _import(_dense_model("MatMul")[0])
-    for module, x in ((fused, torch.randn(2, 6, 3)), (dense, torch.randn(3, 4))):
+    dense = _import(_dense_model("MatMul", rows=(5, 3))[0])
+    for module, x in ((fused, torch.randn(2, 6, 3)), (dense, torch.randn(2, 3, 4))):
         expected = module(x)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
