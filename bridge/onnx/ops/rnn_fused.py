@@ -7,6 +7,8 @@ reordered (LSTM ``iofc`` → torch ``ifgo``, GRU ``zrh`` → torch ``rzn``); a n
 attributes or inputs ask for more (peepholes, clipping, other activations,
 ``sequence_lens``, ``input_forget``, GRU with ``linear_before_reset=0``) keeps the loop,
 and so does every node when the conversion option ``fused_recurrent`` is False.
+:class:`OnnxRecurrentStack` runs consecutive such layers as one multi-layer call; the
+import's fx passes (:mod:`bridge.onnx.fusion`) make it.
 """
 
 from __future__ import annotations
