@@ -21,6 +21,7 @@ from torch import nn
 import bridge
 from bridge.errors import ConversionError, InvalidInputError
 from bridge.onnx.serving import (
+    INDUCTOR_CONFIGS,
     CompiledGraph,
     compile_for_serving,
     convolution_as_loops,
@@ -168,6 +169,7 @@ def test_compiled_graph_matches_onnxruntime(compiled, name):
     model, imported, x, served = compiled(name)
     assert isinstance(served, CompiledGraph) and served.compile_seconds > 0
     assert served.input_shapes[0][0] is None  # the batch axis stayed free
+    assert served.inductor_configs == INDUCTOR_CONFIGS  # not a fallback configuration
     for rows in (1, 3):
         batch = torch.cat([x, x])[:rows].contiguous() if rows > 2 else x[:rows]
         expected = run_onnxruntime(model, {"x": batch.numpy()})[0]
