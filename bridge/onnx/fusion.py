@@ -325,8 +325,24 @@ def _add_buffer(module: fx.GraphModule, base: str, value: torch.Tensor) -> str:
 # ---------------------------------------------------------------------------- direct calls
 
 
-def _direct(module: fx.GraphModule, node: fx.Node) -> tuple | None:
-    """(function, arguments) computing what ``node``'s module computes, or None."""
+def torch_call(module: fx.GraphModule, node: fx.Node) -> tuple | None:
+    """The torch call computing what ``node``'s converted module computes, when the
+    module's constants (and the type shape inference recorded in ``node.meta``) leave one
+    choice (the rules of :func:`direct_calls`).
+
+    Parameters
+    ----------
+    module : torch.fx.GraphModule
+        The imported graph module owning ``node``'s submodule and constants.
+    node : torch.fx.Node
+        A node of ``module``'s graph (or of a copy of it).
+
+    Returns
+    -------
+    tuple or None
+        ``(function, args)`` or ``(function, args, kwargs)`` for a ``call_function``
+        node, or None where the module must stay.
+    """
     if node.op != "call_module":
         return None
     sub = module.get_submodule(node.target)
@@ -402,7 +418,7 @@ def direct_calls(module: fx.GraphModule) -> bool:
             _replace(graph, node, "call_method", "to", (node.args[0], cast.dtype))
             changed = True
             continue
-        direct = _direct(module, node)
+        direct = torch_call(module, node)
         if direct is not None:
             kwargs = direct[2] if len(direct) > 2 else None
             _replace(graph, node, "call_function", direct[0], direct[1], kwargs)
@@ -464,3 +480,6 @@ def erf_gelu(module: fx.GraphModule) -> bool:
         _replace(graph, half, "call_function", F.gelu, (x,))
         changed = True
     return changed
+
+
+_direct = torch_call  # the name bridge.onnx.plans imported first
