@@ -238,8 +238,10 @@ def _first(result) -> np.ndarray:
     return result.detach().numpy() if isinstance(result, torch.Tensor) else np.asarray(result)
 
 
-def measure(name: str, exporter: str, compile_model: bool, repeats: int) -> Row:
-    """Export one model, import it, and time the four ways of running it."""
+def measure(name: str, exporter: str, compile_model: bool, repeats: int,
+            served_only: bool = False) -> Row:
+    """Export one model, import it, and time the five ways of running it (``served_only``:
+    leave out ``torch.compile``)."""
     import onnxruntime
 
     row = Row(name, exporter)
@@ -275,7 +277,7 @@ def measure(name: str, exporter: str, compile_model: bool, repeats: int) -> Row:
         row.torch_vs_onnxruntime = float(np.abs(_first(module(x)) - reference).max())
         functions = {"torch": lambda: module(x), "eager": lambda: imported(x),
                      "onnxruntime": lambda: session.run(None, feed)}
-        if compile_model:
+        if compile_model and not served_only:
             # every imported module runs through OnnxGraphModule.__call__, one code object
             # whose dynamo cache would otherwise fill up after a few models (then dynamo
             # silently runs the module eagerly)
@@ -295,6 +297,7 @@ def measure(name: str, exporter: str, compile_model: bool, repeats: int) -> Row:
             row.frozen_compile_s = time.perf_counter() - start
             row.frozen_vs_onnxruntime = float(np.abs(_first(result) - reference).max())
             functions["frozen"] = lambda: frozen(x)
+        if compile_model:
             try:
                 served = compile_for_serving(imported, [x])
             except ConversionError as error:  # a result to report, as export failures are
@@ -351,10 +354,10 @@ def markdown(rows: list[Row], machine: str, command: str) -> str:
             lines.append(f"| {r.model} | {r.exporter} | {r.status} |||||||||||||")
             continue
         compile_s = (f"{r.compile_s:.1f} / {r.frozen_compile_s:.1f} / {r.served_compile_s:.1f}"
-                     if r.compiled_ms else "")
+                     if r.compiled_ms or r.served_ms else "")
         scale = r.output_scale or 1.0
         parity = f"{r.eager_vs_onnxruntime / scale:.1e}"
-        if r.compiled_ms:
+        if r.compiled_ms or r.served_ms:
             parity += (f" / {r.compiled_vs_onnxruntime / scale:.1e}"
                        f" / {r.frozen_vs_onnxruntime / scale:.1e}"
                        f" / {r.served_vs_onnxruntime / scale:.1e}")
@@ -420,6 +423,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--exporters", default="dynamo,torchscript")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip torch.compile and compile_for_serving")
+    parser.add_argument("--served-only", action="store_true",
+                        help="of the compiled paths, only compile_for_serving (faster)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--machine", default=None, help="machine description for the report")
     parser.add_argument("--output", default=None,
@@ -436,7 +441,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for name, exporter in EXPORTS:
         if name not in wanted or exporter not in exporters:
             continue
-        row = measure(name, exporter, not args.no_compile, args.repeats)
+        row = measure(name, exporter, not args.no_compile, args.repeats, args.served_only)
         rows.append(row)
         times = " ".join(f"{key} {_shown(_median(getattr(row, key + '_ms')), 3)}"
                          for key in ("torch", "eager", "compiled", "frozen", "served",

@@ -195,8 +195,8 @@ def _compile(program: torch.export.ExportedProgram, convolutions: bool, configs:
         attempts = [configs] + [c for c in FALLBACK_CONFIGS if c != configs]
         for number, attempt in enumerate(attempts):
             try:
-                torch._inductor.aoti_compile_and_package(program, package_path=path,
-                                                         inductor_configs=attempt)
+                torch._inductor.aoti_compile_and_package(  # (it adds to the dict it gets)
+                    program, package_path=path, inductor_configs=dict(attempt))
                 return torch._inductor.aoti_load_package(path).loader, attempt
             except Exception:  # noqa: BLE001  (inductor's lowering errors have no common type)
                 if number == len(attempts) - 1:
