@@ -2,8 +2,8 @@
 
 ``bridge.trees._walk`` (the tree walk, ``bridge/trees/_walk.c``), ``bridge.svm._svm`` (SVM
 votes and pairwise coupling, ``bridge/svm/_svm.c``), ``bridge.onnx._select`` (TopK with
-ONNX's tie rule, ``bridge/onnx/_select.c``) and ``bridge.sklearn._finite`` (the input's
-NaN/infinity check, ``bridge/sklearn/_finite.c``) are built when a C compiler is present
+ONNX's tie rule, ``bridge/onnx/_select.c``) and ``bridge._buffers`` (the serving
+case's input checks, data addresses; ``bridge/_buffers.c``) are built when a C compiler is present
 and skipped otherwise (``optional=True``): bridge then runs the same computations as torch
 operations. They use only Python's C API, so one build serves every torch version. The SVM
 loops must round every product and sum as torch does, so no compiler may fuse them into
@@ -23,6 +23,6 @@ setup(ext_modules=[
               optional=True),
     Extension("bridge.onnx._select", ["bridge/onnx/_select.c"], extra_compile_args=flags,
               optional=True),
-    Extension("bridge.sklearn._finite", ["bridge/sklearn/_finite.c"], extra_compile_args=flags,
+    Extension("bridge._buffers", ["bridge/_buffers.c"], extra_compile_args=flags,
               optional=True),
 ])

@@ -12,10 +12,10 @@ import torch
 
 from bridge.errors import InvalidInputError
 
-try:  # built by setup.py where a C compiler was found (bridge/sklearn/_finite.c)
-    from bridge.sklearn import _finite
+try:  # built by setup.py where a C compiler was found (bridge/_buffers.c)
+    from bridge import _buffers
 except ImportError:
-    _finite = None
+    _buffers = None
 
 CPU = torch.device("cpu")
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
@@ -116,8 +116,8 @@ class InputSpec:
             return X
         if kind is not np.ndarray or device != CPU:  # (a device's .type costs ~0.2 us)
             return None
-        if _finite is not None:  # every check in one C call
-            served = _finite.served_array(X, char, rank, width, finite)
+        if _buffers is not None:  # every check in one C call
+            served = _buffers.served_array(X, char, rank, width, finite)
         else:
             served = not (X.dtype != self.dtype or X.ndim != rank or not X.flags.c_contiguous
                           or not X.size or (width >= 0 and X.shape[1] != width)
@@ -264,21 +264,21 @@ SMALL_SUM = 64  # values summed as Python floats: a numpy or torch sum costs mor
 def _all_finite(X) -> bool:
     """Whether CPU array/tensor ``X`` holds only finite values; False means "not known to":
     another device, or (without the C check) a sum that is not finite, then the element-wise
-    check decides. The C loop (``_finite.c``) reads a contiguous float32/float64 block in
+    check decides. The C loop (``_buffers.c``) reads a contiguous float32/float64 block in
     0.1-0.5 us for one row; otherwise a sum: as Python floats for small inputs (0.3 us
     against 0.8 for numpy's sum and 1.3 for a tensor's), where NaN, infinity and finite
     values whose sum overflows all give a sum that is not finite."""
     if isinstance(X, torch.Tensor):
         if not X.is_cpu:
             return False
-        if _finite is not None and X.dtype in _C_DTYPES and X.is_contiguous():
-            return _finite.finite(X.data_ptr(), X.numel(), X.dtype is torch.float64)
+        if _buffers is not None and X.dtype in _C_DTYPES and X.is_contiguous():
+            return _buffers.finite(X.data_ptr(), X.numel(), X.dtype is torch.float64)
         if X.numel() <= SMALL_SUM:
             return math.isfinite(sum(map(sum, X.tolist())) if X.dim() == 2 else
                                  sum(X.reshape(-1).tolist()))
         return math.isfinite(X.numpy().sum())
-    if _finite is not None and X.dtype.char in "fd" and X.flags.c_contiguous:
-        return _finite.finite_array(X)
+    if _buffers is not None and X.dtype.char in "fd" and X.flags.c_contiguous:
+        return _buffers.finite_array(X)
     if X.size <= SMALL_SUM:
         return math.isfinite(sum(X.ravel().tolist()))
     return math.isfinite(X.sum())

@@ -36,10 +36,10 @@ def test_plain_arrays_and_tensors_are_served_as_they_are(fitted, checks):
 @pytest.fixture(params=["C checks", "Python checks"])
 def checks(request, monkeypatch):
     """Both ways of recognising the serving case: the C extension's and Python's."""
-    if request.param == "C checks" and inputs._finite is None:
-        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    if request.param == "C checks" and inputs._buffers is None:
+        pytest.skip("bridge._buffers was not built (no C compiler at install)")
     if request.param == "Python checks":
-        monkeypatch.setattr(inputs, "_finite", None)
+        monkeypatch.setattr(inputs, "_buffers", None)
     return request.param
 
 
@@ -92,10 +92,10 @@ def test_large_finite_values_pass_the_served_nan_check(fitted, monkeypatch, c_ch
     """Large finite values are not refused. The C loop reads every value; without it a few
     are summed as Python floats (no overflow) and many by numpy in float32, whose
     overflowing sum sends them to the element-wise check, which lets them through."""
-    if c_check and inputs._finite is None:
-        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    if c_check and inputs._buffers is None:
+        pytest.skip("bridge._buffers was not built (no C compiler at install)")
     if not c_check:
-        monkeypatch.setattr(inputs, "_finite", None)
+        monkeypatch.setattr(inputs, "_buffers", None)
     _, model, X = fitted
     spec = model._input_spec
     few = np.full((2, 5), 3e38, np.float32)
@@ -119,8 +119,8 @@ def test_large_finite_values_pass_the_served_nan_check(fitted, monkeypatch, c_ch
 
 
 def test_the_c_check_reads_offset_views_and_both_float_types():
-    if inputs._finite is None:
-        pytest.skip("bridge.sklearn._finite was not built (no C compiler at install)")
+    if inputs._buffers is None:
+        pytest.skip("bridge._buffers was not built (no C compiler at install)")
     for dtype in (torch.float32, torch.float64):
         block = torch.zeros(50, dtype=dtype)
         block[3] = float("nan")
@@ -131,7 +131,7 @@ def test_the_c_check_reads_offset_views_and_both_float_types():
         block[49] = float("-inf")
         assert not inputs._all_finite(block[4:])
     with pytest.raises(TypeError, match="float32"):
-        inputs._finite.finite_array(np.zeros(3, np.int64))
+        inputs._buffers.finite_array(np.zeros(3, np.int64))
 
 
 def test_served_results_match_the_full_path_bit_for_bit(fitted):
