@@ -481,5 +481,3 @@ def erf_gelu(module: fx.GraphModule) -> bool:
         changed = True
     return changed
 
-
-_direct = torch_call  # the name bridge.onnx.plans imported first

@@ -86,7 +86,7 @@ def direct_calls(graph: fx.Graph, module: fx.GraphModule) -> None:
     become the torch call itself: an operator's ``forward`` costs 0.8-1.5 us around a
     ~0.9 us ``relu`` or subtraction of one row.
     """
-    from bridge.onnx.fusion import _direct as torch_call  # TODO(lead): public name
+    from bridge.onnx.fusion import torch_call
 
     for node in list(graph.nodes):
         if node.op != "call_module":
@@ -385,6 +385,60 @@ def plan_for(module: fx.GraphModule, outputs: tuple[int, ...]) -> Plan:
     if plan is None:
         plan = entry[1][outputs] = build_plan(module, outputs)
     return plan
+
+
+def array_plan_for(module: fx.GraphModule, outputs: tuple[int, ...]) -> Plan | None:
+    """A numpy plan for ``outputs`` of ``module``, or None where the graph has none.
+
+    When ``outputs`` all come from one operator applied to the graph's one input, and that
+    operator computes numpy rows itself (``forward_array``: the tree ensembles, in one C
+    call), the plan is ``run(X) -> tuple | None``: the outputs as numpy arrays, or None
+    for a call the operator does not serve (the tensor plan then answers it). A one-row
+    call then makes no tensor at all: wrapping the input, allocating the results and
+    viewing them as numpy cost ~1.8 us of a forest's ~9 us. Kept like :func:`plan_for`.
+    """
+    code = module.__dict__.get("_code")
+    entry = _PLANS.get(module)
+    if entry is None or entry[0] is not code:
+        entry = (code, {})
+        _PLANS[module] = entry
+    key = ("array", outputs)
+    if key not in entry[1]:
+        entry[1][key] = _array_plan(module, outputs)
+    return entry[1][key]
+
+
+def _array_plan(module: fx.GraphModule, outputs: tuple[int, ...]) -> Plan | None:
+    graph = pruned_graph(module, outputs)
+    inputs = [node for node in graph.nodes if node.op == "placeholder"]
+    calls = [node for node in graph.nodes if node.op == "call_module"]
+    if len(inputs) != 1 or len(calls) != 1:
+        return None
+    call = calls[0]
+    submodule = module.get_submodule(call.target)
+    if ("." in call.target or call.args != (inputs[0],) or call.kwargs
+            or not hasattr(submodule, "forward_array") or has_hooks(submodule)):
+        return None
+    picks: list[int | None] = []  # per output: a position in the call's tuple, or all of it
+    for value in next(node for node in graph.nodes if node.op == "output").args[0]:
+        if value is call:
+            picks.append(None)
+        elif (value.op == "call_function" and value.target is operator.getitem
+              and value.args[0] is call and isinstance(value.args[1], int)):
+            picks.append(value.args[1])
+        else:
+            return None
+    if len(graph.nodes) != 2 + len(set(picks) - {None}) + 1:  # input, call, items, output
+        return None
+    name, used = call.target, tuple(sorted({p for p in picks if p is not None}))
+
+    def run(X):
+        result = module._modules[name].forward_array(X, used)
+        if result is None:
+            return None
+        return tuple(result if p is None else result[p] for p in picks)
+
+    return run
 
 
 def call_plan(module: fx.GraphModule, outputs: tuple[int, ...], inputs) -> tuple:

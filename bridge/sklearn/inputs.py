@@ -114,15 +114,22 @@ class InputSpec:
                     or (finite and not _all_finite(X))):
                 return None  # GPU tensors among them: prepare's checks
             return X
-        if kind is not np.ndarray or device != CPU:  # (a device's .type costs ~0.2 us)
+        if kind is not np.ndarray:
             return None
+        return torch.from_numpy(X) if self.serves_array(X, device) else None
+
+    def serves_array(self, X: np.ndarray, device: torch.device) -> bool:
+        """Whether numpy array ``X`` is the serving case (what :meth:`served` wraps as a
+        tensor): the numpy checks alone, for callers that run numpy rows themselves."""
+        rules = self._served_rules
+        if rules is None or device != CPU:  # (a device's .type costs ~0.2 us)
+            return False
+        char, _, rank, width, finite = rules
         if _buffers is not None:  # every check in one C call
-            served = _buffers.served_array(X, char, rank, width, finite)
-        else:
-            served = not (X.dtype != self.dtype or X.ndim != rank or not X.flags.c_contiguous
-                          or not X.size or (width >= 0 and X.shape[1] != width)
-                          or (finite and not _all_finite(X)))
-        return torch.from_numpy(X) if served else None
+            return _buffers.served_array(X, char, rank, width, finite)
+        return not (X.dtype != self.dtype or X.ndim != rank or not X.flags.c_contiguous
+                    or not X.size or (width >= 0 and X.shape[1] != width)
+                    or (finite and not _all_finite(X)))
 
     @functools.cached_property
     def _served_rules(self) -> tuple[str, torch.dtype, int, int, bool] | None:

@@ -17,7 +17,7 @@ from bridge.dask import is_dask_collection
 from bridge.dask import score as dask_score
 from bridge.derived import eager_call
 from bridge.errors import UnsupportedEstimatorError
-from bridge.onnx.plans import call_plan
+from bridge.onnx.plans import array_plan_for, call_plan
 from bridge.sklearn.inputs import InputSpec
 from bridge.sklearn.threads import enter_single_thread, leave_single_thread
 
@@ -281,7 +281,13 @@ class ConvertedModel(nn.Module):
         # (ModuleDict's [] and nn.Module.__getattr__ cost ~0.4 us each)
         module = self._modules["graph_modules"]._modules[output.graph]
         device = self._device()
-        tensor = self._input_spec.served(X, device)  # the serving case, checked cheaply
+        if type(X) is np.ndarray and self._input_spec.serves_array(X, device):
+            result = self._run_array(output, module, X)  # numpy rows run by C, numpy out
+            if result is not None:
+                return result
+            tensor = torch.from_numpy(X)
+        else:
+            tensor = self._input_spec.served(X, device)  # the serving case, checked cheaply
         if tensor is not None:
             inputs, as_numpy = [tensor], type(X) is not torch.Tensor
         elif is_dask_collection(X):  # Dask in: a lazy Dask result (bridge/dask)
@@ -310,6 +316,20 @@ class ConvertedModel(nn.Module):
             leave_single_thread(threads)
         name = module.output_names[output.output]
         return self._decode(output, values, module.output_vocabularies.get(name), as_numpy)
+
+    def _run_array(self, output: MethodOutput, module: nn.Module, X: np.ndarray):
+        """The method's result for numpy rows of the serving case when the graph's numpy
+        plan serves them (:func:`bridge.onnx.plans.array_plan_for`: tree ensembles), else
+        None. Outputs in a vocabulary (text labels) take the tensor path."""
+        name = module.output_names[output.output]
+        if name in module.output_vocabularies:
+            return None
+        plan = array_plan_for(module, (output.output,))
+        values = None if plan is None else plan(X)
+        if values is None:
+            return None
+        binary = self._classes is not None and len(self._classes) == 2
+        return self._decoded_array(output.kind, values[0], binary)
 
     def _decode(self, output: MethodOutput, values: torch.Tensor, vocabulary, as_numpy: bool):
         if isinstance(values, list):  # an ONNX sequence: one array per output (multi-output)

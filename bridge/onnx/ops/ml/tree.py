@@ -55,6 +55,12 @@ class OnnxTreeEnsembleClassifier(nn.Module):
         scores, has = self.trees(x)
         return self.output(scores, has)
 
+    def forward_array(self, X: np.ndarray, outputs: tuple[int, ...]) -> tuple | None:
+        """The outputs at positions ``outputs`` for numpy rows, as numpy arrays from one C
+        call (None for the others), or None when C does not serve the call: a plan's numpy
+        path (:func:`bridge.onnx.plans.array_plan_for`)."""
+        return serving.classify_array(self, X, labels=0 in outputs, probabilities=1 in outputs)
+
 
 class OnnxTreeEnsembleRegressor(nn.Module):
     """TreeEnsembleRegressor: predictions [N, targets] float32; with ``input_dtype``
@@ -77,6 +83,11 @@ class OnnxTreeEnsembleRegressor(nn.Module):
         if not self.input_dtype:
             return result if result.dtype == torch.float32 else result.float()
         return result.to(x.dtype) if x.is_floating_point() else result
+
+    def forward_array(self, X: np.ndarray, outputs: tuple[int, ...]) -> np.ndarray | None:
+        """The values for numpy rows as a numpy array from one C call, or None when C does
+        not serve the call (see :meth:`OnnxTreeEnsembleClassifier.forward_array`)."""
+        return serving.regress_array(self, X)
 
 
 def _strategy(context: ConversionContext) -> str:
