@@ -320,12 +320,20 @@ class ConvertedModel(nn.Module):
     def _run_array(self, output: MethodOutput, module: nn.Module, X: np.ndarray):
         """The method's result for numpy rows of the serving case when the graph's numpy
         plan serves them (:func:`bridge.onnx.plans.array_plan_for`: tree ensembles), else
-        None. Outputs in a vocabulary (text labels) take the tensor path."""
-        name = module.output_names[output.output]
-        if name in module.output_vocabularies:
+        None. Outputs in a vocabulary (text labels) take the tensor path. Graphs without
+        a numpy plan are remembered (a missed plan after a graph is rebuilt costs speed
+        only), so other models pay one set lookup."""
+        declined = self.__dict__.setdefault("_array_declined", set())
+        key = (output.graph, output.output)
+        if key in declined:
             return None
-        plan = array_plan_for(module, (output.output,))
-        values = None if plan is None else plan(X)
+        plan = None
+        if module.output_names[output.output] not in module.output_vocabularies:
+            plan = array_plan_for(module, (output.output,))
+        if plan is None:
+            declined.add(key)
+            return None
+        values = plan(X)
         if values is None:
             return None
         binary = self._classes is not None and len(self._classes) == 2
