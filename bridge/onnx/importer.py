@@ -465,6 +465,7 @@ def from_onnx(
     *,
     trainable: bool = False,
     tree_strategy: str = "auto",
+    fuse_graph: bool = True,
 ) -> OnnxGraphModule:
     """Convert an ONNX model into a ``torch.fx.GraphModule``.
 
@@ -479,6 +480,11 @@ def from_onnx(
         How tree ensembles run: ``"auto"`` picks per call from depth, tree count,
         batch size and device (see ``docs/trees.md``); ``"gemm"``, ``"traversal"`` or
         ``"perfect"`` force one strategy.
+    fuse_graph : bool, default True
+        Run the import-time passes of :mod:`bridge.onnx.fusion` on networks (graphs
+        outside the ``ai.onnx.ml`` domain): stacked recurrent layers in one fused call,
+        dense layers as ``linear``, plain torch calls for common operators. False keeps
+        one module per ONNX node (and the ONNX weight layout in the state dict).
 
     Returns
     -------
@@ -502,7 +508,9 @@ def from_onnx(
 
     validate_strategy(tree_strategy)
     proto = inline_functions(load_model(model))
-    options = {"tree_strategy": tree_strategy}
+    if not isinstance(fuse_graph, bool):
+        raise TypeError(f"fuse_graph must be True or False; got {fuse_graph!r}")
+    options = {"tree_strategy": tree_strategy, "fuse_graph": fuse_graph}
     if isinstance(model, (str, os.PathLike)):
         options["source"] = repr(str(model))
     with warnings.catch_warnings():

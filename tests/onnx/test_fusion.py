@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from bridge.onnx.graph import load_model
-from bridge.onnx.importer import _GraphBuilder
+import bridge
 from bridge.onnx.ops.rnn import OnnxRecurrent
 from bridge.onnx.ops.rnn_fused import OnnxFusedRecurrent, OnnxRecurrentStack
 from bridge.onnx.plans import matmul_add
@@ -27,10 +26,7 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 
 def _import(model, *, fuse=True, trainable=False):
-    options = {"tree_strategy": "auto", "fuse_graph": fuse}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return _GraphBuilder.for_model(load_model(model), trainable, options).build()
+    return bridge.from_onnx(model, trainable=trainable, fuse_graph=fuse)
 
 
 def _run(module, *arrays):
@@ -368,3 +364,8 @@ def test_trainable_stack_trains_the_imported_parameters():
         assert sum(int(p.grad.abs().sum() > 0) for p in module.parameters()) >= 12
         gradients.append(x.grad)
     assert_parity(gradients[0], gradients[1], rtol=1e-4, atol=1e-6, what="input gradient")
+
+
+def test_fuse_graph_must_be_a_bool():
+    with pytest.raises(TypeError, match="fuse_graph must be True or False; got 'no'"):
+        bridge.from_onnx(_shape_model("batch"), fuse_graph="no")
