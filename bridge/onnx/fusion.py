@@ -107,11 +107,17 @@ def _replace(graph: fx.Graph, node: fx.Node, kind: str, target, args: tuple,
     return new
 
 
-def _add_module(module: fx.GraphModule, base: str, submodule: nn.Module) -> str:
+def _free_name(module: fx.GraphModule, base: str) -> str:
+    """``base``, or ``base_2``, ``base_3``... : the first name ``module`` does not use."""
     name, counter = base, 1
     while hasattr(module, name):
         counter += 1
         name = f"{base}_{counter}"
+    return name
+
+
+def _add_module(module: fx.GraphModule, base: str, submodule: nn.Module) -> str:
+    name = _free_name(module, base)
     module.add_submodule(name, submodule)
     return name
 
@@ -314,10 +320,7 @@ def _gemm_as_linear(module: fx.GraphModule, node: fx.Node, gemm: OnnxGemm,
 
 
 def _add_buffer(module: fx.GraphModule, base: str, value: torch.Tensor) -> str:
-    name, counter = base, 1
-    while hasattr(module, name):
-        counter += 1
-        name = f"{base}_{counter}"
+    name = _free_name(module, base)
     module.register_buffer(name, value)
     return name
 
