@@ -66,7 +66,9 @@ def convolution_as_loops(x, weight, bias=None, stride=(1,), padding=(0,), dilati
       their per-channel weights, which inductor fuses into one loop with the bias and
       whatever element-wise operations follow;
     * ``groups == 1``: a GEMM over channels-last rows (a 1x1 convolution's rows are the
-      pixels; larger kernels gather their windows first, im2col), MKL's shape of choice.
+      pixels; larger kernels gather their windows first, im2col), which inductor's GEMM
+      template then generates. Large ones too: left to torch inside AOTInductor with a
+      free batch axis, resnet18's convolutions ran 3.6x onnxruntime against 1.9x.
 
     Anything else (other groupings, string padding, not 2-D) returns ``NotImplemented``
     and keeps torch's own convolution.
@@ -87,11 +89,12 @@ def convolution_as_loops(x, weight, bias=None, stride=(1,), padding=(0,), dilati
     if (kh, kw) == (1, 1) and stride == [1, 1] and padding == [0, 0]:
         rows = x.permute(0, 2, 3, 1)  # (batch, height, width, channels)
     else:
-        windows = _shifted_windows(x, (kh, kw), stride, padding, dilation)
-        rows = torch.cat([window.permute(0, 2, 3, 1) for _, _, window in windows], dim=-1)
+        windows = [window.permute(0, 2, 3, 1) for _, _, window
+                   in _shifted_windows(x, (kh, kw), stride, padding, dilation)]
+        rows = torch.cat(windows, dim=-1) if len(windows) > 1 else windows[0]
         weight = weight.permute(0, 2, 3, 1)  # taps in the order the windows were gathered
     batch, height, width, depth = rows.shape
-    flat = rows.reshape(-1, depth)
+    flat = rows.contiguous().view(-1, depth)  # (reshape of a permuted view fails in export)
     weight = weight.reshape(out_channels, depth)
     result = torch.mm(flat, weight.t())  # the form inductor's freezing packs for oneDNN
     if bias is not None:

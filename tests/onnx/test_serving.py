@@ -33,7 +33,8 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 
 class DepthwiseCNN(nn.Module):
-    """A MobileNet-like block: strided stem, depthwise 3x3, 1x1, grouped 3x3, pool, head."""
+    """A MobileNet-like block: strided stem, depthwise 3x3, 1x1 (one strided), grouped 3x3,
+    pool, head."""
 
     def __init__(self):
         super().__init__()
@@ -42,6 +43,7 @@ class DepthwiseCNN(nn.Module):
             nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8, bias=False),
             nn.BatchNorm2d(8), nn.Hardswish(),
             nn.Conv2d(8, 16, 1), nn.ReLU(),
+            nn.Conv2d(16, 16, 1, stride=2), nn.ReLU(),
             nn.Conv2d(16, 16, 3, padding=1, groups=2),
         )
         self.head = nn.Linear(16, 5)
@@ -127,6 +129,7 @@ CONVOLUTIONS = [  # (channels in, out, kernel, stride, padding, dilation, groups
     (6, 6, 5, 2, 2, 1, 6, False),     # depthwise, strided, 5x5
     (6, 6, 3, 1, 2, 2, 6, True),      # depthwise, dilated
     (6, 10, 1, 1, 0, 1, 1, True),     # 1x1
+    (6, 10, 1, 2, 0, 1, 1, False),    # 1x1, strided (one window)
     (6, 10, 3, 2, 1, 1, 1, False),    # strided 3x3 (windows gathered, im2col)
     (6, 10, (1, 3), 1, (0, 1), 1, 1, True),  # rectangular
 ]
