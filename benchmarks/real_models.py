@@ -338,7 +338,7 @@ def markdown(rows: list[Row], machine: str, command: str) -> str:
         "`compiled`: `torch.compile(imported)` (inductor defaults); `frozen`: the same with "
         "`torch._inductor.config.freezing=True`; `served`: "
         "`bridge.onnx.compile_for_serving(imported, [x])` (torch.export, convolutions "
-        "rewritten, AOTInductor with freezing; its batch axis free, or fixed where the "
+        "rewritten, AOTInductor with freezing and C++ GEMM templates; its batch axis free, or fixed where the "
         "export could not keep it free: `(batch 1)`); compile s: the first call of "
         "`compiled` / `frozen`, then `compile_for_serving`. "
         "Parity: max abs difference of the first output against onnxruntime, divided by "
@@ -353,14 +353,17 @@ def markdown(rows: list[Row], machine: str, command: str) -> str:
         if r.status != "ok":
             lines.append(f"| {r.model} | {r.exporter} | {r.status} |||||||||||||")
             continue
-        compile_s = (f"{r.compile_s:.1f} / {r.frozen_compile_s:.1f} / {r.served_compile_s:.1f}"
-                     if r.compiled_ms or r.served_ms else "")
+        compile_s = " / ".join(f"{seconds:.1f}" if times else "-" for seconds, times in (
+            (r.compile_s, r.compiled_ms), (r.frozen_compile_s, r.frozen_ms),
+            (r.served_compile_s, r.served_ms))) if r.compiled_ms or r.served_ms else ""
         scale = r.output_scale or 1.0
         parity = f"{r.eager_vs_onnxruntime / scale:.1e}"
         if r.compiled_ms or r.served_ms:
-            parity += (f" / {r.compiled_vs_onnxruntime / scale:.1e}"
-                       f" / {r.frozen_vs_onnxruntime / scale:.1e}"
-                       f" / {r.served_vs_onnxruntime / scale:.1e}")
+            parity += "".join(f" / {difference / scale:.1e}" if times else " / -"
+                              for difference, times in (
+                                  (r.compiled_vs_onnxruntime, r.compiled_ms),
+                                  (r.frozen_vs_onnxruntime, r.frozen_ms),
+                                  (r.served_vs_onnxruntime, r.served_ms)))
         served = _shown(_median(r.served_ms), 3)
         if r.served_batch.startswith("failed"):
             served = r.served_batch
