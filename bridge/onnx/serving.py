@@ -244,7 +244,7 @@ def compile_for_serving(module: OnnxGraphModule, example_inputs: Sequence[torch.
 
     What it gives up, by design:
 
-    * **compile time**: seconds to a minute per model on a small VM (a C++ compiler must
+    * **compile time**: 10-200 s per model on a busy 2-core VM (a C++ compiler must
       be present, as for ``torch.compile`` on CPU);
     * **shapes**: only the batch axis is free (1 to ``max_batch`` rows, where the graph
       and ``torch.export`` allow it; otherwise the example's batch only); every other axis
