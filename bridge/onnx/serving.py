@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,8 @@ def _pair(values: Sequence[int]) -> list[int]:
 
 
 def _shifted_windows(x: torch.Tensor, kernel: tuple[int, int], stride: list[int],
-                     padding: list[int], dilation: list[int]):
+                     padding: list[int], dilation: list[int]
+                     ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yield ``(i, j, window)``: the strided view of the padded input that kernel tap
     ``(i, j)`` multiplies, one per tap (so a convolution is a sum over taps)."""
     height, width = x.shape[-2:]
@@ -58,8 +60,9 @@ def _shifted_windows(x: torch.Tensor, kernel: tuple[int, int], stride: list[int]
                                j * dw: j * dw + sw * (columns - 1) + 1: sw]
 
 
-def convolution_as_loops(x, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,),
-                         groups=1):
+def convolution_as_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         stride: Sequence[int] = (1,), padding: Sequence[int] | str = (0,),
+                         dilation: Sequence[int] = (1,), groups: int = 1):
     """``aten.conv2d`` as operations inductor generates code for (a decomposition).
 
     * depthwise (one filter per channel): a sum of the kernel's shifted windows times
@@ -102,7 +105,7 @@ def convolution_as_loops(x, weight, bias=None, stride=(1,), padding=(0,), dilati
     return result.reshape(batch, height, width, out_channels).permute(0, 3, 1, 2)
 
 
-def decompositions(convolutions: bool = True) -> dict:
+def decompositions(convolutions: bool = True) -> dict[Any, Callable[..., Any]]:
     """torch.export's default decomposition table without the recurrent kernels
     (:data:`RECURRENT_KERNELS`), plus :func:`convolution_as_loops` for ``aten.conv2d``
     when ``convolutions`` is True."""
