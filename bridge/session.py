@@ -231,7 +231,7 @@ class InferenceSession:
     def __init__(self, path_or_bytes: str | os.PathLike[str] | bytes | onnx.ModelProto,
                  sess_options: Any = None, providers: Sequence[Provider] | None = None,
                  provider_options: Sequence[Mapping[str, Any]] | None = None) -> None:
-        from bridge.onnx.importer import from_onnx
+        from bridge.onnx.importer import import_proto
 
         self._proto = load_model(path_or_bytes)
         graph = self._proto.graph
@@ -240,7 +240,9 @@ class InferenceSession:
         self._outputs = _node_args(_inferred_outputs(self._proto), set())
         self._output_types = {v.name: v.type for v in graph.output}
         self._sess_options = sess_options
-        self.module = from_onnx(_importable(self._proto)).eval()
+        source = (repr(str(path_or_bytes)) if isinstance(path_or_bytes, (str, os.PathLike))
+                  else None)  # a file's path names it in errors
+        self.module = import_proto(_importable(self._proto), source).eval()
         # the module's edges, as plain typed attributes (nn.Module's __getattr__ is untyped)
         self._output_names: list[str] = list(self.module.__dict__["output_names"])
         self._input_vocabularies: dict[str, list[Any]] = self.module.__dict__["input_vocabularies"]

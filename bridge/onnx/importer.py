@@ -504,15 +504,24 @@ def from_onnx(
     ConversionError
         The graph is malformed or uses an attribute combination bridge rejects.
     """
+    source = repr(str(model)) if isinstance(model, (str, os.PathLike)) else None
+    return import_proto(load_model(model), source, trainable=trainable,
+                        tree_strategy=tree_strategy, fuse_graph=fuse_graph)
+
+
+def import_proto(proto: onnx.ModelProto, source: str | None = None, *, trainable: bool = False,
+                 tree_strategy: str = "auto", fuse_graph: bool = True) -> OnnxGraphModule:
+    """:func:`from_onnx`'s work on a loaded model; ``source`` (e.g. a file's quoted path)
+    names the model in error messages, "the ONNX model" when None."""
     from bridge.trees.select import validate_strategy
 
     validate_strategy(tree_strategy)
-    proto = inline_functions(load_model(model))
     if not isinstance(fuse_graph, bool):
         raise TypeError(f"fuse_graph must be True or False; got {fuse_graph!r}")
+    proto = inline_functions(proto)
     options = {"tree_strategy": tree_strategy, "fuse_graph": fuse_graph}
-    if isinstance(model, (str, os.PathLike)):
-        options["source"] = repr(str(model))
+    if source is not None:
+        options["source"] = source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # fx warns on buffer-name shadowing
         return _GraphBuilder.for_model(proto, trainable, options).build()

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bridge import from_onnx
+from bridge import InferenceSession, from_onnx
 from bridge.errors import (
     ConversionError,
     InvalidModelError,
@@ -100,14 +100,15 @@ def test_empty_file_holds_no_graph(tmp_path):
         from_onnx(path)
 
 
-def test_initializer_whose_data_does_not_fit_its_dims(tmp_path):
+@pytest.mark.parametrize("load", [from_onnx, InferenceSession], ids=["from_onnx", "session"])
+def test_initializer_whose_data_does_not_fit_its_dims(tmp_path, load):
     model = _matmul_model()
     model.graph.initializer[0].dims[:] = [4, 2]  # 6 values stored
     path = tmp_path / "dims.onnx"
     path.write_bytes(model.SerializeToString())
     with pytest.raises(InvalidModelError, match=r"initializer 'W' \(dims \[4, 2\]\) cannot be "
                                                 "decoded") as caught:
-        from_onnx(path)
+        load(path)
     assert str(path) in str(caught.value)
 
 
