@@ -6,6 +6,7 @@ for decoding and the expected input width, never the results themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -181,8 +182,7 @@ def from_sklearn(
         graphs = host.artifacts(graphs, options, target_opset)
     if len(initial_types) > 1 and host is None:  # one input per named column
         strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
-        input_spec = InputSpec(**{**input_spec.__dict__, "per_column": True,
-                                  "text_columns": strings})
+        input_spec = dataclasses.replace(input_spec, per_column=True, text_columns=strings)
     return ConvertedModel(
         estimator_name=name,
         graphs=graphs,
