@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bridge.errors import ConversionError, NotFittedError, UnsupportedEstimatorError
 from bridge.onnx.importer import from_onnx
-from bridge.sklearn.converters import register_missing_converters
+from bridge.sklearn.converters import radius_neighbors, register_missing_converters
 from bridge.sklearn.inputs import InputSpec, parts, text_columns
 from bridge.sklearn.model import ConvertedModel
 from bridge.sklearn.plan import GraphPlan, final_estimator, label_values, plan_conversion
@@ -183,7 +183,7 @@ def from_sklearn(
     if len(initial_types) > 1 and host is None:  # one input per named column
         strings = tuple(n for n, t in initial_types if isinstance(t, StringTensorType))
         input_spec = dataclasses.replace(input_spec, per_column=True, text_columns=strings)
-    return ConvertedModel(
+    model = ConvertedModel(
         estimator_name=name,
         graphs=graphs,
         modules=modules,
@@ -192,6 +192,8 @@ def from_sklearn(
         input_spec=input_spec,
         classes=label_values(estimator),
     )
+    model.row_error = radius_neighbors.row_error(estimator)
+    return model
 
 
 _INFERENCE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function",

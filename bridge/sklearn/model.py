@@ -16,7 +16,7 @@ from torch import nn
 from bridge.dask import is_dask_collection
 from bridge.dask import score as dask_score
 from bridge.derived import eager_call
-from bridge.errors import UnsupportedEstimatorError
+from bridge.errors import InvalidInputError, UnsupportedEstimatorError
 from bridge.onnx.plans import array_plan_for, call_plan
 from bridge.sklearn.inputs import InputSpec
 from bridge.sklearn.threads import enter_single_thread, leave_single_thread
@@ -91,7 +91,9 @@ class ConvertedModel(nn.Module):
 
     ``forward`` is the main method (``predict`` for predictors, ``transform`` for
     transformers) on tensors. ``onnx_model`` holds the ONNX graph, or a dict method →
-    graph when the methods needed several graphs.
+    graph when the methods needed several graphs. ``row_error``, where set, is what a
+    call says (``InvalidInputError``, a ValueError) when the graph fails a row by design
+    (a RadiusNeighborsClassifier row without neighbours).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class ConvertedModel(nn.Module):
         self._classes = None if classes is None else np.asarray(classes)
         main = "predict" if "predict" in method_outputs else "transform"
         self.main_method = main if main in method_outputs else next(iter(method_outputs))
+        self.row_error: str | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -310,6 +313,11 @@ class ConvertedModel(nn.Module):
             else:
                 result = module(*inputs)
                 values = result[output.output] if isinstance(result, tuple) else result
+        except IndexError as error:  # a graph that fails a row by design: say why
+            hint = self.__dict__.get("row_error")
+            if hint is None:
+                raise
+            raise InvalidInputError(hint) from error
         finally:
             if as_numpy and grad_was_enabled:
                 set_grad_enabled(True)

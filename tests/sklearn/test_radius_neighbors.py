@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_classification
 from sklearn.neighbors import (
     RadiusNeighborsClassifier,
     RadiusNeighborsRegressor,
     RadiusNeighborsTransformer,
 )
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import bridge
+from bridge.errors import InvalidInputError
 from tests.parity import assert_parity, run_onnxruntime
 
 
@@ -72,10 +76,19 @@ def test_without_an_outlier_label_rows_without_neighbours_fail_as_in_sklearn(dat
     with pytest.raises(ValueError, match="No neighbors found"):
         estimator.predict(new)
     for method in ("predict", "predict_proba"):
-        with pytest.raises(IndexError, match="out of range"):
+        with pytest.raises(InvalidInputError, match=r"No neighbors found within radius=1\.0 "
+                           r"for some rows of X \(RadiusNeighborsClassifier, converted") as got:
             getattr(model, method)(new)
+        assert isinstance(got.value, ValueError) and isinstance(got.value.__cause__, IndexError)
         with pytest.raises(Exception, match="out of data bounds"):
             _onnxruntime(model, new, method)
+    piped = bridge.from_sklearn(make_pipeline(StandardScaler(), RadiusNeighborsClassifier(
+        radius=0.5)).fit(X, y))  # a pipeline ending in one says it too
+    with pytest.raises(InvalidInputError, match=r"radius=0\.5 .*\(Pipeline, converted"):
+        piped.predict(new * 10)
+    with pytest.raises(IndexError, match="out of range"):  # the failure under the message
+        model.graph_modules[model._method_outputs["predict"].graph](torch.from_numpy(
+            new.astype(np.float32)))
     inside = X[:50]  # every row is its own neighbour: no failure
     np.testing.assert_array_equal(model.predict(inside), estimator.predict(inside))
     assert_parity(model.predict_proba(inside), estimator.predict_proba(inside), rtol=0,

@@ -42,6 +42,19 @@ OPTIONS = {"zipmap": [True, False, "columns"], "nocl": [True, False],
 _ROW_AXIS = [1]
 
 
+def row_error(estimator) -> str | None:
+    """What a converted ``RadiusNeighborsClassifier`` without ``outlier_label`` says when a
+    row has no training row within the radius (its graph's row lookup fails there, where
+    scikit-learn raises ValueError); None for other estimators. A pipeline ending in one
+    says it too."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if not isinstance(final, RadiusNeighborsClassifier) or final.outlier_label_ is not None:
+        return None
+    return (f"No neighbors found within radius={final.radius} for some rows of X "
+            f"({type(estimator).__name__}, converted; scikit-learn raises ValueError for such "
+            "rows too): use a larger radius, give an outlier_label, or remove those rows")
+
+
 def _metric(model) -> str:
     """``"euclidean"`` or ``"manhattan"``, as the fitted metric resolves."""
     metric, p = model.effective_metric_, model.effective_metric_params_.get("p", model.p)
