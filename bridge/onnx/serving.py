@@ -29,9 +29,13 @@ _aten = torch.ops.aten
 # costs 10-25 us of library bookkeeping per call (mobilenet_v3_small: 3.8x onnxruntime
 # against 1.9x; BERT 2.2x against 1.2x). With one backend listed nothing is benchmarked.
 INDUCTOR_CONFIGS = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP"}
-# Where a configuration fails to compile a graph (freezing failed to lower a BERT exported
-# at fixed shapes), the next one is tried
-FALLBACK_CONFIGS = ({"freezing": True}, {"freezing": False})
+# Where a configuration fails to compile a graph, the next one is tried: a GEMM the C++
+# template cannot take (a GRU's, batch axis free) needs ATen's GEMM among the choices
+# (then inductor times both where both apply: a slower compile); freezing failed to lower
+# a BERT exported at fixed shapes
+FALLBACK_CONFIGS = (
+    {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"},
+    {"freezing": True}, {"freezing": False})
 
 
 # torch's fused recurrent kernels, kept whole (AOTInductor calls aten's implementation)
