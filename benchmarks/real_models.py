@@ -224,6 +224,7 @@ class Row:
     frozen_compile_s: float = 0.0
     served_compile_s: float = 0.0
     served_batch: str = ""  # "free" or the batch size compile_for_serving fixed
+    served_configs: dict = field(default_factory=dict)  # the inductor settings that compiled it
     output_scale: float = 0.0  # largest magnitude of onnxruntime's first output
     eager_vs_onnxruntime: float = 0.0  # max abs difference of the outputs
     compiled_vs_onnxruntime: float = 0.0
@@ -304,6 +305,7 @@ def measure(name: str, exporter: str, compile_model: bool, repeats: int,
                 row.served_batch = f"failed: {str(error)[:100]}"
             else:
                 row.served_compile_s = served.compile_seconds
+                row.served_configs = served.inductor_configs
                 shape = served.input_shapes[0]
                 row.served_batch = "free" if shape and shape[0] is None else str(shape[0])
                 result = served(x)
