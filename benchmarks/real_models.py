@@ -5,7 +5,7 @@ eager, bridge compiled (``torch.compile``, inductor), bridge served
 Models are built from their code with random weights (torchvision ``weights=None``,
 transformers from small configs): nothing is downloaded. torchvision and transformers are
 optional; the models needing one that is absent are listed as skipped.
-Run: ``python benchmarks/real_models.py [--models resnet18,lstm] [--no-compile]
+Run: ``python benchmarks/real_models.py [--models resnet18,lstm] [--no-compile | --served-only]
 [--output benchmarks/results/real_models-cpu]``.
 """
 
