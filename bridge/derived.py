@@ -6,8 +6,11 @@ operation, ~1.5 us, on every call that recomputes it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")  # what a Derived keeps: a tensor, or a tuple of them
 
 
 def eager_call() -> bool:
@@ -43,8 +46,8 @@ class Derived(EagerMemo):
     that bypass the version counter (``.data``, a numpy view) are not seen.
     """
 
-    def get(self, source: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor],
-            key: object = None) -> torch.Tensor:
+    def get(self, source: torch.Tensor, compute: Callable[[torch.Tensor], T],
+            key: object = None) -> T:
         """``compute(source)``, from the last call when ``source`` has not changed since and
         ``key`` (anything else ``compute`` depends on, e.g. a batch size) is the same."""
         if source.requires_grad and torch.is_grad_enabled():  # a kept graph would go stale

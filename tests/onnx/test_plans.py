@@ -266,3 +266,29 @@ def test_neighbour_search_runs_in_blocks_and_equals_the_graph(metric, p, weights
             # onnxruntime as in bridge: up to 0.3 for the regressor, 8% of the labels)
             assert_parity(model.predict(queries), estimator.predict(queries), rtol=1e-4,
                           atol=1e-5)
+
+
+def test_the_neighbour_search_keeps_the_training_rows_float64_copy_until_they_change():
+    """The widened training rows (float64 copy and norms) are kept between eager calls
+    and made again when the training tensor is edited in place or replaced."""
+    from sklearn.neighbors import KNeighborsRegressor
+
+    from bridge.onnx.ops.control_flow import OnnxScan
+
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(50, 4)).astype(np.float32)
+    queries = rng.normal(size=(7, 4)).astype(np.float32)
+    model = bridge.from_sklearn(KNeighborsRegressor(3).fit(train, train[:, 0]))
+    first = model.predict(queries)
+    scan = next(m for m in model.modules() if isinstance(m, OnnxScan))
+    kept = scan.__dict__["_widened"]._state
+    assert kept is not None
+    np.testing.assert_array_equal(model.predict(queries), first)
+    assert scan.__dict__["_widened"]._state[3] is kept[3]  # not made again
+    graph = model.graph_modules[model._method_outputs["predict"].graph]
+    rows = next(t for t in graph.buffers() if tuple(t.shape) == (50, 4))
+    with torch.no_grad():
+        rows.mul_(-1.0)  # every training row moved: other neighbours
+    moved = KNeighborsRegressor(3).fit(-train, train[:, 0])
+    assert_parity(model.predict(queries), moved.predict(queries), rtol=1e-5, atol=1e-6)
+    assert scan.__dict__["_widened"]._state[3] is not kept[3]
