@@ -260,6 +260,8 @@ def compile_for_serving(module: OnnxGraphModule, example_inputs: Sequence[torch.
       the compiled code, so later edits of the module's tensors or ``.to()`` are not seen
       (compile again);
     * **autograd**: inference only; an input that requires grad is refused;
+    * **threads**: the generated loops use as many threads as torch had at compile time
+      (``torch.get_num_threads()``; ``torch._inductor.config.cpp.threads`` overrides it);
     * **rounding**: fused float32 arithmetic in another order; measured within 2e-6 of
       onnxruntime relative to the output's largest magnitude on the real models, tested at
       rtol 1e-4 / atol 1e-5.
