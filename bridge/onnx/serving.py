@@ -1,7 +1,7 @@
 """``compile_for_serving`` for imported ONNX graphs: one AOTInductor function per module.
 
 An imported module (:func:`bridge.from_onnx`) is exported with ``torch.export`` (batch
-axis free), its small convolutions rewritten into forms inductor fuses (below), and
+axis free where it can be), its 2-D convolutions rewritten into loops and GEMMs, and
 compiled by AOTInductor with the weights frozen into the code; a call checks its inputs
 as the module does, then runs the native function directly. docs/serving.md has the figures.
 """
