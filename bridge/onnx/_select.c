@@ -17,6 +17,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define MAX_K 256
 
@@ -54,6 +55,38 @@ static void NAME(const T *x, Py_ssize_t n_rows, Py_ssize_t n_cols, Py_ssize_t k,
 DEFINE_SELECT(select_float, float)
 DEFINE_SELECT(select_double, double)
 
+/* The k smallest distances per row from the parts of squared Euclidean distances (kNN):
+ * row r's value j is max(products[r, j] + norms[r], 0) in float64 (the order torch's
+ * squared_distances adds and clamps in), rounded to T, square-rooted when root, then
+ * selected as above. One pass over each row where torch made five (add, clamp, cast,
+ * sqrt, select); bit for bit the same values, since every step rounds as torch's does
+ * (IEEE addition, round-to-nearest cast, correctly rounded square root). */
+#define DEFINE_SQUARED(NAME, T, SELECT, ROOT)                                               \
+static int NAME(const double *products, const double *norms, Py_ssize_t n_rows,            \
+                Py_ssize_t n_cols, Py_ssize_t k, int root, T *values, int64_t *indices)    \
+{                                                                                          \
+    T *restrict row = (T *)malloc((size_t)n_cols * sizeof(T));                             \
+    if (row == NULL)                                                                       \
+        return 0;                                                                          \
+    for (Py_ssize_t r = 0; r < n_rows; r++) {                                              \
+        const double *restrict part = products + r * n_cols;                               \
+        const double add = norms[r];                                                       \
+        for (Py_ssize_t j = 0; j < n_cols; j++) {                                          \
+            double v = part[j] + add;                                                      \
+            row[j] = (T)(v < 0.0 ? 0.0 : v);                                               \
+        }                                                                                  \
+        if (root) /* a loop of its own: one type, so it vectorizes */                      \
+            for (Py_ssize_t j = 0; j < n_cols; j++)                                        \
+                row[j] = ROOT(row[j]);                                                     \
+        SELECT(row, 1, n_cols, k, 0, values + r * k, indices + r * k);                     \
+    }                                                                                      \
+    free(row);                                                                             \
+    return 1;                                                                              \
+}
+
+DEFINE_SQUARED(squared_float, float, select_float, sqrtf)
+DEFINE_SQUARED(squared_double, double, select_double, sqrt)
+
 /* select(x, n_rows, n_cols, k, largest, is_double, values, indices): addresses as ints. */
 static PyObject *select_rows(PyObject *self, PyObject *args)
 {
@@ -79,8 +112,38 @@ static PyObject *select_rows(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* select_squared(products, norms, n_rows, n_cols, k, root, is_double, values, indices):
+ * addresses as ints; products and norms float64, values float32 (or float64). */
+static PyObject *select_squared(PyObject *self, PyObject *args)
+{
+    unsigned long long products, norms, values, indices;
+    Py_ssize_t n_rows, n_cols, k;
+    int root, is_double, done;
+    if (!PyArg_ParseTuple(args, "KKnnniiKK", &products, &norms, &n_rows, &n_cols, &k, &root,
+                          &is_double, &values, &indices))
+        return NULL;
+    if (n_rows < 0 || n_cols < 1 || k < 1 || k > n_cols || k > MAX_K) {
+        PyErr_Format(PyExc_ValueError, "select_squared: k=%zd of %zd columns (rows %zd); "
+                     "expected 1 <= k <= min(columns, %d)", k, n_cols, n_rows, MAX_K);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (is_double)
+        done = squared_double((const double *)products, (const double *)norms, n_rows, n_cols,
+                              k, root, (double *)values, (int64_t *)indices);
+    else
+        done = squared_float((const double *)products, (const double *)norms, n_rows, n_cols,
+                             k, root, (float *)values, (int64_t *)indices);
+    Py_END_ALLOW_THREADS
+    if (!done)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"select", select_rows, METH_VARARGS, "k best entries per row, ties in index order"},
+    {"select_squared", select_squared, METH_VARARGS,
+     "k smallest (root of) squared distances per row from their float64 parts"},
     {NULL, NULL, 0, NULL},
 };
 

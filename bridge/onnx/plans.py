@@ -27,6 +27,7 @@ from torch import fx, nn
 from torch.fx.graph_module import _forward_from_src
 
 from bridge.derived import eager_call  # noqa: F401  (re-exported for the importer)
+from bridge.onnx import select
 
 Plan = Callable[..., object]
 
@@ -267,7 +268,13 @@ def blocked_nearest(queries: torch.Tensor, train: torch.Tensor, scan: nn.Module,
     block of query rows at a time: each block's distances stay small and in cache instead of
     a ``[queries, training rows]`` matrix in memory. Every block runs the same operators as
     the graph, so values, indices and ties are the graph's."""
+    fused = _fused_search(queries, train, scan, transform, exponent, top_k)
+
     def search(part: torch.Tensor) -> tuple:
+        if fused:  # distances made, rooted and selected in one C pass
+            products, norms = scan.squared_parts(part, train)
+            return select.select_distances(products, norms, top_k.k, transform is not None,
+                                           part.dtype)
         distances = scan.distances_to(part, train)
         if transform is not None:
             distances = (transform.forward(distances) if exponent is None
@@ -278,6 +285,22 @@ def blocked_nearest(queries: torch.Tensor, train: torch.Tensor, scan: nn.Module,
         return search(queries)
     found = [search(part) for part in torch.split(queries, NEIGHBOUR_BLOCK)]
     return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
+
+
+def _fused_search(queries: torch.Tensor, train: torch.Tensor, scan: nn.Module,
+                  transform: nn.Module | None, exponent: torch.Tensor | None,
+                  top_k: nn.Module) -> bool:
+    """Whether :func:`blocked_nearest` may make, root and select the distances in one C
+    pass (:func:`bridge.onnx.select.select_distances`): Euclidean distances (squared, or
+    their Sqrt) of float32/float64 rows on the CPU without autograd, TopK along them."""
+    dtype = queries.dtype
+    return (select.built() and scan.pairwise_p == 2.0 and exponent is None
+            and dtype in (torch.float32, torch.float64) and train.dtype == dtype
+            and queries.is_cpu and train.is_cpu and queries.dim() == 2 and train.dim() == 2
+            and top_k.axis in (1, -1) and not top_k.largest
+            and 0 < top_k.k <= min(train.shape[0], select.MAX_K)
+            and not ((queries.requires_grad or train.requires_grad)
+                     and torch.is_grad_enabled()))
 
 
 def fuse_nearest_neighbours(graph: fx.Graph, module: fx.GraphModule) -> None:

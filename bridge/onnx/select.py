@@ -58,3 +58,37 @@ def select(x: torch.Tensor, count: int, largest: bool) -> tuple[torch.Tensor, to
                    int(x.dtype == torch.float64), values.data_ptr(), indices.data_ptr())
     shape = x.shape[:-1] + (count,)
     return values.reshape(shape), indices.reshape(shape)
+
+
+def built() -> bool:
+    """Whether the C selection is built and switched on (``BRIDGE_SELECT_KERNEL``)."""
+    return _select is not None and os.environ.get(SWITCH, "1") != "0"
+
+
+def select_distances(products: torch.Tensor, norms: torch.Tensor, count: int, root: bool,
+                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``count`` smallest distances of each row, from the float64 parts of squared
+    Euclidean distances (:meth:`bridge.onnx.ops.control_flow.OnnxScan.squared_parts`):
+    row ``r``'s distances are ``max(products[r] + norms[r], 0)`` rounded to ``dtype``
+    (float32 or float64), square-rooted when ``root``, as torch computes them, in one C
+    pass that also selects (kNN's search: five passes over the distances before).
+
+    Raises
+    ------
+    ValueError
+        When the C loop is not built or switched off, or the tensors are not contiguous
+        float64 CPU tensors of matching rows with ``1 <= count <= min(columns, MAX_K)``.
+    """
+    rows, columns = products.shape if products.dim() == 2 else (0, 0)
+    if not (built() and products.dtype == norms.dtype == torch.float64 and products.is_cpu
+            and norms.is_cpu and products.is_contiguous() and norms.is_contiguous()
+            and tuple(norms.shape) == (rows,) and 0 < count <= min(columns, MAX_K)
+            and dtype in (torch.float32, torch.float64)):
+        raise ValueError(f"select_distances: no C selection for products {products.dtype} "
+                         f"{tuple(products.shape)}, norms {tuple(norms.shape)}, k={count}")
+    values = torch.empty((rows, count), dtype=dtype)
+    indices = torch.empty((rows, count), dtype=torch.int64)
+    _select.select_squared(products.data_ptr(), norms.data_ptr(), rows, columns, count,
+                           int(root), int(dtype == torch.float64), values.data_ptr(),
+                           indices.data_ptr())
+    return values, indices

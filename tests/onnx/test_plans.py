@@ -234,7 +234,9 @@ def test_converted_model_serves_through_plans(data):
                                                        ("minkowski", 3, "distance")])
 def test_neighbour_search_runs_in_blocks_and_equals_the_graph(metric, p, weights):
     """skl2onnx's kNN (distance Scan, Transpose, Sqrt, TopK) runs as blocked_nearest in the
-    plan: identical values and indices to the full graph, ties and blocks included."""
+    plan: the full graph's neighbours, ties and blocks included. (Its Euclidean distances
+    are rooted in C, correctly rounded as in onnxruntime; torch's vectorized float32 sqrt
+    in the full graph can be 1 ulp off, hence rtol 1e-6 on distance-weighted values.)"""
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
     rng = np.random.default_rng(4)
@@ -257,7 +259,7 @@ def test_neighbour_search_runs_in_blocks_and_equals_the_graph(metric, p, weights
             full = graph(x)
             full = full[output.output] if isinstance(full, tuple) else full
             (planned,) = plan(graph, x)
-        torch.testing.assert_close(planned, full, rtol=0, atol=0)
+        torch.testing.assert_close(planned, full, rtol=1e-6, atol=0)
         graph_file = model.onnx_model  # its first output: the labels or the values
         expected = run_onnxruntime(graph_file, {graph_file.graph.input[0].name: queries})[0]
         assert_parity(model.predict(queries), expected.reshape(-1), rtol=1e-5, atol=1e-5)

@@ -78,3 +78,31 @@ def test_autograd_exports_and_other_dtypes_take_the_torch_path():
 def test_the_switch_turns_it_off(monkeypatch):
     monkeypatch.setenv(select.SWITCH, "0")
     assert not select.usable(torch.randn(2, 5), 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("root", [True, False])
+def test_distances_made_while_selecting_equal_torchs_steps(dtype, root, monkeypatch):
+    """select_distances: max(products + norms, 0), rounded, rooted, then the k smallest,
+    bit for bit what the separate steps and the TopK module give with a correctly rounded
+    square root (numpy's, onnxruntime's; torch's vectorized float32 sqrt is 1 ulp off for
+    some values on AVX-512 CPUs); negative parts are clamped, NaN ranks last, ties (equal
+    rows) go to the lower index."""
+    rng = np.random.default_rng(3)
+    products = torch.from_numpy(rng.normal(size=(9, 40)) * 4.0)
+    products[:, 5] = products[:, 2]  # ties
+    products[1, 7] = -1e3  # negative after the norm: clamped to 0
+    products[2, 3] = float("nan")
+    norms = torch.from_numpy(np.abs(rng.normal(size=9)) * 10.0)
+    distances = (products + norms.unsqueeze(1)).clamp_min(0.0).to(dtype)
+    if root:
+        distances = torch.from_numpy(np.sqrt(distances.numpy()))
+    expected = torch_path(OnnxTopK(6, -1, False), distances, monkeypatch)
+    values, indices = select.select_distances(products, norms, 6, root, dtype)
+    assert values.dtype == dtype and indices.dtype == torch.int64
+    torch.testing.assert_close(values, expected[0], rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(indices, expected[1])
+    with pytest.raises(ValueError, match="no C selection"):
+        select.select_distances(products.float(), norms, 6, root, dtype)
+    with pytest.raises(ValueError, match="k=41"):
+        select.select_distances(products, norms, 41, root, dtype)

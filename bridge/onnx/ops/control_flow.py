@@ -173,16 +173,27 @@ class OnnxScan(nn.Module):
         what the Scan returns); for serving plans that walk the state in blocks."""
         p = self.pairwise_p
         if p == 2.0 and state.dtype in (torch.float32, torch.float64):
-            widened = None
-            if eager_call():  # the rows' float64 copy and norms, kept while they stay the same
-                memo = self.__dict__.get("_widened")
-                if memo is None:  # (also for a module pickled before this memo existed)
-                    memo = self.__dict__["_widened"] = Derived()
-                widened = memo.get(rows, widen)
+            widened = self._widen(rows) if eager_call() else None
             return squared_distances(state, rows, widened)
         distances = torch.cdist(state.unsqueeze(0), rows.unsqueeze(0), p=p,
                                 compute_mode="donot_use_mm_for_euclid_dist")[0]
         return distances.pow(p) if p != 1.0 else distances
+
+    def squared_parts(self, state: torch.Tensor, rows: torch.Tensor) -> tuple:
+        """:meth:`distances_to`'s squared distances for ``p = 2`` in two float64 parts,
+        ``products [len(state), len(rows)]`` and ``norms [len(state)]``: the distances are
+        ``max(products + norms[:, None], 0)`` rounded to ``state``'s dtype, which
+        :func:`bridge.onnx.select.select_distances` computes while it selects. Eager calls
+        (the training rows' float64 copy is kept)."""
+        return squared_parts(state, self._widen(rows))
+
+    def _widen(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`widen` of ``rows``, kept between eager calls while ``rows`` is the same
+        tensor, unmodified (a kNN's training rows)."""
+        memo = self.__dict__.get("_widened")
+        if memo is None:  # (also for a module pickled before this memo existed)
+            memo = self.__dict__["_widened"] = Derived()
+        return memo.get(rows, widen)
 
     def forward(self, values: list[torch.Tensor], outer: list[torch.Tensor]):
         states = values[:self.state_count]
@@ -236,9 +247,8 @@ def squared_distances(rows: torch.Tensor, state: torch.Tensor,
     wide_state, state_norms = widen(state) if widened is None else widened
 
     def block(part: torch.Tensor) -> torch.Tensor:
-        wide = part.to(torch.float64)
-        squared = torch.addmm(state_norms, wide, wide_state.T, alpha=-2.0)
-        return squared.add_(wide.square().sum(dim=1, keepdim=True)).clamp_min_(0.0)
+        squared, norms = squared_parts(part, (wide_state, state_norms))
+        return squared.add_(norms.unsqueeze(1)).clamp_min_(0.0)
 
     exporting = (torch.jit.is_tracing() or torch.compiler.is_compiling()
                  or torch.compiler.is_exporting())
@@ -249,6 +259,15 @@ def squared_distances(rows: torch.Tensor, state: torch.Tensor,
         stop = start + SQUARED_DISTANCE_ROWS
         result[start:stop].copy_(block(rows[start:stop]))
     return result
+
+
+def squared_parts(rows: torch.Tensor, widened: tuple[torch.Tensor, torch.Tensor]) -> tuple:
+    """``(|s|^2 - 2 r.s, |r|^2)`` in float64 for ``rows`` against the :func:`widen`-ed
+    state: the squared distances before they are added, clamped at 0 and rounded."""
+    wide_state, state_norms = widened
+    wide = rows.to(torch.float64)
+    return (torch.addmm(state_norms, wide, wide_state.T, alpha=-2.0),
+            wide.square().sum(dim=1))
 
 
 PAIRWISE_WHILE_EXPORTING: contextvars.ContextVar[bool] = contextvars.ContextVar(
