@@ -344,8 +344,11 @@ def compile_for_serving(model: ConvertedModel, methods: Sequence[str] | None = N
         A method whose graph torch.export or AOTInductor cannot compile.
     """
     if not isinstance(model, ConvertedModel):
+        hint = ("; for an imported ONNX graph (bridge.from_onnx) use "
+                "bridge.onnx.compile_for_serving(module, example_inputs)"
+                if isinstance(model, nn.Module) else "")
         raise TypeError(f"compile_for_serving takes a converted model (bridge.from_sklearn); "
-                        f"got {type(model).__name__}")
+                        f"got {type(model).__name__}{hint}")
     if isinstance(batch_hint, bool) or not isinstance(batch_hint, int) or batch_hint < 1:
         raise ValueError(f"batch_hint must be a positive int; got {batch_hint!r}")
     converted = tuple(model._method_outputs)

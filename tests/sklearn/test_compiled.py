@@ -83,6 +83,9 @@ def test_compile_arguments_are_checked(pipeline):
         compile_for_serving(model, trees="never")
     with pytest.raises(TypeError, match="converted model"):
         compile_for_serving(LogisticRegression())
+    graph = model.graph_modules[model._method_outputs["predict"].graph]  # an imported graph
+    with pytest.raises(TypeError, match=r"use bridge\.onnx\.compile_for_serving\(module, "):
+        compile_for_serving(graph)
 
 
 def test_forest_compiles_with_a_fixed_strategy_and_splits_large_batches(data):
