@@ -87,6 +87,18 @@ static int NAME(const double *products, const double *norms, Py_ssize_t n_rows, 
 DEFINE_SQUARED(squared_float, float, select_float, sqrtf)
 DEFINE_SQUARED(squared_double, double, select_double, sqrt)
 
+/* Whether k of n_cols columns can be selected (1 <= k <= min(n_cols, MAX_K)); else a
+ * ValueError naming the function and the sizes is set. */
+static int sizes_fit(const char *name, Py_ssize_t n_rows, Py_ssize_t n_cols, Py_ssize_t k)
+{
+    if (n_rows < 0 || n_cols < 1 || k < 1 || k > n_cols || k > MAX_K) {
+        PyErr_Format(PyExc_ValueError, "%s: k=%zd of %zd columns (rows %zd); expected "
+                     "1 <= k <= min(columns, %d)", name, k, n_cols, n_rows, MAX_K);
+        return 0;
+    }
+    return 1;
+}
+
 /* select(x, n_rows, n_cols, k, largest, is_double, values, indices): addresses as ints. */
 static PyObject *select_rows(PyObject *self, PyObject *args)
 {
@@ -96,11 +108,8 @@ static PyObject *select_rows(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "KnnniiKK", &x, &n_rows, &n_cols, &k, &largest, &is_double,
                           &values, &indices))
         return NULL;
-    if (n_rows < 0 || n_cols < 1 || k < 1 || k > n_cols || k > MAX_K) {
-        PyErr_Format(PyExc_ValueError, "select: k=%zd of %zd columns (rows %zd); expected "
-                     "1 <= k <= min(columns, %d)", k, n_cols, n_rows, MAX_K);
+    if (!sizes_fit("select", n_rows, n_cols, k))
         return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     if (is_double)
         select_double((const double *)x, n_rows, n_cols, k, largest, (double *)values,
@@ -122,11 +131,8 @@ static PyObject *select_squared(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "KKnnniiKK", &products, &norms, &n_rows, &n_cols, &k, &root,
                           &is_double, &values, &indices))
         return NULL;
-    if (n_rows < 0 || n_cols < 1 || k < 1 || k > n_cols || k > MAX_K) {
-        PyErr_Format(PyExc_ValueError, "select_squared: k=%zd of %zd columns (rows %zd); "
-                     "expected 1 <= k <= min(columns, %d)", k, n_cols, n_rows, MAX_K);
+    if (!sizes_fit("select_squared", n_rows, n_cols, k))
         return NULL;
-    }
     Py_BEGIN_ALLOW_THREADS
     if (is_double)
         done = squared_double((const double *)products, (const double *)norms, n_rows, n_cols,
