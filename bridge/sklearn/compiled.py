@@ -94,9 +94,7 @@ def compile_method(model: ConvertedModel, method: str, batch_hint: int = 1) -> C
     graph = model.graph_modules[output.graph]
     device = model._device()
     example = _example_inputs(model, graph, device)
-    classes = model._classes
-    wrapper = MethodGraph(graph, output.output, output.kind,
-                          classes is not None and len(classes) == 2).eval()
+    wrapper = MethodGraph(graph, output.output, output.kind, model.binary_classes).eval()
     try:
         program, max_rows = _export(wrapper, example, graph, batch_hint, device.type)
         with tempfile.TemporaryDirectory() as folder:

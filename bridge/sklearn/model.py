@@ -120,6 +120,12 @@ class ConvertedModel(nn.Module):
         self.row_error: str | None = None
 
     @property
+    def binary_classes(self) -> bool:
+        """Whether the model classifies into two classes (its decision scores are then the
+        positive class's column, as :func:`shaped` makes them)."""
+        return self._classes is not None and len(self._classes) == 2
+
+    @property
     def methods(self) -> tuple[str, ...]:
         """The inference methods this model has (converted or not), in canonical order."""
         return tuple(m for m in METHODS if _has_method(m)(self))
@@ -344,13 +350,13 @@ class ConvertedModel(nn.Module):
         values = plan(X)
         if values is None:
             return None
-        binary = self._classes is not None and len(self._classes) == 2
+        binary = self.binary_classes
         return self._decoded_array(output.kind, values[0], binary)
 
     def _decode(self, output: MethodOutput, values: torch.Tensor, vocabulary, as_numpy: bool):
         if isinstance(values, list):  # an ONNX sequence: one array per output (multi-output)
             return [self._decode(output, v, vocabulary, as_numpy) for v in values]
-        binary = self._classes is not None and len(self._classes) == 2
+        binary = self.binary_classes
         if as_numpy and vocabulary is None:  # reshaped by numpy: cheaper than torch's calls
             return self._decoded_array(output.kind, _to_numpy(values), binary)
         values = shaped(values, output.kind, binary)

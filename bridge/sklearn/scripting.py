@@ -141,8 +141,7 @@ def scriptable(model) -> ScriptableModel:
                     "use torch.jit.trace (which records one path for the example input) or "
                     "torch.compile(model.graph_modules[...], fullgraph=True)"
                 )
-    classes = model._classes
-    binary = classes is not None and len(classes) == 2
+    binary = model.binary_classes
     methods: dict[str, nn.Module] = {}
     for method in METHODS:
         output = model._method_outputs.get(method)
