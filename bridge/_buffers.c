@@ -62,15 +62,24 @@ static PyObject *finite_at(PyObject *self, PyObject *args)
     return finite_block((const void *)x, n, is_double);
 }
 
+/* A buffer's struct format without the byte-order prefix numpy writes for native values
+ * ('<', '=' or '@'; '<' taken as native, as on the little-endian machines bridge builds
+ * for); "B" when the buffer gives none. */
+static const char *native_format(const Py_buffer *view)
+{
+    const char *format = view->format ? view->format : "B";
+    if (*format == '<' || *format == '=' || *format == '@')
+        format++;
+    return format;
+}
+
 /* finite_array(array): a C-contiguous buffer of float32 ('f') or float64 ('d') values. */
 static PyObject *finite_array(PyObject *self, PyObject *array)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(array, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return NULL;
-    const char *format = view.format ? view.format : "B";
-    if (*format == '<' || *format == '=' || *format == '@')
-        format++;
+    const char *format = native_format(&view);
     int is_double = format[0] == 'd' && format[1] == '\0';
     if (!is_double && !(format[0] == 'f' && format[1] == '\0')) {
         PyErr_Format(PyExc_TypeError, "finite_array: values of format '%s'; expected "
@@ -101,9 +110,7 @@ static PyObject *served_array(PyObject *self, PyObject *args)
         PyErr_Clear();  /* no buffer: not the serving case */
         Py_RETURN_FALSE;
     }
-    const char *format = view.format ? view.format : "B";
-    if (*format == '<' || *format == '=' || *format == '@')
-        format++;
+    const char *format = native_format(&view);
     int served = strcmp(format, expected) == 0 && view.ndim == ndim && view.len > 0
         && (ndim != 2 || width < 0 || view.shape[1] == width)
         && PyBuffer_IsContiguous(&view, 'C');
